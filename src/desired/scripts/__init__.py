@@ -1,0 +1,1 @@
+"""Command-line front ends: each module offers ``add_arguments(parser)`` and ``main(args)``."""
