@@ -123,13 +123,16 @@ def hdu_to_table(hdu, path):
         return Table(meta=fits_header_to_dict(hdu.header))
     if not isinstance(hdu, (fits.BinTableHDU, fits.TableHDU)):
         raise DataModelError(path, f"HDU {hdu.name!r} is not a table")
-    arr = np.asarray(data)
     table = Table()
-    for name in arr.dtype.names:
-        col = np.asarray(arr[name])
-        col = col.astype(col.dtype.newbyteorder("="), copy=True)
-        if col.dtype.kind == "S":
-            col = np.char.rstrip(np.char.decode(col, "ascii", errors="replace"))
+    for name in data.columns.names:
+        # field access (not the raw record array) applies TSCAL/TZERO and turns 'L' columns into bool
+        col = np.array(data[name])
+        if col.dtype.kind in "SU":
+            if col.dtype.kind == "S":
+                col = np.char.decode(col, "ascii", errors="replace")
+            col = np.char.rstrip(col)
+        else:
+            col = col.astype(col.dtype.newbyteorder("="), copy=False)
         table[_RENAMED_COLUMNS.get(name, name)] = col
     meta = fits_header_to_dict(hdu.header)
     meta.pop("EXTNAME", None)
