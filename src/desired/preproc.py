@@ -1,0 +1,461 @@
+"""Preprocessing: one camera of a raw exposure -> calibrated image (the preproc product).
+
+Steps, per amplifier ``x`` (amps are those with a ``BIASSECx`` keyword):
+
+1. optional master-bias subtraction (a raw-size bias is subtracted from the raw
+   ADU; a trimmed-size bias after the overscan);
+2. overscan level and read noise from the ``BIASSECx`` columns (sigma-clipped
+   mean and clipped rms, corrected for the clipping), optionally one level per row;
+3. dead-amplifier detection (listed in the calibration, zero read noise or a
+   constant data section) -> ccdmask ``BADAMP``, ivar 0;
+4. saturation (raw ADU >= saturation level) -> ``SATURATED``;
+5. trimming ``DATASECx`` into ``CCDSECx`` of the output image and gain (e-/ADU);
+6. dark current (scalar ``dark_current`` x EXPTIME, or a dark image in e-/s x EXPTIME)
+   and pixel flat (``PIXFLATZERO``/``PIXFLATLOW`` where it is <= 0 / < 0.1);
+7. bad columns from the calibration -> ``BAD``;
+8. cosmic-ray rejection (:func:`desired.cosmics.find_cosmics`) -> ``COSMIC``;
+9. variance: Poisson + read noise^2, IVAR = 1/variance and 0 where masked.
+
+The variance model
+------------------
+Using each pixel's own value as its Poisson variance (``max(pix, 0) + rn^2``)
+correlates the noise with its variance estimate: low pixels get small variances,
+and the normalised residuals are biased by about ``-0.5/sqrt(mu + rn^2)`` (-0.1 at
+zero signal with 3 e- read noise).  The default model (``variance_model='smooth'``)
+instead estimates the expected charge of a pixel from the mean of its unmasked
+neighbours along the same column (rows ``y-3 .. y+3`` without ``y``; traces are
+smooth along y), falling back to the pixel itself where it departs from that
+mean by more than 3 sigma (sharp arc and sky lines).  ``variance_model='pixel'``
+gives the desispec-style estimate.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import numba
+import numpy as np
+from scipy.special import erf
+
+from .cosmics import BAND_PSF_GRADIENTS, find_cosmics
+from .image import Image
+from .io.raw import parse_section
+from .maskbits import ccdmask
+
+log = logging.getLogger(__name__)
+
+#: amplifier names in DESI order
+AMPLIFIERS = ("A", "B", "C", "D")
+#: measured overscan rms (ADU) below which an amplifier is declared dead
+MIN_READNOISE_ADU = 0.3
+#: keywords the extraction needs from the preproc header (filled when available)
+EXTRACTION_KEYWORDS = ("EXPID", "NIGHT", "CAMERA", "SPECGRPH", "TILEID", "EXPTIME", "MJD-OBS",
+                       "TARGTRA", "TARGTDEC", "OBSTYPE", "FLAVOR", "DATE-OBS")
+
+
+class DeadCameraError(ValueError):
+    """Every amplifier of a camera is dead: no preproc image can be made for it.
+
+    Parameters
+    ----------
+    camera : str
+    problem : str
+    """
+
+    def __init__(self, camera, problem):
+        self.camera = camera
+        super().__init__(f"camera {camera}: {problem}")
+
+
+def amplifier_names(header):
+    """Return the amplifiers present in a raw camera header (those with ``BIASSECx``).
+
+    Accepts DESI's ``A``..``D`` and the older ``1``..``4`` naming.
+    """
+    amps = [a for a in AMPLIFIERS if f"BIASSEC{a}" in header]
+    if not amps:
+        amps = [a for a in "1234" if f"BIASSEC{a}" in header]
+    return amps
+
+
+def _clipped_std_bias(nsigma):
+    """Return the ratio of the clipped to the true rms of a Gaussian clipped at +-nsigma."""
+    a = float(nsigma)
+    return math.sqrt(1.0 - 2.0 * a * math.exp(-a * a / 2.0) / (math.sqrt(2.0 * math.pi) * erf(a / math.sqrt(2.0))))
+
+
+def _clipped_stats(values, nsigma=4.0, niter=5):
+    """Return (mean, rms, keep) of ``values`` after iterative sigma clipping.
+
+    The rms is divided by :func:`_clipped_std_bias` so that it estimates the
+    Gaussian sigma; ``keep`` is the boolean selection of the final iteration.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    flat = values.ravel()
+    centre = np.median(flat)
+    mad = np.median(np.abs(flat - centre))
+    sigma = 1.4826 * mad if mad > 0 else np.std(flat)
+    keep = np.ones(flat.shape, dtype=bool)
+    for _ in range(niter):
+        if sigma <= 0:
+            keep = flat == centre
+            break
+        new_keep = np.abs(flat - centre) <= nsigma * sigma
+        if not new_keep.any():
+            break
+        keep = new_keep
+        centre = flat[keep].mean()
+        sigma = flat[keep].std() / _clipped_std_bias(nsigma)
+    return float(centre), float(sigma), keep.reshape(values.shape)
+
+
+def overscan_level(overscan, per_row=False, nsigma=4.0, niter=5):
+    """Return the overscan (bias) level of one amplifier in ADU.
+
+    Parameters
+    ----------
+    overscan : array, shape (nrow, ncol)
+        The ``BIASSECx`` pixels in ADU (master bias already subtracted if any).
+    per_row : bool
+        Return one level per row (the clipped mean of that row) instead of one number.
+    nsigma, niter : float, int
+        Sigma clipping of outliers (hot pixels, cosmic hits in the serial register).
+
+    Returns
+    -------
+    float or ndarray, shape (nrow,)
+        Sigma-clipped mean level(s), ADU.
+    """
+    overscan = np.asarray(overscan, dtype=np.float64)
+    level, _, keep = _clipped_stats(overscan, nsigma, niter)
+    if not per_row:
+        return level
+    counts = keep.sum(axis=1)
+    sums = np.where(keep, overscan, 0.0).sum(axis=1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), level)
+
+
+def estimate_readnoise(overscan, per_row=False, nsigma=4.0, niter=5):
+    """Return the read noise of one amplifier from its overscan, in ADU.
+
+    Parameters
+    ----------
+    overscan : array, shape (nrow, ncol)
+        The ``BIASSECx`` pixels in ADU.
+    per_row : bool
+        Measure the rms about the per-row levels (when the bias varies with row).
+    nsigma, niter : float, int
+        Sigma clipping.
+
+    Returns
+    -------
+    float
+        Robust rms in ADU (sigma-clipped, corrected for the clipping; includes the
+        ADU quantisation noise, as the data pixels do).  Multiply by the gain for
+        electrons.
+    """
+    overscan = np.asarray(overscan, dtype=np.float64)
+    if per_row:
+        ncol = overscan.shape[1]
+        residual = overscan - overscan_level(overscan, per_row=True, nsigma=nsigma, niter=niter)[:, None]
+        _, rms, _ = _clipped_stats(residual, nsigma, niter)
+        return rms * math.sqrt(ncol / max(ncol - 1, 1))
+    _, rms, _ = _clipped_stats(overscan, nsigma, niter)
+    return rms
+
+
+@numba.njit(cache=True, nogil=True)
+def _smooth_charge(charge, readvar, good, halfwidth, nsig, out):
+    """Expected charge per pixel from its column neighbours (see module docstring)."""
+    ny, nx = charge.shape
+    for j in range(nx):
+        for i in range(ny):
+            total = 0.0
+            count = 0
+            lo = max(i - halfwidth, 0)
+            hi = min(i + halfwidth + 1, ny)
+            for k in range(lo, hi):
+                if k != i and good[k, j]:
+                    total += charge[k, j]
+                    count += 1
+            c0 = charge[i, j]
+            if count == 0:
+                out[i, j] = c0
+                continue
+            model = total / count
+            sigma = math.sqrt(max(model, 0.0) + readvar[i, j])
+            if abs(c0 - model) > nsig * sigma:
+                out[i, j] = c0
+            else:
+                out[i, j] = model
+
+
+def model_variance(charge, readnoise, good=None, halfwidth=3, nsig=3.0, model="smooth"):
+    """Return the variance (electron^2) of each pixel: Poisson + read noise^2.
+
+    Parameters
+    ----------
+    charge : array, shape (ny, nx)
+        Collected charge in electrons (before dark subtraction and pixel flat).
+    readnoise : array, shape (ny, nx)
+        Read noise in electrons.
+    good : array of bool, shape (ny, nx), optional
+        Pixels usable as neighbours (unmasked); all when omitted.
+    halfwidth : int
+        Rows on each side used by the smooth model.
+    nsig : float
+        Departure (in sigma) beyond which a pixel's own value is used.
+    model : {'smooth', 'pixel'}
+        ``'pixel'``: ``max(charge, 0) + rn^2``; ``'smooth'``: the neighbour model of
+        the module docstring, ``expected + rn^2`` floored at ``rn^2 / 2``.
+
+    Returns
+    -------
+    ndarray, shape (ny, nx)
+    """
+    charge = np.asarray(charge, dtype=np.float64)
+    readvar = np.asarray(readnoise, dtype=np.float64) ** 2
+    if model == "pixel":
+        return np.maximum(charge, 0.0) + readvar
+    if model != "smooth":
+        raise ValueError(f"unknown variance model {model!r}")
+    if good is None:
+        good = np.ones(charge.shape, dtype=bool)
+    expected = np.empty_like(charge)
+    _smooth_charge(charge, np.ascontiguousarray(np.broadcast_to(readvar, charge.shape)),
+                   np.ascontiguousarray(good), int(halfwidth), float(nsig), expected)
+    return np.maximum(expected + readvar, 0.5 * readvar)
+
+
+def _calib_image(value, name, shape, calib_path):
+    """Return a calibration image (array or FITS path) as float64, or None."""
+    if value is False:
+        return None
+    if value is None or value is True:
+        value = calib_path
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
+        from .io.util import open_fits, read_array
+        with open_fits(value) as hdus:
+            data = read_array(hdus, 0, value, ndim=2)
+        return np.asarray(data, dtype=np.float64)
+    return np.asarray(value, dtype=np.float64)
+
+
+def _amp_setting(calib, header, amp, key, header_key, default):
+    """Return a per-amp setting: calibration yaml, then raw header, then default (logged)."""
+    if calib and amp in calib.get("amplifiers", {}):
+        return float(calib["amplifiers"][amp][key])
+    if f"{header_key}{amp}" in header:
+        return float(header[f"{header_key}{amp}"])
+    log.error("no %s for amplifier %s in the calibration or the header; using %s", key, amp, default)
+    return float(default)
+
+
+def preproc_camera(raw_image, header, calib=None, *, bias=None, dark=None, pixflat=None,
+                   cosmics=True, overscan_per_row=False, variance_model="smooth",
+                   psf_sigma=None, cosmics_nsig=5.0, cosmics_cfudge=3.0, cosmics_c2fudge=0.5):
+    """Turn one raw camera image into a preproc :class:`~desired.image.Image`.
+
+    Parameters
+    ----------
+    raw_image : array of uint16, shape (ny_raw, nx_raw)
+        Raw ADU including pre/overscan (:func:`desired.io.raw.read_raw_camera`).
+    header : dict
+        Merged exposure + camera keywords: ``BIASSECx``, ``DATASECx``, ``CCDSECx``,
+        ``CAMERA``, ``EXPTIME`` (dark scaling) and whatever else is copied along.
+    calib : dict, optional
+        :func:`desired.io.calib.read_ccd_calib` output (gain, readnoise, saturation per
+        amp, ``dark_current`` e-/pixel/s, ``bad_columns``, ``dead_amplifiers``, master
+        image paths).  Without it the header's ``GAINx``/``SATURLEVx`` are used.
+    bias, dark, pixflat : None, False, str or array, optional
+        ``None``: use the calibration's file when it names one; ``False``: skip;
+        a path or an array: use it.  bias is in ADU (raw-size or trimmed-size), dark
+        in electrons per second (trimmed size; replaces ``dark_current``), pixflat
+        dimensionless (trimmed size).
+    cosmics : bool
+        Run cosmic-ray rejection.
+    overscan_per_row : bool
+        Subtract a per-row overscan level instead of one level per amp.
+    variance_model : {'smooth', 'pixel'}
+        See :func:`model_variance`.
+    psf_sigma : (float, float), optional
+        PSF widths (x, y) in pixels for the cosmic test; DESI's measured per-band
+        PSF gradients otherwise.
+    cosmics_nsig, cosmics_cfudge, cosmics_c2fudge : float
+        :func:`desired.cosmics.find_cosmics` parameters.
+
+    Returns
+    -------
+    Image
+        ``pix`` electrons, ``ivar`` 1/e^2 (0 where masked), ``mask`` ccdmask bits,
+        ``readnoise`` e- per pixel, header with GAINx, OBSRDNx (e-), OVERSCNx (ADU),
+        SATULEVx, BADAMPS, CAMERA, SPECGRPH and calibration provenance.
+
+    Raises
+    ------
+    ValueError
+        If section keywords are missing or inconsistent, or calibration images have
+        the wrong shape.
+    DeadCameraError
+        If every amplifier is dead.
+    """
+    raw = np.asarray(raw_image)
+    if raw.ndim != 2:
+        raise ValueError(f"raw image must be 2-D, got shape {raw.shape}")
+    hdr = dict(header)
+    camera = str(hdr.get("CAMERA") or (calib or {}).get("camera") or "").lower()
+    if not camera:
+        raise ValueError("raw header has no CAMERA")
+    amps = amplifier_names(hdr)
+    if not amps:
+        raise ValueError(f"camera {camera}: header has no BIASSECx keywords")
+    calib = calib or {}
+
+    sections = {}
+    for amp in amps:
+        try:
+            sections[amp] = {k: parse_section(hdr[f"{k}{amp}"]) for k in ("BIASSEC", "DATASEC", "CCDSEC")}
+        except KeyError as err:
+            raise ValueError(f"camera {camera}: header lacks {err.args[0]}") from None
+        ds, cs = sections[amp]["DATASEC"], sections[amp]["CCDSEC"]
+        if (ds[0].stop - ds[0].start, ds[1].stop - ds[1].start) != (cs[0].stop - cs[0].start, cs[1].stop - cs[1].start):
+            raise ValueError(f"camera {camera} amp {amp}: DATASEC and CCDSEC sizes differ")
+        for key in ("BIASSEC", "DATASEC"):
+            rows, cols = sections[amp][key]
+            if rows.stop > raw.shape[0] or cols.stop > raw.shape[1]:
+                raise ValueError(f"camera {camera} amp {amp}: {key}{amp} exceeds the raw image {raw.shape}")
+    ny = max(s["CCDSEC"][0].stop for s in sections.values())
+    nx = max(s["CCDSEC"][1].stop for s in sections.values())
+    shape = (ny, nx)
+
+    bias_img = _calib_image(bias, "bias", None, calib.get("bias"))
+    dark_img = _calib_image(dark, "dark", shape, calib.get("dark"))
+    flat_img = _calib_image(pixflat, "pixflat", shape, calib.get("pixflat"))
+    for name, img in (("dark", dark_img), ("pixflat", flat_img)):
+        if img is not None and img.shape != shape:
+            raise ValueError(f"camera {camera}: {name} image shape {img.shape} differs from the trimmed image {shape}")
+    raw_bias = trimmed_bias = None
+    if bias_img is not None:
+        if bias_img.shape == raw.shape:
+            raw_bias = bias_img
+        elif bias_img.shape == shape:
+            trimmed_bias = bias_img
+        else:
+            raise ValueError(f"camera {camera}: bias shape {bias_img.shape} matches neither the raw {raw.shape} "
+                             f"nor the trimmed {shape} image")
+
+    exptime = float(hdr.get("EXPTIME", 0.0) or 0.0)
+    charge = np.zeros(shape)                  # collected electrons (before dark and flat)
+    readnoise = np.zeros(shape)               # e-
+    mask = np.zeros(shape, dtype=np.int32)
+    out_hdr = dict(hdr)
+    out_hdr["CAMERA"] = camera
+    if "SPECGRPH" not in out_hdr and camera[1:].isdigit():
+        out_hdr["SPECGRPH"] = int(camera[1:])
+    dead_listed = set(calib.get("dead_amplifiers", []))
+    bad_amps = []
+
+    for amp in amps:
+        sec = sections[amp]
+        ocs = raw[sec["BIASSEC"]].astype(np.float64)
+        data = raw[sec["DATASEC"]].astype(np.float64)
+        if raw_bias is not None:
+            ocs -= raw_bias[sec["BIASSEC"]]
+            data -= raw_bias[sec["DATASEC"]]
+        gain = _amp_setting(calib, hdr, amp, "gain", "GAIN", 1.0)
+        saturation = _amp_setting(calib, hdr, amp, "saturation", "SATURLEV", 65535.0)
+        # the overscan rows that match the data rows give the per-row level
+        orows = sec["BIASSEC"][0]
+        drows = sec["DATASEC"][0]
+        level = overscan_level(ocs)
+        rdn_adu = estimate_readnoise(ocs, per_row=overscan_per_row)
+        if overscan_per_row:
+            if (orows.start, orows.stop) != (drows.start, drows.stop):
+                raise ValueError(f"camera {camera} amp {amp}: per-row overscan needs BIASSEC and DATASEC "
+                                 "to span the same rows")
+            level_sub = overscan_level(ocs, per_row=True)[:, None]
+        else:
+            level_sub = level
+        rdn_e = rdn_adu * gain
+        ccd = sec["CCDSEC"]
+
+        reason = None
+        if amp in dead_listed:
+            reason = "listed as dead in the calibration"
+        elif rdn_adu < MIN_READNOISE_ADU:
+            reason = f"overscan rms {rdn_adu:.3f} ADU (zero read noise)"
+        elif np.ptp(data) == 0:
+            reason = f"constant data section ({data.flat[0]:.0f} ADU)"
+        if reason:
+            log.warning("camera %s amplifier %s is dead (%s): masked BADAMP", camera, amp, reason)
+            bad_amps.append(amp)
+            mask[ccd] |= ccdmask.BADAMP
+
+        signal = (data - level_sub) * gain
+        if trimmed_bias is not None:
+            signal -= trimmed_bias[ccd] * gain
+        charge[ccd] = signal
+        readnoise[ccd] = rdn_e
+        saturated = raw[sec["DATASEC"]] >= saturation
+        mask[ccd] |= np.where(saturated, ccdmask.SATURATED, 0).astype(np.int32)
+        nominal = calib.get("amplifiers", {}).get(amp, {}).get("readnoise")
+        if nominal and not reason and abs(rdn_e - nominal) > 0.5 * nominal:
+            log.warning("camera %s amplifier %s: measured read noise %.2f e- differs from the nominal %.2f e-",
+                        camera, amp, rdn_e, nominal)
+        out_hdr[f"GAIN{amp}"] = gain
+        out_hdr[f"OBSRDN{amp}"] = round(rdn_e, 4)
+        out_hdr[f"OVERSCN{amp}"] = round(level, 4)
+        out_hdr[f"SATULEV{amp}"] = saturation
+        log.info("camera %s amp %s: overscan %.3f ADU, read noise %.3f e-, gain %.4f e-/ADU%s",
+                 camera, amp, level, rdn_e, gain, f", {int(saturated.sum())} saturated" if saturated.any() else "")
+
+    if len(bad_amps) == len(amps):
+        raise DeadCameraError(camera, f"all amplifiers ({', '.join(amps)}) are dead")
+    if bad_amps:
+        out_hdr["BADAMPS"] = ",".join(f"{camera}{a}" for a in bad_amps)
+
+    if dark_img is not None:
+        dark_e = dark_img * exptime
+        out_hdr["DARKSRC"] = "image"
+    else:
+        dark_e = float(calib.get("dark_current", 0.0)) * exptime
+        out_hdr["DARKSRC"] = "scalar"
+    pix = charge - dark_e
+
+    if flat_img is not None:
+        mask |= np.where(flat_img <= 0, ccdmask.PIXFLATZERO, 0).astype(np.int32)
+        mask |= np.where((flat_img > 0) & (flat_img < 0.1), ccdmask.PIXFLATLOW, 0).astype(np.int32)
+        flat = np.where(flat_img > 0, flat_img, 1.0)
+        pix /= flat
+        readnoise /= flat
+    else:
+        flat = None
+
+    for col in calib.get("bad_columns", []):
+        if 0 <= col < nx:
+            mask[:, col] |= ccdmask.BAD
+        else:
+            log.warning("camera %s: bad column %d outside the image (%d columns)", camera, col, nx)
+
+    if cosmics:
+        if psf_sigma is not None:
+            grad_kw = {"psf_sigma_x": psf_sigma[0], "psf_sigma_y": psf_sigma[1]}
+        else:
+            grad_kw = {"psf_gradients": BAND_PSF_GRADIENTS[camera[0]]}
+        usable = (mask == 0).astype(np.float64)
+        crs = find_cosmics(pix, usable, readnoise, nsig=cosmics_nsig, cfudge=cosmics_cfudge,
+                           c2fudge=cosmics_c2fudge, **grad_kw)
+        mask[crs] |= ccdmask.COSMIC
+        out_hdr["NCOSMIC"] = int(crs.sum())
+
+    good = mask == 0
+    rn_charge = readnoise if flat is None else readnoise * flat
+    var = model_variance(charge, rn_charge, good=good, model=variance_model)
+    if flat is not None:
+        var /= flat * flat
+    ivar = np.zeros(shape)
+    np.divide(1.0, var, out=ivar, where=good & (var > 0))
+    out_hdr["VARMODEL"] = variance_model
+    return Image(pix, ivar, mask=mask, readnoise=readnoise, header=out_hdr, camera=camera)
