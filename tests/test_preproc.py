@@ -325,3 +325,35 @@ def test_missing_camera_hdu_is_a_datamodel_error(tmp_path):
     assert preproc_camera(image_raw, hdr, make_calib(), cosmics=False).camera == "r3"
     with pytest.raises(DataModelError, match="B3"):
         read_raw_camera(path, "b3")
+
+
+def test_cli_writes_preproc_and_fails_cleanly(tmp_path):
+    from desired.cli import main
+    from desired.io.calib import write_ccd_calib
+    from desired.io.image import read_image
+    from desired.io.raw import write_raw
+    rng = np.random.default_rng(10)
+    true = make_truth(120, 96, rng, nlines=3)
+    raw, header = make_raw(true, rng)
+    cam_hdr = {k: v for k, v in header.items() if k[:-1] in ("DATASEC", "BIASSEC", "CCDSEC")}
+    expo = {k: header[k] for k in ("EXPTIME", "EXPID", "NIGHT", "TILEID", "MJD-OBS", "OBSTYPE")}
+    rawfile = tmp_path / "desi-00000077.fits.fz"
+    write_raw(rawfile, expo, {"r3": (raw, cam_hdr)})
+    calibfile = tmp_path / "ccd-r3.yaml"
+    write_ccd_calib(calibfile, make_calib())
+    out = tmp_path / "preproc-r3-00000077.fits"
+    assert main(["preproc", "--infile", str(rawfile), "--camera", "r3", "--calib", str(calibfile),
+                 "--outfile", str(out)]) == 0
+    image = read_image(out)
+    assert image.camera == "r3" and image.pix.shape == true.shape
+    assert image.header["EXPID"] == 77 and abs(image.header["OVERSCNA"] - OFFSETS["A"]) < 0.1
+    good = image.mask == 0
+    chi = (image.pix - true)[good] * np.sqrt(image.ivar[good])
+    assert abs(chi.mean()) < 0.05 and abs(chi.std() - 1) < 0.05
+    # missing camera: non-zero exit, nothing written
+    out_b = tmp_path / "preproc-b3-00000077.fits"
+    calib_b = tmp_path / "ccd-b3.yaml"
+    write_ccd_calib(calib_b, dict(make_calib(), camera="b3"))
+    assert main(["preproc", "--infile", str(rawfile), "--camera", "b3", "--calib", str(calib_b),
+                 "--outfile", str(out_b)]) == 1
+    assert not out_b.exists()
