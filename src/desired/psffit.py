@@ -1,0 +1,775 @@
+"""Fit a GAUSS-HERMITE PSF to an arc-lamp preproc image.
+
+The fit starts from a nominal PSF (calibration tree or a previous night) whose
+traces may be off by a pixel or so and whose wavelength solution may be off by a
+few Angstrom, and works bundle by bundle (25 fibers) so that bundles can run in
+parallel:
+
+1. coarse offsets: the bundle's cross-dispersion profile summed along the nominal
+   traces gives a common x offset; cross-correlating each fiber's boxcar spectrum
+   with the lamp line list at the nominal line positions gives a common y offset,
+   refined by a linear-in-wavelength correction fitted to the brightest lines;
+2. line identification: every list line gets a spot per fiber; a line is
+   *detected* where the boxcar spectrum shows it above ``min_snr`` and *isolated*
+   where no other significant list line lies within a few rows;
+3. spot fit: flux and centroid of every detected isolated spot by Gauss-Newton
+   on its stamp, with the model of all other spots subtracted (Jacobi sweeps), so
+   neighbouring fibers and blended lines are modelled jointly;
+4. traces: x(λ) and y(λ) of each fiber as the nominal Legendre series plus a
+   Legendre correction fitted to the spot centroids (degree lowered when lines are
+   few, outliers clipped);
+5. shape: GHSIGX, GHSIGY and chosen Gauss-Hermite coefficients as Legendre series
+   in wavelength (plus a linear term across the bundle's fibers), by
+   ``scipy.optimize.least_squares`` on the stamps of bright isolated spots with
+   the spot fluxes solved linearly inside the residual;
+6. steps 3-5 are iterated; fibers without enough lines are flagged and their
+   trace corrections interpolated from their neighbours.
+
+Per-fiber status bits (the ``STATUS`` parameter of the output, constant term):
+:data:`STATUS_INTERPOLATED` (no usable fit, traces interpolated from neighbours;
+also listed in the ``BADFIBERS`` keyword), :data:`STATUS_MISSING_LINES` (lines
+expected to be bright were not found), :data:`STATUS_LOW_DEGREE` (too few lines
+for the full trace degree).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+from numpy.polynomial import legendre
+from scipy.ndimage import gaussian_filter1d
+from scipy.optimize import least_squares
+
+from .arcs import isolated_lines
+from .psf import GaussHermitePSF, hermite_pixel_integrals, reduced_wavelength
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERPOLATED = 1
+STATUS_MISSING_LINES = 2
+STATUS_LOW_DEGREE = 4
+
+#: number of fibers per bundle (slit block) of a DESI spectrograph
+BUNDLE_SIZE = 25
+
+
+@dataclasses.dataclass
+class FitOptions:
+    """Tunable settings of the arc PSF fit.
+
+    Attributes
+    ----------
+    trace_degree : int
+        Legendre degree of the x(λ), y(λ) corrections (and at least of the output traces).
+    shape_degree : int
+        Legendre degree in wavelength of the fitted shape parameters.
+    shape_params : tuple of str
+        Spot parameters fitted (others are copied from the nominal PSF).
+    fiber_slope : bool
+        Fit a linear variation of each shape parameter across the bundle's fibers.
+    min_snr : float
+        Detection threshold of a line in a fiber's boxcar spectrum.
+    min_lines : int
+        Fibers with fewer detected isolated lines are flagged and interpolated.
+    max_xshift, max_yshift : float
+        Search ranges of the coarse x and y offsets, pixels.
+    isolation : float
+        Lines closer than this many rows to a significant neighbour are not used
+        for positions nor shapes (they are still modelled).
+    niter : int
+        Outer iterations of spot fit, trace fit and shape fit.
+    max_shape_spots : int
+        Brightest isolated spots used in the shape fit of one bundle.
+    """
+
+    trace_degree: int = 5
+    shape_degree: int = 2
+    shape_params: tuple = ("GHSIGX", "GHSIGY", "GH-1-1")
+    fiber_slope: bool = True
+    min_snr: float = 8.0
+    min_lines: int = 5
+    max_xshift: float = 3.5
+    max_yshift: float = 40.0
+    isolation: float = 6.0
+    niter: int = 3
+    max_shape_spots: int = 400
+
+
+@dataclasses.dataclass
+class BundleTask:
+    """Inputs of the fit of one bundle: an image cut-out and the nominal PSF of its fibers."""
+
+    pix: np.ndarray
+    ivar: np.ndarray
+    col0: int
+    psf: GaussHermitePSF
+    line_wave: np.ndarray
+    line_intensity: np.ndarray
+    options: FitOptions
+
+
+@dataclasses.dataclass
+class BundleResult:
+    """Outputs of the fit of one bundle (coordinates of the full image).
+
+    Attributes
+    ----------
+    xcoef, ycoef : ndarray, shape (nfiber, ncoef)
+    params : dict of str to ndarray, shape (nfiber, ncoef_p)
+        The fitted shape parameters only.
+    status : ndarray of int, shape (nfiber,)
+    nlines : ndarray of int, shape (nfiber,)
+        Detected isolated lines used for the traces.
+    chi2, ndof : float
+        Stamp chi2 of the isolated spots with the final model, and its degrees of freedom.
+    spots : dict of str to ndarray
+        Per-spot table: fiber (bundle-relative), wave, x, y, flux, used.
+    """
+
+    xcoef: np.ndarray
+    ycoef: np.ndarray
+    params: dict
+    status: np.ndarray
+    nlines: np.ndarray
+    chi2: float
+    ndof: int
+    spots: dict
+
+
+# ---------------------------------------------------------------------------- spot rendering
+def render_stamps(xc, yc, xlo, ylo, nx, ny, values, ghdegx, ghdegy):
+    """Pixel-integrated, normalised spots on given pixel boxes.
+
+    Mirrors :meth:`desired.psf.GaussHermitePSF.spots` but with free centres and
+    parameter values, so that fits can move spots and change shapes.
+
+    Parameters
+    ----------
+    xc, yc : array, shape (n,)
+        Spot centres, pixels.
+    xlo, ylo : array of int, shape (n,)
+        First column and row of each box.
+    nx, ny : int
+        Box size.
+    values : dict of str to array, shape (n,)
+        Spot parameter values (GHSIGX, GHSIGY, GH-i-j, tail parameters).
+    ghdegx, ghdegy : int
+
+    Returns
+    -------
+    ndarray, shape (n, ny, nx)
+    """
+    sigx, sigy = values["GHSIGX"], values["GHSIGY"]
+    xedges = (xlo[:, None] + np.arange(nx + 1)[None, :] - 0.5 - xc[:, None]) / sigx[:, None]
+    yedges = (ylo[:, None] + np.arange(ny + 1)[None, :] - 0.5 - yc[:, None]) / sigy[:, None]
+    ix = hermite_pixel_integrals(xedges, ghdegx)
+    iy = hermite_pixel_integrals(yedges, ghdegy)
+    gh = np.empty((xc.size, ghdegx + 1, ghdegy + 1))
+    for i in range(ghdegx + 1):
+        for j in range(ghdegy + 1):
+            gh[:, i, j] = values[f"GH-{i}-{j}"]
+    stamps = np.einsum("niy,nix->nyx", np.einsum("nij,njy->niy", gh, iy), ix)
+    amp = values.get("TAILAMP")
+    if amp is not None and np.any(amp != 0):
+        dx = (xlo[:, None] + np.arange(nx)[None, :] - xc[:, None]) / values["TAILXSCA"][:, None]
+        dy = (ylo[:, None] + np.arange(ny)[None, :] - yc[:, None]) / values["TAILYSCA"][:, None]
+        r2 = dy[:, :, None] ** 2 + dx[:, None, :] ** 2
+        core2 = values["TAILCORE"][:, None, None] ** 2
+        index = values["TAILINDE"][:, None, None]
+        stamps = stamps + amp[:, None, None] * r2 / (core2 + r2) ** (1.0 + 0.5 * index)
+    norm = stamps.sum(axis=(1, 2))
+    norm[norm == 0] = 1.0
+    return stamps / norm[:, None, None]
+
+
+def _param_values(psf, fiber, wave, names=None):
+    """Values of the PSF's spot parameters for spots (fiber, wave): dict name -> (n,)."""
+    u = reduced_wavelength(wave, psf.param_wavemin, psf.param_wavemax)
+    out = {}
+    for name in (names or psf.params):
+        c = psf.params[name]
+        out[name] = np.einsum("nk,nk->n", legendre.legvander(u, c.shape[1] - 1), c[fiber])
+    return out
+
+
+# ---------------------------------------------------------------------------- image helpers
+def _sample_along(pix, xs, offsets):
+    """Linearly interpolated pixel values at columns ``xs[row] + offset`` of every row.
+
+    Returns an array (noffset, nrow); columns off the image give 0.
+    """
+    ny, nx = pix.shape
+    rows = np.arange(ny)
+    cols = xs[None, :] + np.asarray(offsets)[:, None]
+    c0 = np.floor(cols).astype(np.int64)
+    frac = cols - c0
+    ok = (c0 >= 0) & (c0 + 1 < nx)
+    c0 = np.clip(c0, 0, nx - 2)
+    val = pix[rows[None, :], c0] * (1 - frac) + pix[rows[None, :], c0 + 1] * frac
+    return np.where(ok, val, 0.0)
+
+
+def _boxes(xlo, ylo, nx, ny, shape):
+    """Row/column index arrays of spot boxes and the mask of their on-image pixels."""
+    rows = ylo[:, None, None] + np.arange(ny)[None, :, None]
+    cols = xlo[:, None, None] + np.arange(nx)[None, None, :]
+    rows, cols = np.broadcast_arrays(rows, cols)
+    inside = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
+    return np.clip(rows, 0, shape[0] - 1), np.clip(cols, 0, shape[1] - 1), inside
+
+
+# ---------------------------------------------------------------------------- one bundle
+class _BundleFitter:
+    """State of the fit of one bundle (image coordinates of the cut-out)."""
+
+    def __init__(self, task):
+        self.t = task
+        self.o = task.options
+        self.psf = task.psf
+        self.pix = task.pix
+        self.ivar = task.ivar
+        self.ny, self.nx = self.pix.shape
+        self.nfib = self.psf.nfiber
+        self.hx, self.hy = self.psf.hsizex, self.psf.hsizey
+        self.bx, self.by = 2 * self.hx + 1, 2 * self.hy + 1
+        # trace corrections (Legendre in the nominal trace domain), per fiber
+        self.ncoef_trace = max(self.o.trace_degree + 1, self.psf.xcoef.shape[1], self.psf.ycoef.shape[1])
+        self.dxcoef = np.zeros((self.nfib, self.ncoef_trace))
+        self.dycoef = np.zeros((self.nfib, self.ncoef_trace))
+        self.status = np.zeros(self.nfib, dtype=np.int64)
+        self.nlines = np.zeros(self.nfib, dtype=np.int64)
+        self.shape_coef = None
+
+    # --- traces -------------------------------------------------------------------
+    def trace_x(self, fiber, wave):
+        u = reduced_wavelength(wave, self.psf.wavemin, self.psf.wavemax)
+        return self.psf.x(fiber, wave) + np.einsum(
+            "...k,...k->...", legendre.legvander(u, self.ncoef_trace - 1), self.dxcoef[fiber])
+
+    def trace_y(self, fiber, wave):
+        u = reduced_wavelength(wave, self.psf.wavemin, self.psf.wavemax)
+        return self.psf.y(fiber, wave) + np.einsum(
+            "...k,...k->...", legendre.legvander(u, self.ncoef_trace - 1), self.dycoef[fiber])
+
+    # --- step 1: coarse offsets and identification -------------------------------------
+    def coarse(self):
+        rows = np.arange(self.ny, dtype=np.float64)
+        self.row_x = np.empty((self.nfib, self.ny))
+        for f in range(self.nfib):
+            self.row_x[f] = self.psf.x(f, self.psf.wavelength(f, rows))
+        offsets = np.arange(-self.o.max_xshift, self.o.max_xshift + 1e-9, 0.1)
+        prof = np.zeros(offsets.size)
+        for f in range(self.nfib):
+            prof += _sample_along(self.pix, self.row_x[f], offsets).sum(axis=1)
+        prof -= np.median(prof)
+        k = int(np.argmax(prof))
+        sel = slice(max(k - 10, 0), k + 11)
+        w = np.clip(prof[sel], 0, None)
+        dx = float((offsets[sel] * w).sum() / w.sum()) if w.sum() > 0 else 0.0
+        self.dxcoef[:, 0] = dx
+        # boxcar spectra along the shifted traces
+        box = np.arange(-2.0, 2.01, 1.0)
+        self.spec = np.empty((self.nfib, self.ny))
+        self.spec_var = np.empty((self.nfib, self.ny))
+        var = np.where(self.ivar > 0, 1.0 / np.where(self.ivar > 0, self.ivar, 1.0), 0.0)
+        for f in range(self.nfib):
+            self.spec[f] = _sample_along(self.pix, self.row_x[f] + dx, box).sum(axis=0)
+            self.spec_var[f] = _sample_along(var, self.row_x[f] + dx, box).sum(axis=0)
+        smooth = gaussian_filter1d(self.spec, 1.0, axis=1)
+        # common y offset by cross-correlation with the line list
+        wave, inten = self.t.line_wave, self.t.line_intensity
+        weight = np.sqrt(np.clip(inten, 0, None))
+        dgrid = np.arange(-self.o.max_yshift, self.o.max_yshift + 1e-9, 0.25)
+        xc = np.zeros(dgrid.size)
+        ynom = np.array([self.psf.y(f, wave) for f in range(self.nfib)])      # [nfib, nline]
+        for f in range(self.nfib):
+            yy = ynom[f][None, :] + dgrid[:, None]
+            xc += (np.interp(yy, rows, smooth[f], left=0, right=0) * weight[None, :]).sum(axis=1)
+        dy = float(dgrid[int(np.argmax(xc))])
+        # linear-in-wavelength refinement with the bright lines
+        onccd = (ynom + dy > self.hy) & (ynom + dy < self.ny - 1 - self.hy)
+        bright = np.argsort(-inten)[:15]
+        uu, oo = [], []
+        for f in range(self.nfib):
+            for line in bright:
+                if not onccd[f, line]:
+                    continue
+                y0 = ynom[f, line] + dy
+                lo, hi = int(max(y0 - 6, 0)), int(min(y0 + 7, self.ny))
+                seg = smooth[f, lo:hi]
+                if seg.size < 3:
+                    continue
+                kk = lo + int(np.argmax(seg))
+                snr = self.spec[f, kk] / np.sqrt(max(self.spec_var[f, kk], 1e-6))
+                if snr < 2 * self.o.min_snr:
+                    continue
+                s = slice(max(kk - 2, 0), kk + 3)
+                w = np.clip(self.spec[f, s], 0, None)
+                yc = (np.arange(self.ny)[s] * w).sum() / w.sum()
+                uu.append(reduced_wavelength(wave[line], self.psf.wavemin, self.psf.wavemax))
+                oo.append(yc - ynom[f, line])
+        a, b = dy, 0.0
+        if len(oo) >= 3:
+            uu, oo = np.array(uu), np.array(oo)
+            keep = np.abs(oo - np.median(oo)) < 3.0
+            for _ in range(3):
+                if keep.sum() < 3:
+                    break
+                b, a = np.polyfit(uu[keep], oo[keep], 1)
+                res = oo - (a + b * uu)
+                keep = np.abs(res) < max(4 * 1.4826 * np.median(np.abs(res[keep])), 0.3)
+        self.dycoef[:, 0] = a
+        self.dycoef[:, 1] = b
+        log.debug("bundle at col %d: coarse dx %.3f dy %.3f%+.3f u", self.t.col0, dx, a, b)
+
+    def make_spots(self):
+        """One spot per (fiber, list line) on the CCD; detection and isolation flags."""
+        wave, inten = self.t.line_wave, self.t.line_intensity
+        fib, lin = np.meshgrid(np.arange(self.nfib), np.arange(wave.size), indexing="ij")
+        fib, lin = fib.ravel(), lin.ravel()
+        ypred = self.trace_y(fib, wave[lin])
+        xpred = self.trace_x(fib, wave[lin])
+        on = (ypred > self.hy) & (ypred < self.ny - 1 - self.hy) & (xpred > 1) & (xpred < self.nx - 2)
+        fib, lin, ypred, xpred = fib[on], lin[on], ypred[on], xpred[on]
+        # detection in the boxcar spectra
+        snr = np.zeros(fib.size)
+        for s in range(fib.size):
+            k = int(np.rint(ypred[s]))
+            seg = slice(max(k - 2, 0), k + 3)
+            sig = self.spec[fib[s], seg].sum()
+            var = self.spec_var[fib[s], seg].sum()
+            snr[s] = sig / np.sqrt(var) if var > 0 else 0.0
+        iso = np.zeros(fib.size, dtype=bool)
+        for f in range(self.nfib):
+            m = fib == f
+            iso[m] = isolated_lines(ypred[m], inten[lin[m]], self.o.isolation)
+        self.sfib, self.sline = fib, lin
+        self.swave = wave[lin]
+        self.sx, self.sy = xpred.copy(), ypred.copy()
+        self.sxlo = np.rint(xpred).astype(np.int64) - self.hx
+        self.sylo = np.rint(ypred).astype(np.int64) - self.hy
+        self.sflux = np.zeros(fib.size)
+        self.sxerr = np.full(fib.size, np.inf)
+        self.syerr = np.full(fib.size, np.inf)
+        self.detected = snr > self.o.min_snr
+        self.isolated = iso
+        self.snr = snr
+        self.rows, self.cols, inside = _boxes(self.sxlo, self.sylo, self.bx, self.by, self.pix.shape)
+        self.data = self.pix[self.rows, self.cols]
+        self.weight = np.where(inside, self.ivar[self.rows, self.cols], 0.0)
+        self.values = _param_values(self.psf, fib, self.swave)
+
+    # --- model ----------------------------------------------------------------------
+    def stamps(self, idx, xc=None, yc=None, values=None):
+        xc = self.sx[idx] if xc is None else xc
+        yc = self.sy[idx] if yc is None else yc
+        vals = {k: v[idx] for k, v in (self.values if values is None else values).items()}
+        return render_stamps(xc, yc, self.sxlo[idx], self.sylo[idx], self.bx, self.by, vals,
+                             self.psf.ghdegx, self.psf.ghdegy)
+
+    def model_image(self, stamps_all):
+        model = np.zeros(self.pix.shape)
+        np.add.at(model, (self.rows, self.cols), stamps_all * self.sflux[:, None, None])
+        return model
+
+    # --- step 3: fluxes and centroids ----------------------------------------------------
+    def fit_spots(self, niter=4, move=True):
+        n = self.sfib.size
+        allidx = np.arange(n)
+        movable = self.detected & self.isolated if move else np.zeros(n, dtype=bool)
+        h = 0.01
+        for _ in range(niter):
+            st = self.stamps(allidx)
+            others = self.model_image(st)[self.rows, self.cols] - st * self.sflux[:, None, None]
+            resid = self.data - others
+            w = self.weight
+            # flux of every spot (linear)
+            a = (w * st * st).sum(axis=(1, 2))
+            self.sflux = np.where(a > 0, (w * st * resid).sum(axis=(1, 2)) / np.where(a > 0, a, 1), 0.0)
+            idx = np.flatnonzero(movable)
+            if idx.size == 0:
+                continue
+            s0 = st[idx]
+            sxp = self.stamps(idx, xc=self.sx[idx] + h)
+            sxm = self.stamps(idx, xc=self.sx[idx] - h)
+            syp = self.stamps(idx, yc=self.sy[idx] + h)
+            sym = self.stamps(idx, yc=self.sy[idx] - h)
+            f = self.sflux[idx][:, None, None]
+            jac = np.stack([s0, f * (sxp - sxm) / (2 * h), f * (syp - sym) / (2 * h)], axis=1)
+            jac = jac.reshape(idx.size, 3, -1)
+            ww = w[idx].reshape(idx.size, -1)
+            rr = (resid[idx] - f * s0).reshape(idx.size, -1)
+            mat = np.einsum("nkp,np,nlp->nkl", jac, ww, jac) + 1e-12 * np.eye(3)
+            vec = np.einsum("nkp,np,np->nk", jac, ww, rr)
+            try:
+                cov = np.linalg.inv(mat)
+            except np.linalg.LinAlgError:
+                cov = np.linalg.pinv(mat)
+            step = np.einsum("nkl,nl->nk", cov, vec)
+            self.sflux[idx] += step[:, 0]
+            self.sx[idx] += np.clip(step[:, 1], -0.5, 0.5)
+            self.sy[idx] += np.clip(step[:, 2], -0.5, 0.5)
+            self.sxerr[idx] = np.sqrt(np.clip(cov[:, 1, 1], 0, None))
+            self.syerr[idx] = np.sqrt(np.clip(cov[:, 2, 2], 0, None))
+        # spots that wandered out of their box are unusable
+        off = (np.abs(self.sx - (self.sxlo + self.hx)) > 1.5) | (np.abs(self.sy - (self.sylo + self.hy)) > 1.5)
+        self.sxerr[off] = np.inf
+        self.syerr[off] = np.inf
+
+    # --- step 4: traces ----------------------------------------------------------------
+    def fit_traces(self):
+        o = self.o
+        nline_total = self.t.line_wave.size
+        good_fit = np.zeros(self.nfib, dtype=bool)
+        for f in range(self.nfib):
+            m = (self.sfib == f) & self.detected & self.isolated & np.isfinite(self.sxerr) & np.isfinite(self.syerr)
+            m &= self.sflux > 0
+            n = int(m.sum())
+            self.nlines[f] = n
+            if n < o.min_lines:
+                self.status[f] |= STATUS_INTERPOLATED
+                continue
+            self.status[f] &= ~STATUS_INTERPOLATED
+            wave = self.swave[m]
+            u = reduced_wavelength(wave, self.psf.wavemin, self.psf.wavemax)
+            deg = min(o.trace_degree, n - 3)
+            if deg < o.trace_degree:
+                self.status[f] |= STATUS_LOW_DEGREE
+            for coord, err, nominal, target in (
+                    (self.sx[m], self.sxerr[m], self.psf.x(f, wave), self.dxcoef),
+                    (self.sy[m], self.syerr[m], self.psf.y(f, wave), self.dycoef)):
+                delta = coord - nominal
+                sig = np.sqrt(err ** 2 + 0.003 ** 2)
+                keep = np.ones(n, dtype=bool)
+                for _ in range(3):
+                    d = min(deg, int(keep.sum()) - 3)
+                    c = legendre.legfit(u[keep], delta[keep], max(d, 0), w=1.0 / sig[keep])
+                    res = (delta - legendre.legval(u, c)) / sig
+                    newkeep = np.abs(res) < 5.0
+                    if np.array_equal(newkeep, keep) or newkeep.sum() < 4:
+                        break
+                    keep = newkeep
+                target[f] = 0.0
+                target[f, :c.size] = c
+            good_fit[f] = True
+        # interpolate the corrections of unfitted fibers from their neighbours
+        good = np.flatnonzero(good_fit)
+        bad = np.flatnonzero(~good_fit)
+        if bad.size and good.size:
+            for target in (self.dxcoef, self.dycoef):
+                for k in range(self.ncoef_trace):
+                    target[bad, k] = np.interp(bad, good, target[good, k])
+        elif bad.size:
+            log.warning("bundle at col %d: no fiber has enough lines; keeping the coarse offsets", self.t.col0)
+        # spots that were not fitted follow the traces
+        fixed = ~(self.detected & self.isolated) | ~np.isfinite(self.sxerr)
+        self.sx[fixed] = self.trace_x(self.sfib[fixed], self.swave[fixed])
+        self.sy[fixed] = self.trace_y(self.sfib[fixed], self.swave[fixed])
+        del nline_total
+
+    # --- step 5: shape -------------------------------------------------------------------
+    def _shape_design(self, idx):
+        u = reduced_wavelength(self.swave[idx], self.psf.param_wavemin, self.psf.param_wavemax)
+        vand = legendre.legvander(u, self.o.shape_degree)
+        if self.o.fiber_slope and self.nfib > 1:
+            phi = (self.sfib[idx] - 0.5 * (self.nfib - 1)) / (0.5 * (self.nfib - 1))
+            vand = np.hstack([vand, phi[:, None]])
+        return vand
+
+    def fit_shape(self):
+        o = self.o
+        cand = self.detected & self.isolated & np.isfinite(self.sxerr) & (self.sflux > 0)
+        idx = np.flatnonzero(cand)
+        if idx.size < 5:
+            log.warning("bundle at col %d: only %d isolated spots; shape kept nominal", self.t.col0, idx.size)
+            return
+        if idx.size > o.max_shape_spots:
+            order = np.argsort(-self.snr[idx])
+            idx = np.sort(idx[order[:o.max_shape_spots]])
+        design = self._shape_design(idx)
+        npar = design.shape[1]
+        names = [p for p in o.shape_params if p in self.psf.params]
+        theta0 = []
+        for name in names:
+            # least-squares projection of the current values of the parameter
+            c, *_ = np.linalg.lstsq(design, self.values[name][idx], rcond=None)
+            theta0.append(c)
+        theta0 = np.concatenate(theta0)
+        st = self.stamps(np.arange(self.sfib.size))
+        others = (self.model_image(st)[self.rows, self.cols] - st * self.sflux[:, None, None])[idx]
+        target = self.data[idx] - others
+        sw = np.sqrt(self.weight[idx])
+        base = {k: v[idx] for k, v in self.values.items()}
+        sx, sy = self.sx[idx], self.sy[idx]
+        xlo, ylo = self.sxlo[idx], self.sylo[idx]
+
+        def values_of(theta):
+            vals = dict(base)
+            for i, name in enumerate(names):
+                vals[name] = design @ theta[i * npar:(i + 1) * npar]
+            return vals
+
+        def residual(theta):
+            vals = values_of(theta)
+            if np.any(vals["GHSIGX"] <= 0.2) or np.any(vals["GHSIGY"] <= 0.2):
+                return np.full(target.size, 1e3)
+            s = render_stamps(sx, sy, xlo, ylo, self.bx, self.by, vals, self.psf.ghdegx, self.psf.ghdegy)
+            a = (sw ** 2 * s * s).sum(axis=(1, 2))
+            flux = (sw ** 2 * s * target).sum(axis=(1, 2)) / np.where(a > 0, a, 1)
+            return (sw * (target - flux[:, None, None] * s)).ravel()
+
+        fit = least_squares(residual, theta0, method="trf", x_scale=0.01, diff_step=1e-3, max_nfev=60)
+        self.shape_coef = (names, fit.x, npar)
+        allidx = np.arange(self.sfib.size)
+        design_all = self._shape_design(allidx)
+        for i, name in enumerate(names):
+            self.values[name] = design_all @ fit.x[i * npar:(i + 1) * npar]
+
+    # --- outputs --------------------------------------------------------------------------
+    def chi2(self):
+        """Chi2 of the isolated detected spots' boxes with the model variance."""
+        idx = np.flatnonzero(self.detected & self.isolated & np.isfinite(self.sxerr))
+        if idx.size == 0:
+            return 0.0, 0
+        st = self.stamps(np.arange(self.sfib.size))
+        model = self.model_image(st)
+        m = model[self.rows[idx], self.cols[idx]]
+        use = self.weight[idx] > 0
+        var = 1.0 / np.where(use, self.weight[idx], 1.0)
+        # model-based variance: Poisson of the model plus the read noise implied by the ivar floor
+        chi2 = (((self.data[idx] - m) ** 2 / var)[use]).sum()
+        ndof = int(use.sum()) - 3 * idx.size
+        return float(chi2), ndof
+
+    def result(self):
+        ncoef_p = self.o.shape_degree + 1
+        params = {}
+        if self.shape_coef is not None:
+            names, theta, npar = self.shape_coef
+            phi = ((np.arange(self.nfib) - 0.5 * (self.nfib - 1)) / (0.5 * (self.nfib - 1))
+                   if self.nfib > 1 else np.zeros(1))
+            for i, name in enumerate(names):
+                c = theta[i * npar:(i + 1) * npar]
+                coef = np.tile(c[:ncoef_p], (self.nfib, 1))
+                if npar > ncoef_p:
+                    coef[:, 0] += c[ncoef_p] * phi
+                params[name] = coef
+        nx = max(self.psf.xcoef.shape[1], self.ncoef_trace)
+        xcoef = np.zeros((self.nfib, nx))
+        ycoef = np.zeros((self.nfib, nx))
+        xcoef[:, :self.psf.xcoef.shape[1]] = self.psf.xcoef
+        ycoef[:, :self.psf.ycoef.shape[1]] = self.psf.ycoef
+        xcoef[:, :self.ncoef_trace] += self.dxcoef
+        ycoef[:, :self.ncoef_trace] += self.dycoef
+        xcoef[:, 0] += self.t.col0
+        chi2, ndof = self.chi2()
+        spots = {"fiber": self.sfib, "wave": self.swave, "x": self.sx + self.t.col0, "y": self.sy,
+                 "flux": self.sflux, "used": self.detected & self.isolated & np.isfinite(self.sxerr)}
+        return BundleResult(xcoef, ycoef, params, self.status.copy(), self.nlines.copy(), chi2, ndof, spots)
+
+
+def fit_bundle(task):
+    """Fit the PSF of one bundle.
+
+    Parameters
+    ----------
+    task : BundleTask
+
+    Returns
+    -------
+    BundleResult
+    """
+    fitter = _BundleFitter(task)
+    fitter.coarse()
+    fitter.make_spots()
+    fitter.fit_spots(niter=3, move=False)          # fluxes at the predicted positions
+    for _ in range(task.options.niter):
+        fitter.fit_spots(niter=4)
+        fitter.fit_traces()
+        fitter.fit_shape()
+    fitter.fit_spots(niter=4)
+    fitter.fit_traces()
+    fitter.fit_spots(niter=2, move=False)
+    # lines expected bright but not found
+    strong = fitter.snr < fitter.o.min_snr
+    if np.any(~strong):
+        ratio = np.median(fitter.sflux[~strong] / np.maximum(task.line_intensity[fitter.sline[~strong]], 1e-30))
+        expected = ratio * task.line_intensity[fitter.sline]
+        noise = np.sqrt(np.maximum(expected, 0) + 10.0)
+        missing = strong & (expected / noise > 10 * fitter.o.min_snr)
+        for f in np.unique(fitter.sfib[missing]):
+            fitter.status[f] |= STATUS_MISSING_LINES
+    return fitter.result()
+
+
+# ---------------------------------------------------------------------------- whole camera
+def bundle_slices(nfiber, bundle_size=BUNDLE_SIZE, fibermin=0):
+    """Fiber index ranges of the bundles present in a PSF.
+
+    Bundles follow the absolute fiber number (``fiber // bundle_size``), so a PSF
+    starting mid-bundle gets a partial first bundle.
+
+    Returns
+    -------
+    list of slice
+    """
+    out = []
+    start = 0
+    while start < nfiber:
+        absolute = fibermin + start
+        stop = min(nfiber, start + bundle_size - absolute % bundle_size)
+        out.append(slice(start, stop))
+        start = stop
+    return out
+
+
+def subset_psf(psf, fibers, col0=0):
+    """Return a PSF with only fibers ``fibers`` (a slice) and columns shifted by ``-col0``."""
+    params = {k: v[fibers].copy() for k, v in psf.params.items()}
+    xcoef = psf.xcoef[fibers].copy()
+    xcoef[:, 0] -= col0
+    return GaussHermitePSF(xcoef, psf.ycoef[fibers], psf.wavemin, psf.wavemax, params,
+                           psf.ghdegx, psf.ghdegy, psf.hsizex, psf.hsizey, psf.npix_x, psf.npix_y,
+                           psf.param_wavemin, psf.param_wavemax, psf.fibermin + fibers.start,
+                           dict(psf.meta))
+
+
+def make_tasks(image, nominal, line_wave, line_intensity, options=None, bundle_size=BUNDLE_SIZE, margin=12):
+    """Split an arc image into per-bundle fit tasks.
+
+    Parameters
+    ----------
+    image : desired.image.Image
+    nominal : GaussHermitePSF
+        Starting PSF for this camera.
+    line_wave, line_intensity : array, shape (nline,)
+        Lamp lines (vacuum Angstrom, relative intensity).
+    options : FitOptions, optional
+    bundle_size : int
+    margin : int
+        Columns kept on each side of a bundle's nominal traces.
+
+    Returns
+    -------
+    slices : list of slice
+    tasks : list of BundleTask
+    """
+    options = options or FitOptions()
+    ivar = image.good_ivar()
+    ny, nx = image.shape
+    line_wave = np.asarray(line_wave, dtype=np.float64)
+    line_intensity = np.asarray(line_intensity, dtype=np.float64)
+    inrange = (line_wave > nominal.wavemin) & (line_wave < nominal.wavemax)
+    line_wave, line_intensity = line_wave[inrange], line_intensity[inrange]
+    grid = np.linspace(nominal.wavemin, nominal.wavemax, 64)
+    slices, tasks = bundle_slices(nominal.nfiber, bundle_size, nominal.fibermin), []
+    for sl in slices:
+        fibers = np.arange(sl.start, sl.stop)
+        xs = nominal.x(fibers[:, None], grid[None, :])
+        c0 = int(max(np.floor(xs.min()) - margin - options.max_xshift, 0))
+        c1 = int(min(np.ceil(xs.max()) + margin + options.max_xshift + 1, nx))
+        sub = subset_psf(nominal, sl, c0)
+        tasks.append(BundleTask(image.pix[:, c0:c1].copy(), ivar[:, c0:c1].copy(), c0, sub,
+                                line_wave, line_intensity, options))
+    return slices, tasks
+
+
+def assemble_psf(nominal, slices, results, options=None, meta=None):
+    """Combine per-bundle results into one PSF of the camera.
+
+    Parameters
+    ----------
+    nominal : GaussHermitePSF
+    slices : list of slice
+    results : list of BundleResult
+    options : FitOptions, optional
+    meta : dict, optional
+        Extra header keywords.
+
+    Returns
+    -------
+    GaussHermitePSF
+        Fitted PSF; ``meta`` has BADFIBERS (absolute numbers of interpolated fibers,
+        comma separated), NBADFIB, CHI2PDF; the ``STATUS`` parameter holds the
+        per-fiber status bits.
+    """
+    options = options or FitOptions()
+    ncoef = max(r.xcoef.shape[1] for r in results)
+    xcoef = np.zeros((nominal.nfiber, ncoef))
+    ycoef = np.zeros((nominal.nfiber, ncoef))
+    status = np.zeros(nominal.nfiber, dtype=np.int64)
+    ncoef_p = max(max(v.shape[1] for v in nominal.params.values()), options.shape_degree + 1)
+    params = {}
+    for name, v in nominal.params.items():
+        if name == "STATUS":
+            continue
+        params[name] = np.zeros((nominal.nfiber, ncoef_p))
+        params[name][:, :v.shape[1]] = v
+    chi2, ndof = 0.0, 0
+    for sl, res in zip(slices, results):
+        xcoef[sl, :res.xcoef.shape[1]] = res.xcoef
+        ycoef[sl, :res.ycoef.shape[1]] = res.ycoef
+        status[sl] = res.status
+        for name, c in res.params.items():
+            params[name][sl] = 0.0
+            params[name][sl, :c.shape[1]] = c
+        chi2 += res.chi2
+        ndof += res.ndof
+    params["STATUS"] = np.zeros((nominal.nfiber, ncoef_p))
+    params["STATUS"][:, 0] = status
+    bad = nominal.fibermin + np.flatnonzero(status & STATUS_INTERPOLATED)
+    out_meta = dict(nominal.meta)
+    out_meta.update(meta or {})
+    out_meta["BADFIBERS"] = ",".join(str(int(b)) for b in bad)
+    out_meta["NBADFIB"] = int(bad.size)
+    out_meta["CHI2PDF"] = float(chi2 / ndof) if ndof > 0 else 0.0
+    return GaussHermitePSF(xcoef, ycoef, nominal.wavemin, nominal.wavemax, params,
+                           nominal.ghdegx, nominal.ghdegy, nominal.hsizex, nominal.hsizey,
+                           nominal.npix_x, nominal.npix_y, nominal.param_wavemin,
+                           nominal.param_wavemax, nominal.fibermin, out_meta)
+
+
+def fit_psf(image, nominal, line_wave, line_intensity, options=None, bundle_size=BUNDLE_SIZE,
+            nproc=1, mapper=None):
+    """Fit a GAUSS-HERMITE PSF to an arc image, bundle by bundle.
+
+    Parameters
+    ----------
+    image : desired.image.Image
+        Arc preproc image (electrons, ivar, mask).
+    nominal : GaussHermitePSF
+        Starting PSF of the camera (traces within a few pixels, same fibers).
+    line_wave, line_intensity : array, shape (nline,)
+        Lamp line list: vacuum wavelengths (Angstrom) and relative intensities.
+    options : FitOptions, optional
+    bundle_size : int
+    nproc : int
+        Worker processes for the bundles when ``mapper`` is not given (1: plain loop).
+    mapper : callable, optional
+        ``mapper(fit_bundle, tasks) -> list of BundleResult`` in task order (e.g. an
+        MPI map provided by the command-line layer).
+
+    Returns
+    -------
+    psf : GaussHermitePSF
+        See :func:`assemble_psf`.
+    results : list of BundleResult
+    """
+    options = options or FitOptions()
+    slices, tasks = make_tasks(image, nominal, line_wave, line_intensity, options, bundle_size)
+    log.info("fitting %d fibers in %d bundles with %d lines", nominal.nfiber, len(tasks), tasks[0].line_wave.size)
+    if mapper is not None:
+        results = list(mapper(fit_bundle, tasks))
+    elif nproc > 1 and len(tasks) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(max_workers=nproc) as pool:
+            results = list(pool.map(fit_bundle, tasks))
+    else:
+        results = [fit_bundle(t) for t in tasks]
+    psf = assemble_psf(nominal, slices, results, options)
+    nbad = psf.meta["NBADFIB"]
+    if nbad:
+        log.warning("%d fibers could not be fitted and were interpolated: %s", nbad, psf.meta["BADFIBERS"])
+    log.info("PSF fit chi2/dof %.3f", psf.meta["CHI2PDF"])
+    return psf, results
