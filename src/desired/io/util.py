@@ -65,6 +65,23 @@ def fits_header_to_dict(header):
     return out
 
 
+def _check_complete(hdus, path):
+    """Raise DataModelError unless the HDUs span the whole (uncompressed) file.
+
+    astropy silently drops a last HDU whose header is cut short (it only warns), so a
+    file truncated inside its last header would otherwise read as a valid, shorter file.
+    Gzipped files report no size and are checked by the decompressor instead.
+    """
+    last = hdus.fileinfo(len(hdus) - 1)
+    if last is None:
+        return
+    size = getattr(last.get("file"), "size", 0) or 0
+    end = last["datLoc"] + last["datSpan"]
+    if size and size != end:
+        raise DataModelError(path, f"truncated or corrupt FITS file: its HDUs end at byte {end} "
+                                   f"but the file has {size} bytes")
+
+
 def open_fits(path):
     """Open a FITS file with astropy, turning unreadable files into DataModelError.
 
@@ -86,6 +103,7 @@ def open_fits(path):
         hdus.verify("exception")
         # touching every HDU forces astropy to read all headers, revealing truncation
         len(hdus)
+        _check_complete(hdus, path)
     except DataModelError:
         raise
     except Exception as err:                     # astropy raises OSError, VerifyError, TypeError...
