@@ -13,6 +13,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from desired.fiberflat import FiberFlat
+from desired.fibermap import empty_fibermap
 from desired.fluxcalib import FluxCalib
 from desired.frame import Frame
 from desired.image import Image
@@ -37,21 +38,15 @@ EXPOSURE = {"NIGHT": 20250101, "EXPID": 1234, "TILEID": 1000, "FLAVOR": "science
 
 
 def make_fibermap(nspec=NSPEC, fibermin=500, seed=0):
-    """A small per-exposure fibermap with the columns the DESI tools need (desi-datamodel §4, §12)."""
+    """A small per-exposure fibermap (canonical columns of desired.fibermap) with targets filled in."""
     rng = np.random.default_rng(seed)
-    fm = Table()
+    fm = empty_fibermap(nspec, fibermin)
     fm["TARGETID"] = np.arange(1000, 1000 + nspec, dtype="i8") + 100 * seed
-    fm["PETAL_LOC"] = np.full(nspec, fibermin // 500, dtype="i2")
-    fm["DEVICE_LOC"] = np.arange(nspec, dtype="i4")
-    fm["LOCATION"] = 1000 * (fibermin // 500) + fm["DEVICE_LOC"].astype("i8")
-    fm["FIBER"] = np.arange(fibermin, fibermin + nspec, dtype="i4")
-    fm["FIBERSTATUS"] = np.zeros(nspec, dtype="i4")
     fm["TARGET_RA"] = rng.uniform(150.0, 150.1, nspec)
     fm["TARGET_DEC"] = rng.uniform(2.0, 2.1, nspec)
     fm["OBJTYPE"] = np.array(["TGT", "SKY", "TGT", "TGT", "TGT"] * (nspec // 5 + 1))[:nspec]
-    fm["DESI_TARGET"] = np.zeros(nspec, dtype="i8")
     for col in ("FIBER_X", "FIBER_Y", "DELTA_X", "DELTA_Y"):
-        fm[col] = rng.normal(0, 1, nspec)
+        fm[col] = rng.normal(0, 1, nspec).astype(fm[col].dtype)
     fm["FIBER_RA"] = np.asarray(fm["TARGET_RA"])
     fm["FIBER_DEC"] = np.asarray(fm["TARGET_DEC"])
     for col in ("GAIA_PHOT_G_MEAN_MAG", "GAIA_PHOT_BP_MEAN_MAG", "GAIA_PHOT_RP_MEAN_MAG"):
@@ -124,6 +119,7 @@ def f32(a):
 def assert_tables_equal(got, expected):
     assert got.colnames == expected.colnames
     for name in expected.colnames:
+        assert got[name].unit == expected[name].unit, name
         e = np.asarray(expected[name])
         g = np.asarray(got[name])
         if e.dtype.kind in "US":

@@ -98,9 +98,19 @@ def table_to_hdu(table, extname, keywords=None):
             table[name] = np.char.encode(np.asarray(col), "ascii")
         elif col.dtype.kind == "O":
             table[name] = np.char.encode(np.asarray(col).astype(str), "ascii")
+    # units go into TUNITn as astropy's generic strings: the FITS unit format cannot hold
+    # DESI's nanomaggies, which astropy would otherwise drop
+    units = {}
+    for name in table.colnames:
+        if table[name].unit is not None:
+            units[name] = table[name].unit.to_string()
+            table[name].unit = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         hdu = fits.table_to_hdu(table)
+    for i, name in enumerate(table.colnames, start=1):
+        if name in units:
+            hdu.header[f"TUNIT{i}"] = units[name]
     hdu.header.update(build_header(meta, skip={"EXTNAME"}))
     hdu.header["EXTNAME"] = extname
     return hdu
@@ -133,7 +143,11 @@ def hdu_to_table(hdu, path):
             col = np.char.rstrip(col)
         else:
             col = col.astype(col.dtype.newbyteorder("="), copy=False)
-        table[_RENAMED_COLUMNS.get(name, name)] = col
+        newname = _RENAMED_COLUMNS.get(name, name)
+        table[newname] = col
+        unit = data.columns[name].unit
+        if unit:
+            table[newname].unit = unit
     meta = fits_header_to_dict(hdu.header)
     meta.pop("EXTNAME", None)
     table.meta.update(meta)
