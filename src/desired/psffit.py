@@ -27,7 +27,7 @@ parallel:
 
 Per-fiber status bits (the ``STATUS`` parameter of the output, constant term):
 :data:`STATUS_INTERPOLATED` (no usable fit, traces interpolated from neighbours;
-also listed in the ``BADFIBERS`` keyword), :data:`STATUS_MISSING_LINES` (lines
+also listed in the ``BADFIBER`` keyword), :data:`STATUS_MISSING_LINES` (lines
 expected to be bright were not found), :data:`STATUS_LOW_DEGREE` (too few lines
 for the full trace degree).
 """
@@ -39,7 +39,6 @@ import logging
 import numpy as np
 from numpy.polynomial import legendre
 from scipy.ndimage import gaussian_filter1d
-from scipy.optimize import least_squares
 
 from .arcs import isolated_lines
 from .psf import GaussHermitePSF, hermite_pixel_integrals, reduced_wavelength
@@ -191,6 +190,62 @@ def _param_values(psf, fiber, wave, names=None):
         c = psf.params[name]
         out[name] = np.einsum("nk,nk->n", legendre.legvander(u, c.shape[1] - 1), c[fiber])
     return out
+
+
+def levenberg_marquardt(residual, theta0, step=1e-4, max_iter=20, rtol=1e-7):
+    """Minimise ``|residual(theta)|^2`` by Levenberg-Marquardt with a forward-difference Jacobian.
+
+    The normal equations are formed explicitly (few parameters, many residuals),
+    which is much cheaper than the SVD of the full Jacobian.
+
+    Parameters
+    ----------
+    residual : callable
+        ``residual(theta) -> ndarray (m,)``.
+    theta0 : array, shape (n,)
+    step : float
+        Finite-difference step of every parameter.
+    max_iter : int
+    rtol : float
+        Stop when the cost decreases by less than this fraction.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+    """
+    theta = np.array(theta0, dtype=np.float64)
+    r = residual(theta)
+    cost = r @ r
+    lam = 1e-3
+    for _ in range(max_iter):
+        jac = np.empty((r.size, theta.size))
+        for k in range(theta.size):
+            t = theta.copy()
+            t[k] += step
+            jac[:, k] = (residual(t) - r) / step
+        a = jac.T @ jac
+        g = jac.T @ r
+        improved = False
+        while lam < 1e8:
+            try:
+                delta = np.linalg.solve(a + lam * np.diag(np.diag(a) + 1e-12), -g)
+            except np.linalg.LinAlgError:
+                lam *= 10
+                continue
+            r_new = residual(theta + delta)
+            cost_new = r_new @ r_new
+            if cost_new < cost:
+                improved = True
+                break
+            lam *= 10
+        if not improved:
+            break
+        decrease = (cost - cost_new) / max(cost, 1e-300)
+        theta, r, cost = theta + delta, r_new, cost_new
+        lam = max(lam / 10, 1e-7)
+        if decrease < rtol:
+            break
+    return theta
 
 
 # ---------------------------------------------------------------------------- image helpers
@@ -356,6 +411,7 @@ class _BundleFitter:
         self.isolated = iso
         self.snr = snr
         self.rows, self.cols, inside = _boxes(self.sxlo, self.sylo, self.bx, self.by, self.pix.shape)
+        self.inside = inside
         self.data = self.pix[self.rows, self.cols]
         self.weight = np.where(inside, self.ivar[self.rows, self.cols], 0.0)
         self.values = _param_values(self.psf, fib, self.swave)
@@ -369,9 +425,9 @@ class _BundleFitter:
                              self.psf.ghdegx, self.psf.ghdegy)
 
     def model_image(self, stamps_all):
-        model = np.zeros(self.pix.shape)
-        np.add.at(model, (self.rows, self.cols), stamps_all * self.sflux[:, None, None])
-        return model
+        flat = (self.rows * self.nx + self.cols).ravel()
+        vals = (stamps_all * self.sflux[:, None, None] * self.inside).ravel()
+        return np.bincount(flat, weights=vals, minlength=self.ny * self.nx).reshape(self.pix.shape)
 
     # --- step 3: fluxes and centroids ----------------------------------------------------
     def fit_spots(self, niter=4, move=True):
@@ -519,12 +575,12 @@ class _BundleFitter:
             flux = (sw ** 2 * s * target).sum(axis=(1, 2)) / np.where(a > 0, a, 1)
             return (sw * (target - flux[:, None, None] * s)).ravel()
 
-        fit = least_squares(residual, theta0, method="trf", x_scale=0.01, diff_step=1e-3, max_nfev=60)
-        self.shape_coef = (names, fit.x, npar)
+        theta = levenberg_marquardt(residual, theta0)
+        self.shape_coef = (names, theta, npar)
         allidx = np.arange(self.sfib.size)
         design_all = self._shape_design(allidx)
         for i, name in enumerate(names):
-            self.values[name] = design_all @ fit.x[i * npar:(i + 1) * npar]
+            self.values[name] = design_all @ theta[i * npar:(i + 1) * npar]
 
     # --- outputs --------------------------------------------------------------------------
     def chi2(self):
@@ -690,7 +746,7 @@ def assemble_psf(nominal, slices, results, options=None, meta=None):
     Returns
     -------
     GaussHermitePSF
-        Fitted PSF; ``meta`` has BADFIBERS (absolute numbers of interpolated fibers,
+        Fitted PSF; ``meta`` has BADFIBER (absolute numbers of interpolated fibers,
         comma separated), NBADFIB, CHI2PDF; the ``STATUS`` parameter holds the
         per-fiber status bits.
     """
@@ -721,7 +777,7 @@ def assemble_psf(nominal, slices, results, options=None, meta=None):
     bad = nominal.fibermin + np.flatnonzero(status & STATUS_INTERPOLATED)
     out_meta = dict(nominal.meta)
     out_meta.update(meta or {})
-    out_meta["BADFIBERS"] = ",".join(str(int(b)) for b in bad)
+    out_meta["BADFIBER"] = ",".join(str(int(b)) for b in bad)
     out_meta["NBADFIB"] = int(bad.size)
     out_meta["CHI2PDF"] = float(chi2 / ndof) if ndof > 0 else 0.0
     return GaussHermitePSF(xcoef, ycoef, nominal.wavemin, nominal.wavemax, params,
@@ -770,6 +826,6 @@ def fit_psf(image, nominal, line_wave, line_intensity, options=None, bundle_size
     psf = assemble_psf(nominal, slices, results, options)
     nbad = psf.meta["NBADFIB"]
     if nbad:
-        log.warning("%d fibers could not be fitted and were interpolated: %s", nbad, psf.meta["BADFIBERS"])
+        log.warning("%d fibers could not be fitted and were interpolated: %s", nbad, psf.meta["BADFIBER"])
     log.info("PSF fit chi2/dof %.3f", psf.meta["CHI2PDF"])
     return psf, results
