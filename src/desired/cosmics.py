@@ -156,6 +156,41 @@ def _neighbours(rejected, rows, cols):
 
 
 @numba.njit(cache=True, nogil=True)
+def _pixel_variance(pix, readnoise, good):
+    """Return max(pix, 0) + readnoise^2 where good, else 0."""
+    ny, nx = pix.shape
+    var = np.zeros((ny, nx))
+    for i in range(ny):
+        for j in range(nx):
+            if good[i, j]:
+                var[i, j] = max(pix[i, j], 0.0) + readnoise[i, j] * readnoise[i, j]
+    return var
+
+
+@numba.njit(cache=True, nogil=True)
+def _candidates(pix, var, nsig):
+    """Return (rows, cols) of interior pixels with pix / sqrt(var) > nsig (var > 0)."""
+    ny, nx = pix.shape
+    count = 0
+    for i in range(1, ny - 1):
+        for j in range(1, nx - 1):
+            v = var[i, j]
+            if v > 0.0 and pix[i, j] > 0.0 and pix[i, j] * pix[i, j] > nsig * nsig * v:
+                count += 1
+    rows = np.empty(count, dtype=np.int64)
+    cols = np.empty(count, dtype=np.int64)
+    n = 0
+    for i in range(1, ny - 1):
+        for j in range(1, nx - 1):
+            v = var[i, j]
+            if v > 0.0 and pix[i, j] > 0.0 and pix[i, j] * pix[i, j] > nsig * nsig * v:
+                rows[n] = i
+                cols[n] = j
+                n += 1
+    return rows, cols
+
+
+@numba.njit(cache=True, nogil=True)
 def _dilate(rejected):
     """Return a 3 x 3 dilation of a sparse boolean mask."""
     ny, nx = rejected.shape
@@ -183,6 +218,7 @@ def find_cosmics(pix, ivar, readnoise=None, psf_sigma_x=None, psf_sigma_y=None, 
         Image in electrons.
     ivar : array, shape (ny, nx)
         Inverse variance (1/electron^2); pixels with ivar = 0 are treated as missing.
+        A boolean array (True = usable) is accepted when ``readnoise`` is given.
     readnoise : float or array, shape (ny, nx), optional
         Read noise in electrons.  When given, the noise of each pixel used by the
         test is ``sqrt(max(pix, 0) + readnoise**2)`` (the pixel's own Poisson
@@ -223,8 +259,10 @@ def find_cosmics(pix, ivar, readnoise=None, psf_sigma_x=None, psf_sigma_y=None, 
     ValueError
         If the arrays disagree in shape or no PSF description is given.
     """
-    pix = np.asarray(pix, dtype=np.float64)
-    ivar = np.asarray(ivar, dtype=np.float64)
+    pix = np.ascontiguousarray(pix, dtype=np.float64)
+    ivar = np.asarray(ivar)
+    if ivar.dtype != np.bool_:
+        ivar = np.asarray(ivar, dtype=np.float64)
     if pix.ndim != 2 or ivar.shape != pix.shape:
         raise ValueError(f"pix and ivar must be 2-D of equal shape; got {pix.shape}, {ivar.shape}")
     if psf_gradients is not None:
@@ -238,10 +276,11 @@ def find_cosmics(pix, ivar, readnoise=None, psf_sigma_x=None, psf_sigma_y=None, 
     if grad.shape != (4,):
         raise ValueError(f"psf_gradients must have 4 values, got {grad.shape}")
 
-    good = ivar > 0
+    good = ivar if ivar.dtype == np.bool_ else ivar > 0
     if readnoise is not None:
-        rn = np.broadcast_to(np.asarray(readnoise, dtype=np.float64), pix.shape)
-        var = np.where(good, np.maximum(pix, 0.0) + rn * rn, 0.0)
+        rn = np.asarray(readnoise, dtype=np.float64)
+        rn = np.full(pix.shape, float(rn)) if rn.ndim == 0 else np.ascontiguousarray(np.broadcast_to(rn, pix.shape))
+        var = _pixel_variance(np.ascontiguousarray(pix), rn, np.ascontiguousarray(good))
     else:
         var = np.zeros_like(pix)
         np.divide(1.0, ivar, out=var, where=good)
@@ -249,12 +288,7 @@ def find_cosmics(pix, ivar, readnoise=None, psf_sigma_x=None, psf_sigma_y=None, 
     if min(pix.shape) < 3:
         return rejected
 
-    inner = (slice(1, -1), slice(1, -1))
-    snr = np.zeros(pix.shape)
-    np.multiply(pix[inner], np.sqrt(np.where(good[inner], 1.0 / np.where(var[inner] > 0, var[inner], 1.0), 0.0)),
-                out=snr[inner])
-    rows, cols = np.nonzero(snr > nsig)
-    del snr
+    rows, cols = _candidates(pix, var, float(nsig))
     out = np.zeros(rows.size, dtype=bool)
     _test_pixels(pix, var, rejected, rows, cols, float(nsig), float(cfudge), float(c2fudge), grad, _AXES, out)
     new_r, new_c = rows[out], cols[out]
