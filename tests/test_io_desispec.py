@@ -322,6 +322,45 @@ def test_we_read_desispec_spectra(tmp_path, coadd):
     np.testing.assert_allclose(got.scores["TSNR2_LRG"], spec.scores["TSNR2_LRG"])
 
 
+def test_desi_group_spectra_runs_on_our_cframes(tmp_path):
+    """Our b/r/z cframes go through desispec's grouping + coadd; we read both outputs back."""
+    tool = shutil.which("desi_group_spectra") or str(Path(sys.executable).parent / "desi_group_spectra")
+    if not Path(tool).exists():
+        pytest.skip("the desi_group_spectra executable is not installed")
+    frames = {}
+    for cam in ("b0", "r0", "z0"):
+        # 25 A steps so that each band covers desispec's score top-hat ranges
+        frame = make_frame(camera=cam, cframe=True, dwave=25.0)
+        frame.fibermap.meta.update({"SURVEY": "main", "FAPRGRM": "dark"})
+        frame = type(frame)(frame.wave, frame.flux, frame.ivar, None, frame.resolution_data, frame.fibermap,
+                            frame.chi2pix, frame.header, frame.fibers, frame.scores)
+        frames[cam[0]] = frame
+        write_frame(tmp_path / f"cframe-{cam}-00001234.fits", frame)
+    import healpy
+    pix = healpy.ang2pix(64, frames["b"].fibermap["TARGET_RA"][0], frames["b"].fibermap["TARGET_DEC"][0],
+                         lonlat=True, nest=True)
+    assert np.all(healpy.ang2pix(64, frames["b"].fibermap["TARGET_RA"], frames["b"].fibermap["TARGET_DEC"],
+                                 lonlat=True, nest=True) == pix)
+    spectra_path, coadd_path = tmp_path / "spectra.fits", tmp_path / "coadd.fits"
+    proc = subprocess.run([tool, "--inframes", *[str(tmp_path / f"cframe-{c}-00001234.fits") for c in ("b0", "r0", "z0")],
+                           "-o", str(spectra_path), "-c", str(coadd_path), "--healpix", str(pix),
+                           "--header", "SURVEY=main", "PROGRAM=dark"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    spectra, coadd = read_spectra(spectra_path), read_spectra(coadd_path)
+    assert spectra.bands == coadd.bands == ["b", "r", "z"]
+    assert not spectra.is_coadd and coadd.is_coadd
+    for b, frame in frames.items():
+        np.testing.assert_array_equal(spectra.flux[b], f32(frame.flux))
+        np.testing.assert_array_equal(spectra.resolution_data[b], f32(frame.resolution_data))
+        # a one-exposure coadd is the exposure itself
+        np.testing.assert_allclose(coadd.flux[b], f32(frame.flux), rtol=1e-6)
+        np.testing.assert_allclose(coadd.ivar[b], f32(frame.ivar), rtol=1e-6)
+    np.testing.assert_array_equal(coadd.target_ids(), frames["b"].fibermap["TARGETID"])
+    expected_tsnr2 = sum(np.asarray(frames[b].scores[f"TSNR2_LRG_{b.upper()}"]) for b in "brz")
+    np.testing.assert_allclose(coadd.scores["TSNR2_LRG"], expected_tsnr2, rtol=1e-5)
+    assert "COADD_FIBERSTATUS" in coadd.fibermap.colnames
+
+
 # --------------------------------------------------------------------------- redrock
 
 def star_like_coadd(seed=21):

@@ -64,11 +64,11 @@ def make_resolution(rng, nspec=NSPEC, nwave=NWAVE):
     return res / res.sum(axis=1, keepdims=True)
 
 
-def make_frame(camera="b1", seed=1, cframe=False, nspec=NSPEC, nwave=NWAVE):
-    """A frame with every optional part filled."""
+def make_frame(camera="b1", seed=1, cframe=False, nspec=NSPEC, nwave=NWAVE, dwave=0.8):
+    """A frame with every optional part filled (wavelength step ``dwave`` Angstrom)."""
     rng = np.random.default_rng(seed)
     wmin = BANDS[camera[0]]
-    wave = wmin + 0.8 * np.arange(nwave)
+    wave = wmin + dwave * np.arange(nwave)
     fibermin = 500 * int(camera[1])
     scores = Table({f"MEDIAN_CALIB_SNR_{camera[0].upper()}": rng.uniform(0, 5, nspec),
                     f"TSNR2_LRG_{camera[0].upper()}": rng.uniform(0, 5, nspec)})
