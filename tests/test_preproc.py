@@ -401,3 +401,19 @@ def test_real_r0_psf_arc_lines_not_flagged_cosmics_found():
     # the same frame without hits: not a single pixel flagged
     clean = rng.poisson(true) + rng.normal(0, rn, true.shape)
     assert not find_cosmics(clean, np.ones(true.shape, dtype=bool), rn, band="r").any()
+
+
+def test_calibration_file_images_are_read(tmp_path):
+    from astropy.io import fits
+    rng = np.random.default_rng(13)
+    ny, nx = 100, 80
+    flat = np.full((ny, nx), 0.5)
+    fits.PrimaryHDU(flat).writeto(tmp_path / "pixflat.fits")
+    base = make_truth(ny, nx, rng, nlines=2)
+    raw, header = make_raw(base * flat, rng)
+    calib = dict(make_calib(), pixflat=str(tmp_path / "pixflat.fits"))
+    image = preproc_camera(raw, header, calib, cosmics=False)
+    # the flat halves the collected charge; dividing by it restores the truth
+    assert abs(np.median(image.pix / base) - 1) < 0.02
+    skipped = preproc_camera(raw, header, calib, pixflat=False, cosmics=False)
+    assert abs(np.median(skipped.pix / base) - 0.5) < 0.02

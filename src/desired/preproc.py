@@ -244,7 +244,7 @@ def model_variance(charge, readnoise, good=None, halfwidth=3, nsig=5.0, model="s
     return var
 
 
-def _calib_image(value, name, shape, calib_path):
+def _calib_image(value, calib_path):
     """Return a calibration image (array or FITS path) as float64, or None."""
     if value is False:
         return None
@@ -347,9 +347,9 @@ def preproc_camera(raw_image, header, calib=None, *, bias=None, dark=None, pixfl
     nx = max(s["CCDSEC"][1].stop for s in sections.values())
     shape = (ny, nx)
 
-    bias_img = _calib_image(bias, "bias", None, calib.get("bias"))
-    dark_img = _calib_image(dark, "dark", shape, calib.get("dark"))
-    flat_img = _calib_image(pixflat, "pixflat", shape, calib.get("pixflat"))
+    bias_img = _calib_image(bias, calib.get("bias"))
+    dark_img = _calib_image(dark, calib.get("dark"))
+    flat_img = _calib_image(pixflat, calib.get("pixflat"))
     for name, img in (("dark", dark_img), ("pixflat", flat_img)):
         if img is not None and img.shape != shape:
             raise ValueError(f"camera {camera}: {name} image shape {img.shape} differs from the trimmed image {shape}")
