@@ -417,3 +417,16 @@ def test_calibration_file_images_are_read(tmp_path):
     assert abs(np.median(image.pix / base) - 1) < 0.02
     skipped = preproc_camera(raw, header, calib, pixflat=False, cosmics=False)
     assert abs(np.median(skipped.pix / base) - 0.5) < 0.02
+
+
+def test_per_row_overscan_option():
+    rng = np.random.default_rng(14)
+    true = make_truth(200, 160, rng, nlines=3)
+    raw, header = make_raw(true, rng)
+    image = preproc_camera(raw, header, make_calib(), overscan_per_row=True, cosmics=False)
+    good = image.mask == 0
+    chi = (image.pix - true)[good] * np.sqrt(image.ivar[good])
+    # per-row levels add 1/64th of the read-noise variance per row: still unit-normal
+    assert abs(chi.mean()) < 0.03 and abs(chi.std() - 1) < 0.04
+    for amp in "ABCD":
+        assert abs(image.header[f"OBSRDN{amp}"] / READNOISE[amp] - 1) < 0.05

@@ -474,4 +474,7 @@ def preproc_camera(raw_image, header, calib=None, *, bias=None, dark=None, pixfl
     ivar = np.zeros(shape)
     np.divide(1.0, var, out=ivar, where=good & (var > 0))
     out_hdr["VARMODEL"] = variance_model
+    missing = [k for k in EXTRACTION_KEYWORDS if k not in out_hdr]
+    if missing:
+        log.warning("camera %s: raw header lacks %s (needed downstream by the extraction)", camera, missing)
     return Image(pix, ivar, mask=mask, readnoise=readnoise, header=out_hdr, camera=camera)
