@@ -229,3 +229,15 @@ def test_failed_write_leaves_nothing(tmp_path, product, monkeypatch):
         writer(dest, obj)
     assert dest.read_bytes() == before
     assert os.listdir(dest.parent) == [dest.name]
+
+
+def test_truncated_gzip_file(tmp_path):
+    import gzip
+    path = _write(tmp_path, "frame")
+    gz = tmp_path / "frame.fits.gz"
+    with gzip.open(gz, "wb") as stream:
+        stream.write(path.read_bytes())
+    assert read_frame(gz).nspec == NSPEC          # the intact .fits.gz reads
+    data = gz.read_bytes()
+    gz.write_bytes(data[: len(data) // 2])
+    _expect_error(read_frame, gz, "FITS")

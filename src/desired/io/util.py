@@ -70,12 +70,17 @@ def _check_complete(hdus, path):
 
     astropy silently drops a last HDU whose header is cut short (it only warns), so a
     file truncated inside its last header would otherwise read as a valid, shorter file.
-    Gzipped files report no size and are checked by the decompressor instead.
+    Gzipped files are decompressed once to find their size (a cut stream raises EOFError).
     """
     last = hdus.fileinfo(len(hdus) - 1)
     if last is None:
         return
     size = getattr(last.get("file"), "size", 0) or 0
+    if not size and getattr(last.get("file"), "compression", None) == "gzip":
+        import gzip
+        with gzip.open(hdus.filename() or path, "rb") as stream:   # EOFError if the gzip stream is cut
+            while chunk := stream.read(1 << 24):
+                size += len(chunk)
     end = last["datLoc"] + last["datSpan"]
     if size and size != end:
         raise DataModelError(path, f"truncated or corrupt FITS file: its HDUs end at byte {end} "
