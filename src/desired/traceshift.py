@@ -1,0 +1,420 @@
+"""Trace shifts of a flat or science exposure relative to a PSF.
+
+x shifts come from the cross-dispersion profiles: blocks of rows along every
+trace are fitted with the PSF's cross-dispersion profile (the spot marginalised
+over rows, pixel-integrated) moved by ``dx``.  y (wavelength) shifts come from
+sky emission lines (the fiber's boxcar spectrum around each line fitted with the
+PSF's along-dispersion profile moved by ``dy`` plus a local background) or from
+the edges of a flat-lamp continuum at known wavelengths (the boxcar spectrum
+fitted with the cumulative along-dispersion profile).  Both sets of measurements
+are fitted with a low-order Legendre polynomial in fiber and wavelength, and the
+result is added to the PSF's trace coefficients.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+from numpy.polynomial import legendre
+
+from .psf import hermite_pixel_integrals, reduced_wavelength
+
+log = logging.getLogger(__name__)
+
+#: provisional bright night-sky emission lines, vacuum Angstrom (O I, Na D, O I, OH bands)
+SKY_LINES = np.array([5578.89, 5891.58, 5897.56, 6302.05, 6365.54, 6865.19, 7278.35, 7318.39,
+                      7342.94, 7794.11, 7823.75, 7915.85, 7966.03, 8401.76, 8432.56, 8829.57,
+                      8887.44, 8921.94, 8945.29, 9377.03, 9442.92, 9792.50])
+
+
+@dataclasses.dataclass
+class ShiftModel:
+    """A smooth 2-D shift model: Legendre series in reduced fiber index and wavelength.
+
+    Attributes
+    ----------
+    coef : ndarray, shape (nfib_deg + 1, nwave_deg + 1)
+    nfiber : int
+        Fibers of the PSF (fiber index is reduced over [0, nfiber - 1]).
+    wavemin, wavemax : float
+        Wavelength domain (the PSF's trace domain).
+    rms : float
+        Weighted rms of the measurements about the model, pixels.
+    nmeas : int
+        Measurements used.
+    """
+
+    coef: np.ndarray
+    nfiber: int
+    wavemin: float
+    wavemax: float
+    rms: float = 0.0
+    nmeas: int = 0
+
+    def __call__(self, fiber, wave):
+        """Shift (pixels) at fibers ``fiber`` and wavelengths ``wave`` (broadcast)."""
+        f = _reduced_fiber(fiber, self.nfiber)
+        u = reduced_wavelength(wave, self.wavemin, self.wavemax)
+        f, u = np.broadcast_arrays(f, u)
+        return legendre.legval2d(f, u, self.coef)
+
+
+def _reduced_fiber(fiber, nfiber):
+    return 2.0 * np.asarray(fiber, dtype=np.float64) / max(nfiber - 1, 1) - 1.0
+
+
+def _profile_x(psf, fiber, wave, xc, cols):
+    """Cross-dispersion profile (spot summed over rows) at columns ``cols`` [n, ncol]."""
+    u = reduced_wavelength(wave, psf.param_wavemin, psf.param_wavemax)
+
+    def value(name):
+        c = psf.params[name]
+        return np.einsum("nk,nk->n", legendre.legvander(u, c.shape[1] - 1), c[fiber])
+
+    sig = value("GHSIGX")
+    edges = (cols[:, :1] + np.arange(cols.shape[1] + 1)[None, :] - 0.5 - xc[:, None]) / sig[:, None]
+    ints = hermite_pixel_integrals(edges, psf.ghdegx)
+    coef = np.stack([value(f"GH-{i}-0") for i in range(psf.ghdegx + 1)], axis=1)
+    return np.einsum("ni,nip->np", coef, ints)
+
+
+def _profile_y(psf, fiber, wave, yc, rows):
+    """Along-dispersion profile (spot summed over columns) at rows ``rows`` [n, nrow]."""
+    u = reduced_wavelength(wave, psf.param_wavemin, psf.param_wavemax)
+
+    def value(name):
+        c = psf.params[name]
+        return np.einsum("nk,nk->n", legendre.legvander(u, c.shape[1] - 1), c[fiber])
+
+    sig = value("GHSIGY")
+    edges = (rows[:, :1] + np.arange(rows.shape[1] + 1)[None, :] - 0.5 - yc[:, None]) / sig[:, None]
+    ints = hermite_pixel_integrals(edges, psf.ghdegy)
+    coef = np.stack([value(f"GH-0-{j}") for j in range(psf.ghdegy + 1)], axis=1)
+    return np.einsum("nj,njp->np", coef, ints)
+
+
+def _gauss_newton_shift(data, weight, model_fn, nbasis, niter=5, h=0.01):
+    """Fit ``data ≈ Σ_k a_k B_k + amp * model(shift)`` per row of ``data`` by Gauss-Newton.
+
+    Parameters
+    ----------
+    data, weight : array, shape (n, npix)
+    model_fn : callable
+        ``model_fn(shift [n]) -> (n, npix)`` profile moved by ``shift``.
+    nbasis : int
+        Extra linear background terms: 0 (none), 1 (constant).
+
+    Returns
+    -------
+    shift, shift_err, amp : ndarray, shape (n,)
+    """
+    n = data.shape[0]
+    shift = np.zeros(n)
+    err = np.full(n, np.inf)
+    amp = np.zeros(n)
+    for _ in range(niter):
+        m0 = model_fn(shift)
+        dm = (model_fn(shift + h) - model_fn(shift - h)) / (2 * h)
+        cols = [m0]
+        if nbasis:
+            cols.append(np.ones_like(m0))
+        base = np.stack(cols, axis=1)                                  # [n, nb, npix]
+        # linear part at the current shift
+        a_mat = np.einsum("nkp,np,nlp->nkl", base, weight, base) + 1e-12 * np.eye(base.shape[1])
+        lin = np.linalg.solve(a_mat, np.einsum("nkp,np,np->nk", base, weight, data)[..., None])[..., 0]
+        amp = lin[:, 0]
+        resid = data - np.einsum("nk,nkp->np", lin, base)
+        jac = np.concatenate([base, (amp[:, None] * dm)[:, None, :]], axis=1)
+        mat = np.einsum("nkp,np,nlp->nkl", jac, weight, jac) + 1e-12 * np.eye(jac.shape[1])
+        vec = np.einsum("nkp,np,np->nk", jac, weight, resid)
+        try:
+            cov = np.linalg.inv(mat)
+        except np.linalg.LinAlgError:
+            cov = np.linalg.pinv(mat)
+        step = np.einsum("nkl,nl->nk", cov, vec)
+        shift = shift + np.clip(step[:, -1], -0.5, 0.5)
+        err = np.sqrt(np.clip(cov[:, -1, -1], 0, None))
+    return shift, err, amp
+
+
+def measure_x_shifts(image, psf, row_step=40, half_block=4, half_width=3, min_snr=20.0, avoid_wave=None):
+    """Measure cross-dispersion shifts along every trace.
+
+    Parameters
+    ----------
+    image : desired.image.Image
+    psf : GaussHermitePSF
+    row_step : int
+        Rows between measurements along a trace.
+    half_block : int
+        Rows summed on each side of a measurement row.
+    half_width : int
+        Columns fitted on each side of the trace.
+    min_snr : float
+        Measurements whose profile amplitude is below this S/N are dropped.
+    avoid_wave : array, optional
+        Wavelengths of emission lines: blocks within 5 rows of them are skipped (a
+        partly covered tilted spot would bias the cross-dispersion centroid).
+
+    Returns
+    -------
+    fiber, wave, dx, dx_err : ndarray, shape (nmeas,)
+    """
+    ny, nx = image.shape
+    ivar = image.good_ivar()
+    var = np.where(ivar > 0, 1.0 / np.where(ivar > 0, ivar, 1.0), 0.0)
+    rows = np.arange(half_block + row_step // 2, ny - half_block, row_step)
+    fib, wav, xc = [], [], []
+    for f in range(psf.nfiber):
+        w = psf.wavelength(f, rows)
+        inside = (w > psf.wavemin) & (w < psf.wavemax)
+        fib.append(np.full(inside.sum(), f))
+        wav.append(w[inside])
+        xc.append(psf.x(f, w[inside]))
+    fib, wav, xc = np.concatenate(fib), np.concatenate(wav), np.concatenate(xc)
+    yrow = np.rint(psf.y(fib, wav)).astype(np.int64)
+    c0 = np.rint(xc).astype(np.int64) - half_width
+    cols = c0[:, None] + np.arange(2 * half_width + 1)[None, :]
+    ok = (cols[:, 0] >= 0) & (cols[:, -1] < nx) & (yrow - half_block >= 0) & (yrow + half_block < ny)
+    if avoid_wave is not None and len(avoid_wave):
+        yline = psf.y(fib[:, None], np.asarray(avoid_wave, dtype=np.float64)[None, :])
+        ok &= ~(np.abs(yline - yrow[:, None]) < half_block + 5).any(axis=1)
+    fib, wav, xc, yrow, cols = fib[ok], wav[ok], xc[ok], yrow[ok], cols[ok]
+    block = yrow[:, None] + np.arange(-half_block, half_block + 1)[None, :]
+    data = image.pix[block[:, :, None], cols[:, None, :]].sum(axis=1)
+    v = var[block[:, :, None], cols[:, None, :]]
+    dead = (ivar[block[:, :, None], cols[:, None, :]] == 0).any(axis=1)
+    weight = np.where(dead, 0.0, 1.0 / np.maximum(v.sum(axis=1), 1e-6))
+    dx, err, amp = _gauss_newton_shift(data, weight, lambda s: _profile_x(psf, fib, wav, xc + s, cols), 0)
+    good = np.isfinite(err) & (err > 0) & (amp > 0)
+    amp_err = 1.0 / np.sqrt(np.maximum((weight * _profile_x(psf, fib, wav, xc + dx, cols) ** 2).sum(axis=1), 1e-30))
+    good &= amp / amp_err > min_snr
+    return fib[good], wav[good], dx[good], err[good]
+
+
+def _boxcar(image, psf, fiber, rows, half_width=3):
+    """Sum of the pixels within ``half_width`` columns of the trace, and its variance, per row."""
+    ny, nx = image.shape
+    ivar = image.good_ivar()
+    var = np.where(ivar > 0, 1.0 / np.where(ivar > 0, ivar, 1.0), 0.0)
+    x = psf.x(fiber, psf.wavelength(fiber, rows))
+    cols = np.rint(x).astype(np.int64)[:, None] + np.arange(-half_width, half_width + 1)[None, :]
+    cols = np.clip(cols, 0, nx - 1)
+    return image.pix[rows[:, None], cols].sum(axis=1), var[rows[:, None], cols].sum(axis=1)
+
+
+def measure_y_shifts_lines(image, psf, line_wave, half_window=6, min_snr=10.0):
+    """Measure wavelength-direction shifts from emission lines (sky or arc).
+
+    Parameters
+    ----------
+    image : desired.image.Image
+    psf : GaussHermitePSF
+    line_wave : array
+        Vacuum wavelengths of isolated emission lines, Angstrom.
+    half_window : int
+        Rows fitted on each side of a line.
+    min_snr : float
+
+    Returns
+    -------
+    fiber, wave, dy, dy_err : ndarray, shape (nmeas,)
+    """
+    ny = image.shape[0]
+    line_wave = np.asarray(line_wave, dtype=np.float64)
+    line_wave = line_wave[(line_wave > psf.wavemin) & (line_wave < psf.wavemax)]
+    fib, wav, data, weight, rowsel, yc = [], [], [], [], [], []
+    all_rows = np.arange(ny)
+    for f in range(psf.nfiber):
+        spec, var = _boxcar(image, psf, f, all_rows)
+        for lw in line_wave:
+            y0 = float(np.ravel(psf.y(f, lw))[0])
+            r0 = int(np.rint(y0)) - half_window
+            if r0 < 0 or r0 + 2 * half_window >= ny:
+                continue
+            rr = np.arange(r0, r0 + 2 * half_window + 1)
+            fib.append(f)
+            wav.append(lw)
+            yc.append(y0)
+            data.append(spec[rr])
+            weight.append(np.where(var[rr] > 0, 1.0 / np.where(var[rr] > 0, var[rr], 1.0), 0.0))
+            rowsel.append(rr)
+    if not fib:
+        return (np.zeros(0, dtype=np.int64),) + (np.zeros(0),) * 3
+    fib, wav, yc = np.array(fib), np.array(wav), np.array(yc)
+    data, weight, rowsel = np.array(data), np.array(weight), np.array(rowsel)
+    dy, err, amp = _gauss_newton_shift(data, weight, lambda s: _profile_y(psf, fib, wav, yc + s, rowsel), 1)
+    good = np.isfinite(err) & (err > 0) & (amp > 0) & (np.abs(dy) < half_window - 2)
+    amp_err = 1.0 / np.sqrt(np.maximum((weight * _profile_y(psf, fib, wav, yc + dy, rowsel) ** 2).sum(axis=1), 1e-30))
+    good &= amp / amp_err > min_snr
+    return fib[good], wav[good], dy[good], err[good]
+
+
+def measure_y_shifts_edges(image, psf, edge_wave, half_window=12, min_snr=10.0):
+    """Measure wavelength-direction shifts from the edges of a continuum at known wavelengths.
+
+    Parameters
+    ----------
+    image : desired.image.Image
+    psf : GaussHermitePSF
+    edge_wave : (float or None, float or None)
+        Wavelengths (Angstrom) where the continuum starts (rises) and ends (falls).
+    half_window : int
+    min_snr : float
+
+    Returns
+    -------
+    fiber, wave, dy, dy_err : ndarray, shape (nmeas,)
+    """
+    ny = image.shape[0]
+    fib, wav, data, weight, rowsel, yc, sign = [], [], [], [], [], [], []
+    all_rows = np.arange(ny)
+    for f in range(psf.nfiber):
+        spec, var = _boxcar(image, psf, f, all_rows)
+        for lw, rising in zip(edge_wave, (True, False)):
+            if lw is None:
+                continue
+            y0 = float(np.ravel(psf.y(f, lw))[0])
+            r0 = int(np.rint(y0)) - half_window
+            if r0 < 0 or r0 + 2 * half_window >= ny:
+                continue
+            rr = np.arange(r0, r0 + 2 * half_window + 1)
+            fib.append(f)
+            wav.append(lw)
+            yc.append(y0)
+            sign.append(rising)
+            data.append(spec[rr])
+            weight.append(np.where(var[rr] > 0, 1.0 / np.where(var[rr] > 0, var[rr], 1.0), 0.0))
+            rowsel.append(rr)
+    if not fib:
+        return (np.zeros(0, dtype=np.int64),) + (np.zeros(0),) * 3
+    fib, wav, yc, sign = np.array(fib), np.array(wav), np.array(yc), np.array(sign)
+    data, weight, rowsel = np.array(data), np.array(weight), np.array(rowsel)
+    ext = 8.0         # the profile's support beyond the window, rows
+    delta = 0.1       # sub-grid of spot centres that stands for the continuum, rows
+    nsub = int(np.ceil((2 * half_window + 1 + 2 * ext) / delta))
+
+    def step_model(s):
+        # a continuum starting (ending) at yc: the sum of spots centred on a fine grid above (below) it
+        k = (np.arange(nsub) + 0.5) * delta
+        offs = np.where(sign[:, None], k[None, :], -k[None, :])                  # [n, nsub]
+        centres = (yc + s)[:, None] + offs
+        n, nr = rowsel.shape
+        prof = _profile_y(psf, np.repeat(fib, nsub), np.repeat(wav, nsub), centres.ravel(),
+                          np.repeat(rowsel, nsub, axis=0))
+        return prof.reshape(n, nsub, nr).sum(axis=1) * delta
+
+    dy, err, amp = _gauss_newton_shift(data, weight, step_model, 0)
+    good = np.isfinite(err) & (err > 0) & (amp > 0) & (np.abs(dy) < half_window - 4)
+    return fib[good], wav[good], dy[good], err[good]
+
+
+def fit_shift_model(psf, fiber, wave, shift, err, fiber_degree=1, wave_degree=2, nsig=4.0):
+    """Fit a smooth shift model to per-(fiber, wavelength) measurements with clipping.
+
+    Degrees are lowered when the measurements do not constrain them (few fibers or
+    wavelengths).
+
+    Returns
+    -------
+    ShiftModel
+    """
+    fiber = np.asarray(fiber)
+    if fiber.size == 0:
+        return ShiftModel(np.zeros((1, 1)), psf.nfiber, psf.wavemin, psf.wavemax)
+    fiber_degree = min(fiber_degree, max(np.unique(fiber).size - 1, 0))
+    wave_degree = min(wave_degree, max(np.unique(np.round(wave, 1)).size - 1, 0))
+    f = _reduced_fiber(fiber, psf.nfiber)
+    u = reduced_wavelength(wave, psf.wavemin, psf.wavemax)
+    design = legendre.legvander2d(f, u, [fiber_degree, wave_degree])
+    sig = np.sqrt(np.asarray(err) ** 2 + 0.002 ** 2)
+    keep = np.ones(fiber.size, dtype=bool)
+    for _ in range(5):
+        c, *_ = np.linalg.lstsq(design[keep] / sig[keep, None], shift[keep] / sig[keep], rcond=None)
+        res = (shift - design @ c) / sig
+        scale = max(1.4826 * np.median(np.abs(res[keep])), 1.0)
+        newkeep = np.abs(res) < nsig * scale
+        if np.array_equal(newkeep, keep) or newkeep.sum() < design.shape[1] + 1:
+            break
+        keep = newkeep
+    resid = shift[keep] - design[keep] @ c
+    rms = float(np.sqrt(np.average(resid ** 2, weights=1 / sig[keep] ** 2)))
+    return ShiftModel(c.reshape(fiber_degree + 1, wave_degree + 1), psf.nfiber, psf.wavemin, psf.wavemax,
+                      rms, int(keep.sum()))
+
+
+def apply_shifts(psf, xmodel, ymodel):
+    """Return a copy of ``psf`` with the traces moved by the shift models.
+
+    The shift of each fiber is a Legendre series in the trace's reduced wavelength,
+    so it is added exactly to the XTRACE/YTRACE coefficients.
+    """
+    out = psf.copy()
+    for model, coef_name in ((xmodel, "xcoef"), (ymodel, "ycoef")):
+        if model is None:
+            continue
+        f = _reduced_fiber(np.arange(psf.nfiber), psf.nfiber)
+        # coefficient k of the wavelength series of fiber f: Σ_i c[i, k] P_i(f)
+        per_fiber = legendre.legvander(f, model.coef.shape[0] - 1) @ model.coef     # [nfiber, nwdeg+1]
+        coef = getattr(out, coef_name)
+        if coef.shape[1] < per_fiber.shape[1]:
+            coef = np.hstack([coef, np.zeros((coef.shape[0], per_fiber.shape[1] - coef.shape[1]))])
+        coef[:, :per_fiber.shape[1]] += per_fiber
+        setattr(out, coef_name, coef)
+    return out
+
+
+def compute_trace_shifts(image, psf, lines_from="sky", line_wave=None, edge_wave=None):
+    """Measure the trace shifts of an exposure and return the shifted PSF.
+
+    Parameters
+    ----------
+    image : desired.image.Image
+        Flat or science preproc image.
+    psf : GaussHermitePSF
+        The reference (arc or nightly) PSF.
+    lines_from : {'sky', 'continuum'}
+        Source of the y shifts: emission lines (``line_wave``, default
+        :data:`SKY_LINES`) or continuum edges (``edge_wave``).
+    line_wave : array, optional
+    edge_wave : (float or None, float or None), optional
+        Start and end wavelengths of the continuum; without them only x shifts are
+        measured in continuum mode.
+
+    Returns
+    -------
+    shifted : GaussHermitePSF
+        Copy of ``psf`` with shifted traces; meta gets TRSHIFTX/TRSHIFTY (mean shifts),
+        TRRMSX/TRRMSY and TRLINES.
+    xmodel, ymodel : ShiftModel
+    """
+    avoid = (SKY_LINES if line_wave is None else line_wave) if lines_from == "sky" else None
+    fib, wav, dx, dxe = measure_x_shifts(image, psf, avoid_wave=avoid)
+    xmodel = fit_shift_model(psf, fib, wav, dx, dxe)
+    log.info("x shifts: %d measurements, rms about the model %.4f px", xmodel.nmeas, xmodel.rms)
+    if lines_from == "sky":
+        lw = SKY_LINES if line_wave is None else line_wave
+        fy, wy, dy, dye = measure_y_shifts_lines(image, apply_shifts(psf, xmodel, None), lw)
+    elif lines_from == "continuum":
+        if edge_wave is None:
+            log.warning("continuum mode without edge wavelengths: only x shifts are measured")
+            fy = np.zeros(0, dtype=np.int64)
+            wy = dy = dye = np.zeros(0)
+        else:
+            fy, wy, dy, dye = measure_y_shifts_edges(image, apply_shifts(psf, xmodel, None), edge_wave)
+    else:
+        raise ValueError(f"lines_from must be 'sky' or 'continuum', not {lines_from!r}")
+    # two continuum edges constrain a wavelength slope poorly: keep the y shift constant in wavelength
+    ymodel = fit_shift_model(psf, fy, wy, dy, dye, wave_degree=1 if lines_from == "sky" else 0)
+    if fy.size == 0:
+        log.warning("no y-shift measurement; y shift set to 0")
+    log.info("y shifts: %d measurements, rms about the model %.4f px", ymodel.nmeas, ymodel.rms)
+    shifted = apply_shifts(psf, xmodel, ymodel)
+    grid = np.linspace(psf.wavemin, psf.wavemax, 50)
+    allf = np.arange(psf.nfiber)[:, None]
+    shifted.meta.update({"TRSHIFTX": float(np.mean(xmodel(allf, grid))),
+                         "TRSHIFTY": float(np.mean(ymodel(allf, grid))),
+                         "TRRMSX": xmodel.rms, "TRRMSY": ymodel.rms,
+                         "TRLINES": lines_from})
+    return shifted, xmodel, ymodel
