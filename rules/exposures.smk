@@ -1,0 +1,34 @@
+# Stage 1: discover the exposures of a night (checkpoint) and copy their fibermaps.
+
+
+checkpoint exposure_table:
+    """Scan the night's raw headers into the exposure table (NIGHT, EXPID, OBSTYPE, ...)."""
+    input:
+        exposure_table_inputs,
+    output:
+        table=pattern("exposure_table"),
+    params:
+        raw=ROOTS["raw"],
+        override=f"--override {config['exposure_table']}" if config["exposure_table"] else "",
+    log:
+        os.path.join(LOGS, "exposure_table", "{month}", "exposure_table_{night}.log"),
+    conda:
+        "../envs/desired.yaml"
+    shell:
+        "desired --log-file {log} exposure-table --raw-dir {params.raw} --night {wildcards.night}"
+        " --outfile {output.table} {params.override}"
+
+
+rule fibermap:
+    """Copy the exposure's raw fibermap into the production tree with NIGHT/EXPID/TILEID."""
+    input:
+        fibermap=pattern("raw_fibermap"),
+        raw=pattern("raw"),
+    output:
+        fibermap=pattern("fibermap"),
+    log:
+        log_pattern("fibermap", "night", "expid"),
+    conda:
+        "../envs/desired.yaml"
+    shell:
+        "desired --log-file {log} fibermap --infile {input.fibermap} --raw {input.raw} --outfile {output.fibermap}"

@@ -1,0 +1,28 @@
+# Stage 4: spectral extraction per flat/science camera -> frame.
+
+
+rule extract:
+    """Spectro-perfectionism extraction of one flat/science camera (MPI ranks split the bundles)."""
+    input:
+        image=pattern("preproc"),
+        psf=pattern("shifted_psf"),
+        fibermap=fibermap_input,
+    output:
+        frame=pattern("frame"),
+    params:
+        fibermap=lambda wildcards, input: f"--fibermap {input.fibermap}" if input.fibermap else "",
+        options=extract_options(),
+        launch=mpi_launch,
+        mpi=mpi_flag,
+    resources:
+        tasks=config["extract"]["tasks"],
+        mpi="srun",
+    log:
+        log_pattern("extract", "night", "camera", "expid"),
+    benchmark:
+        benchmark_pattern("extract", "night", "camera", "expid")
+    conda:
+        "../envs/desired.yaml"
+    shell:
+        "{params.launch} desired --log-file {log} extract --image {input.image} --psf {input.psf}"
+        " --outfile {output.frame} {params.fibermap} {params.options} {params.mpi}"

@@ -1,0 +1,47 @@
+# Stage 2: preproc per (night, expid, camera).  Flats and science go through the
+# plain `preproc` rule; arcs through `preproc_arc`, which records ok/failed in a
+# sidecar instead of failing, so that one bad arc cannot block the night's psfnight.
+
+
+rule preproc:
+    """Raw camera image -> preproc image (electrons, ivar, mask)."""
+    input:
+        raw=pattern("raw"),
+        calib=pattern("calib_ccd"),
+        fibermap=fibermap_input,
+    output:
+        image=pattern("preproc"),
+    params:
+        fibermap=lambda wildcards, input: f"--fibermap {input.fibermap}" if input.fibermap else "",
+        options=PREPROC_OPTIONS,
+    log:
+        log_pattern("preproc", "night", "camera", "expid"),
+    benchmark:
+        benchmark_pattern("preproc", "night", "camera", "expid")
+    conda:
+        "../envs/desired.yaml"
+    shell:
+        "desired --log-file {log} preproc --infile {input.raw} --camera {wildcards.camera}"
+        " --calib {input.calib} --outfile {output.image} {params.fibermap} {params.options}"
+
+
+rule preproc_arc:
+    """Arc preproc; the image is a by-product, the declared output its ok/failed sidecar."""
+    input:
+        raw=pattern("raw"),
+        calib=pattern("calib_ccd"),
+    output:
+        status=status_pattern("preproc"),
+    params:
+        image=pattern("preproc"),
+        options=PREPROC_OPTIONS,
+    log:
+        log_pattern("preproc", "night", "camera", "expid"),
+    benchmark:
+        benchmark_pattern("preproc", "night", "camera", "expid")
+    conda:
+        "../envs/desired.yaml"
+    shell:
+        "rm -f {params.image}; "
+        + tolerant("desired --log-file {log} preproc --infile {input.raw} --camera {wildcards.camera}"
+                   " --calib {input.calib} --outfile {params.image} {params.options}")

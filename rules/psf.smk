@@ -1,0 +1,64 @@
+# Stage 3: PSF fit per arc camera (checkpoint, ok/failed sidecar), psfnight per
+# (night, camera) over the arcs that succeeded, traceshift per flat/science camera.
+
+
+checkpoint psf:
+    """Fit the GAUSS-HERMITE PSF of one arc camera, starting from the nominal calib PSF."""
+    input:
+        preproc=status_pattern("preproc"),
+        psf=pattern("calib_psf"),
+    output:
+        status=status_pattern("psf"),
+    params:
+        image=pattern("preproc"),
+        psf=pattern("psf"),
+        launch=mpi_launch,
+        mpi=mpi_flag,
+    resources:
+        tasks=config["psf"]["tasks"],
+        mpi="srun",
+    log:
+        log_pattern("psf", "night", "camera", "expid"),
+    benchmark:
+        benchmark_pattern("psf", "night", "camera", "expid")
+    conda:
+        "../envs/desired.yaml"
+    shell:
+        "rm -f {params.psf}; "
+        + tolerant("grep -qx ok {input.preproc} && {params.launch} desired --log-file {log} psf"
+                   " --infile {params.image} --input-psf {input.psf} --outfile {params.psf} {params.mpi}")
+
+
+rule psfnight:
+    """Combine the night's successful arc PSFs of one camera (fallback PSF or clear error when none)."""
+    input:
+        psfnight_inputs,
+    output:
+        psf=pattern("psfnight"),
+    params:
+        command=psfnight_command,
+    log:
+        log_pattern("psfnight", "night", "camera"),
+    benchmark:
+        benchmark_pattern("psfnight", "night", "camera")
+    conda:
+        "../envs/desired.yaml"
+    shell:
+        "{params.command}"
+
+
+rule traceshift:
+    """Measure the trace shifts of a flat/science camera against psfnight -> shifted PSF."""
+    input:
+        image=pattern("preproc"),
+        psf=pattern("psfnight"),
+    output:
+        psf=pattern("shifted_psf"),
+    log:
+        log_pattern("traceshift", "night", "camera", "expid"),
+    benchmark:
+        benchmark_pattern("traceshift", "night", "camera", "expid")
+    conda:
+        "../envs/desired.yaml"
+    shell:
+        "desired --log-file {log} traceshift --image {input.image} --psf {input.psf} --outfile {output.psf}"
