@@ -5,16 +5,11 @@ import os
 
 from desired import paths as desired_paths
 from desired.exposures import list_nights, read_exposure_table, select_rows
-from desired.workflow_status import read_step_status, sidecar_path
+from desired.workflow_status import production_roots, read_step_status, sidecar_path
 
 SIMULATING = config["raw_dir"] is None
 SIM_DIR = config["sim_dir"]
-ROOTS = {
-    "raw": os.path.join(SIM_DIR, "raw") if SIMULATING else config["raw_dir"],
-    "calib": config["calib_dir"] or os.path.join(SIM_DIR, "calib"),
-    "redux": config["redux_dir"],
-    "truth": config["truth_dir"] or os.path.join(SIM_DIR, "truth"),
-}
+ROOTS = production_roots(config)
 REDUX = ROOTS["redux"]
 LOGS = os.path.join(REDUX, "logs")
 BENCHMARKS = os.path.join(REDUX, "benchmarks")
