@@ -20,8 +20,8 @@ parallel:
    few, outliers clipped);
 5. shape: GHSIGX, GHSIGY and chosen Gauss-Hermite coefficients as Legendre series
    in wavelength (plus a linear term across the bundle's fibers), by
-   ``scipy.optimize.least_squares`` on the stamps of bright isolated spots with
-   the spot fluxes solved linearly inside the residual;
+   Levenberg-Marquardt on the stamps of bright isolated spots with the spot
+   fluxes solved linearly inside the residual;
 6. steps 3-5 are iterated; fibers without enough lines are flagged and their
    trace corrections interpolated from their neighbours.
 
@@ -476,7 +476,6 @@ class _BundleFitter:
     # --- step 4: traces ----------------------------------------------------------------
     def fit_traces(self):
         o = self.o
-        nline_total = self.t.line_wave.size
         good_fit = np.zeros(self.nfib, dtype=bool)
         for f in range(self.nfib):
             m = (self.sfib == f) & self.detected & self.isolated & np.isfinite(self.sxerr) & np.isfinite(self.syerr)
@@ -522,7 +521,6 @@ class _BundleFitter:
         fixed = ~(self.detected & self.isolated) | ~np.isfinite(self.sxerr)
         self.sx[fixed] = self.trace_x(self.sfib[fixed], self.swave[fixed])
         self.sy[fixed] = self.trace_y(self.sfib[fixed], self.swave[fixed])
-        del nline_total
 
     # --- step 5: shape -------------------------------------------------------------------
     def _shape_design(self, idx):
