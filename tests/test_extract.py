@@ -122,3 +122,77 @@ def test_noisy_extraction_pulls_are_unit_normal(scene):
     assert 0.7 < np.median(frame.chi2pix) < 1.1
     # the resolution matrix is a narrow, peaked kernel
     assert np.all(frame.resolution_data[:, 5] > 0.3)
+
+
+def test_fast_spots_match_the_psf_model():
+    from desired.extract import evaluate_spots
+    psf = make_psf(tail=0.03)
+    rng = np.random.default_rng(3)
+    fib = rng.integers(0, psf.nfiber, 500)
+    wave = rng.uniform(3550, 5850, 500)
+    xa, ya, sa = psf.spots(fib, wave)
+    xb, yb, sb = evaluate_spots(psf, fib, wave)
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(ya, yb)
+    np.testing.assert_allclose(sb, sa, rtol=0, atol=1e-13)
+
+
+def test_masked_pixels_are_ignored_without_bias(scene):
+    psf, wave, truth, pix, ivar, _ = scene
+    rng = np.random.default_rng(11)
+    pix = pix.copy()
+    mask = np.zeros(pix.shape, np.int32)
+    # cosmic rays: 40 short tracks of huge values, flagged
+    for _ in range(40):
+        y, x = rng.integers(20, pix.shape[0] - 20), rng.integers(5, pix.shape[1] - 5)
+        pix[y:y + 2, x:x + 3] += 5000.0
+        mask[y:y + 2, x:x + 3] |= ccdmask.COSMIC
+    # a bad column through the core of fiber 4's trace, filled with garbage
+    col = int(np.rint(np.ravel(psf.x(4, 3680.0))[0]))
+    pix[:, col] = 1e5
+    mask[:, col] |= ccdmask.BAD
+    # a band of rows dead across all fibers: no data at all there
+    pix[200:230] = -1e4
+    mask[200:230] |= ccdmask.BAD
+    frame = extract_frame(Image(pix, ivar, mask=mask, camera="b0"), psf, wave, bundlesize=6)
+    assert np.all(np.isfinite(frame.flux)) and np.all(np.isfinite(frame.ivar))
+    nodata = (frame.mask & specmask.NODATA) != 0
+    assert nodata.any(), "the dead rows must leave wavelengths without data"
+    assert np.all(frame.ivar[nodata] == 0)
+    # spots whose 11-row stamps lie entirely in rows 200-229 (traces differ by < 0.3 row)
+    dead_wave = (psf.wavelength(4, 205.3), psf.wavelength(4, 223.7))
+    inside = (wave > dead_wave[0]) & (wave < dead_wave[1])
+    assert nodata[:, inside].all()
+    # the bad column reduces (not zeroes) the information of fiber 4 and flags it
+    assert np.all((frame.mask[4, ~inside] & specmask.SOMEBADPIX) != 0)
+    chi = pulls(frame, truth)
+    assert abs(chi.mean()) < 0.04, chi.mean()
+    assert abs(chi.std() - 1) < 0.05, chi.std()
+    chi4 = ((frame.flux[4] - frame.convolve(truth)[4]) * np.sqrt(frame.ivar[4]))[frame.ivar[4] > 0]
+    # ~200 independent pulls: 3-sigma bounds on mean and rms
+    assert abs(chi4.mean()) < 0.25 and abs(chi4.std() - 1) < 0.15
+
+
+def test_results_do_not_depend_on_process_count(scene):
+    psf, wave, _, pix, ivar, _ = scene
+    img = Image(pix, ivar, camera="b0")
+    one = extract_frame(img, psf, wave, bundlesize=4, fibers=(2, 10))
+    two = extract_frame(img, psf, wave, bundlesize=4, fibers=(2, 10), nproc=2)
+    np.testing.assert_array_equal(one.flux, two.flux)
+    np.testing.assert_array_equal(one.resolution_data, two.resolution_data)
+    np.testing.assert_array_equal(one.fibers, np.arange(2, 10))
+
+
+def test_boxcar_recovers_smooth_continuum():
+    from desired.boxcar import boxcar_extract
+    rng = np.random.default_rng(5)
+    psf = make_psf(nfiber=4, tail=0.0)
+    wave = wavelength_grid(wmin=3600.0, wmax=3760.0, dw=DW)
+    truth = np.outer(rng.uniform(100, 300, 4), 1 + 0.2 * np.sin((wave - 3600) / 30))
+    _, ivar, model = render(psf, wave, truth, rng, noise=False)
+    frame = boxcar_extract(Image(model, ivar, camera="b0"), psf, wave, width=3)
+    inner = slice(10, -10)
+    ratio = frame.flux[:, inner] / truth[:, inner]
+    assert abs(np.median(ratio) - 1) < 0.01, np.median(ratio)      # box holds ~99.5% of the spot
+    assert np.all(np.abs(ratio - 1) < 0.05)
+    assert np.all(frame.ivar[:, inner] > 0)

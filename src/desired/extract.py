@@ -28,6 +28,7 @@ the solves use LAPACK Cholesky (``dpotrf``/``dpotri``) and batched ``eigh``.
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import numpy as np
@@ -36,6 +37,8 @@ from scipy.linalg import lapack
 
 from .frame import Frame
 from .maskbits import specmask
+from .psf import TAIL_PARAMS, reduced_wavelength
+from numpy.polynomial import legendre
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,167 @@ def wavelength_grid(camera=None, wmin=None, wmax=None, dw=None):
 def bundle_ranges(nfiber, bundlesize=BUNDLESIZE):
     """Return ``[(first, stop), ...]`` fiber-index ranges of the bundles."""
     return [(b, min(b + bundlesize, nfiber)) for b in range(0, nfiber, bundlesize)]
+
+
+# --------------------------------------------------------------------------- BLAS threads
+_SET_THREADS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads",
+                "scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_")
+_GET_THREADS = ("openblas_get_num_threads", "scipy_openblas_get_num_threads",
+                "scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_")
+
+
+def _openblas_handles():
+    """(get, set) function pairs of every OpenBLAS loaded in this process (numpy's, scipy's)."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = {line.split()[-1] for line in fh if "openblas" in line.lower() and "/" in line}
+    except OSError:
+        return []
+    handles = []
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for get, set_ in zip(_GET_THREADS, _SET_THREADS):
+            if hasattr(lib, get) and hasattr(lib, set_):
+                handles.append((getattr(lib, get), getattr(lib, set_)))
+                break
+    return handles
+
+
+class single_threaded_blas:
+    """Context manager running OpenBLAS on one thread, restoring the previous setting.
+
+    The extraction's matrices are small (a few hundred rows) and the parallelism is
+    over bundles; OpenBLAS threads on such matrices only add overhead, and on a
+    loaded machine their spin-waiting slows the solves by an order of magnitude.
+    Libraries other than OpenBLAS are left alone.
+    """
+
+    def __enter__(self):
+        self._saved = []
+        for get, set_ in _openblas_handles():
+            self._saved.append((set_, get()))
+            set_(1)
+        return self
+
+    def __exit__(self, *exc):
+        for set_, n in self._saved:
+            set_(n)
+        return False
+
+
+# --------------------------------------------------------------------------- spots
+@numba.njit(cache=True)
+def _gh_pixel_integrals(lo, center, sigma, npix, degree, out):
+    """out[i, p] = integral of He_i(t) g(t) over pixel p (edges (lo + p -/+ 0.5 - center) / sigma)."""
+    inv_sqrt2 = 1.0 / math.sqrt(2.0)
+    inv_sqrt2pi = 1.0 / math.sqrt(2.0 * math.pi)
+    prev_cdf = 0.0
+    prev_prim = np.zeros(degree + 1)
+    for k in range(npix + 1):
+        t = (lo + k - 0.5 - center) / sigma
+        cdf = 0.5 * math.erfc(-t * inv_sqrt2)
+        g = math.exp(-0.5 * t * t) * inv_sqrt2pi
+        # antiderivatives: He_0 g -> cdf; He_i g -> -He_{i-1} g
+        he_prev = 1.0
+        he = t
+        prim = np.empty(degree + 1)
+        prim[0] = cdf
+        for i in range(1, degree + 1):
+            prim[i] = -he_prev * g
+            he_prev, he = he, t * he - i * he_prev
+        if k > 0:
+            for i in range(degree + 1):
+                out[i, k - 1] = prim[i] - prev_prim[i]
+        prev_prim[:] = prim
+    return out
+
+
+@numba.njit(cache=True)
+def _spot_kernel(xc, yc, xlo, ylo, sigx, sigy, gh, tail, nx, ny, stamps):
+    """Fill normalised Gauss-Hermite stamps; see :meth:`GaussHermitePSF.spots` for the model."""
+    n = xc.size
+    degx = gh.shape[1] - 1
+    degy = gh.shape[2] - 1
+    ix = np.empty((degx + 1, nx))
+    iy = np.empty((degy + 1, ny))
+    tmp = np.empty((degx + 1, ny))
+    for a in range(n):
+        _gh_pixel_integrals(xlo[a], xc[a], sigx[a], nx, degx, ix)
+        _gh_pixel_integrals(ylo[a], yc[a], sigy[a], ny, degy, iy)
+        for i in range(degx + 1):
+            for y in range(ny):
+                s = 0.0
+                for j in range(degy + 1):
+                    s += gh[a, i, j] * iy[j, y]
+                tmp[i, y] = s
+        amp = tail[a, 0]
+        core2 = tail[a, 1] * tail[a, 1]
+        power = 1.0 + 0.5 * tail[a, 4]
+        total = 0.0
+        for y in range(ny):
+            dy = (ylo[a] + y - yc[a]) / tail[a, 3]
+            for x in range(nx):
+                v = 0.0
+                for i in range(degx + 1):
+                    v += tmp[i, y] * ix[i, x]
+                if amp != 0.0:
+                    dx = (xlo[a] + x - xc[a]) / tail[a, 2]
+                    r2 = dx * dx + dy * dy
+                    v += amp * r2 / (core2 + r2) ** power
+                stamps[a, y, x] = v
+                total += v
+        if total == 0.0:
+            total = 1.0
+        for y in range(ny):
+            for x in range(nx):
+                stamps[a, y, x] /= total
+    return stamps
+
+
+def evaluate_spots(psf, fiber, wave):
+    """Fast equivalent of :meth:`desired.psf.GaussHermitePSF.spots` (numba kernel).
+
+    Parameters
+    ----------
+    psf : desired.psf.GaussHermitePSF
+    fiber : array of int, shape (n,)
+    wave : array, shape (n,)
+        Angstrom.
+
+    Returns
+    -------
+    xlo, ylo : ndarray of int64, shape (n,)
+    stamps : ndarray, shape (n, 2 hsizey + 1, 2 hsizex + 1), each summing to 1
+    """
+    fiber = np.atleast_1d(np.asarray(fiber, dtype=np.int64))
+    wave = np.atleast_1d(np.asarray(wave, dtype=np.float64))
+    fiber, wave = np.broadcast_arrays(fiber, wave)
+    fiber, wave = fiber.ravel(), wave.ravel()
+    xc = psf.x(fiber, wave)
+    yc = psf.y(fiber, wave)
+    xlo = np.rint(xc).astype(np.int64) - psf.hsizex
+    ylo = np.rint(yc).astype(np.int64) - psf.hsizey
+    u = reduced_wavelength(wave, psf.param_wavemin, psf.param_wavemax)
+    degree = max(v.shape[1] for v in psf.params.values()) - 1
+    vander = legendre.legvander(u, degree)
+
+    def value(name):
+        c = psf.params[name]
+        return np.einsum("nk,nk->n", vander[:, :c.shape[1]], c[fiber])
+
+    gh = np.empty((fiber.size, psf.ghdegx + 1, psf.ghdegy + 1))
+    for i in range(psf.ghdegx + 1):
+        for j in range(psf.ghdegy + 1):
+            gh[:, i, j] = value(f"GH-{i}-{j}")
+    tail = np.column_stack([value(k) for k in TAIL_PARAMS])
+    nx, ny = 2 * psf.hsizex + 1, 2 * psf.hsizey + 1
+    stamps = np.empty((fiber.size, ny, nx))
+    _spot_kernel(xc, yc, xlo, ylo, value("GHSIGX"), value("GHSIGY"), gh, tail, nx, ny, stamps)
+    return xlo, ylo, stamps
 
 
 # --------------------------------------------------------------------------- kernels
@@ -262,7 +426,7 @@ def _split(lo, hi, nparts):
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
-def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wavepad=8,
+def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wavepad=6,
                    ndiag=11):
     """Extract a range of fibers (normally one bundle).
 
@@ -307,7 +471,7 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
     stamps_all = None
     chunk = 20000
     for s in range(0, cf.size, chunk):
-        xl, yl, st = psf.spots(cf[s:s + chunk], cw[s:s + chunk])
+        xl, yl, st = evaluate_spots(psf, cf[s:s + chunk], cw[s:s + chunk])
         if stamps_all is None:
             stamps_all = np.empty((cf.size,) + st.shape[1:])
         xlo_all[s:s + chunk], ylo_all[s:s + chunk], stamps_all[s:s + chunk] = xl, yl, st
@@ -425,7 +589,8 @@ def assemble_frame(results, bundles, wave, psf, header=None, fibermap=None):
 
 def _pool_worker(args):
     pix, ivar, psf, wave, b, options = args
-    return extract_bundle(pix, ivar, psf, wave, b, **options)
+    with single_threaded_blas():
+        return extract_bundle(pix, ivar, psf, wave, b, **options)
 
 
 def extract_frame(image, psf, wave=None, fibers=None, bundlesize=BUNDLESIZE, nproc=1,
@@ -472,7 +637,8 @@ def extract_frame(image, psf, wave=None, fibers=None, bundlesize=BUNDLESIZE, npr
             results = pool.map(_pool_worker, [(image.pix, ivar, psf, wave, b, options) for b in bundles],
                                chunksize=1)
     else:
-        results = extract_bundles(image.pix, ivar, psf, wave, bundles, **options)
+        with single_threaded_blas():
+            results = extract_bundles(image.pix, ivar, psf, wave, bundles, **options)
     log.info("extracted %d fibers x %d wavelengths in %.1f s", hi - lo, wave.size, time.perf_counter() - t0)
     header = dict(image.header)
     header["BUNIT"] = "electron/Angstrom"

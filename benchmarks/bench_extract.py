@@ -1,0 +1,179 @@
+"""Benchmark the spectro-perfectionism extraction on a full-size synthetic b frame.
+
+Builds a 500-fiber b-camera-like Gauss-Hermite PSF (7.3 px pitch in a bundle,
+bundle gaps, 0.55 A/px, sigma ~1.1 px, small Gauss-Hermite and tail terms), renders
+random spectra on the 3600-5800 A x 0.8 A grid through it with Poisson and read
+noise, and times ``desired.extract.extract_frame`` on 1 and 2 processes.  With
+``--specter`` (and specter importable, e.g. ``PYTHONPATH=/tmp/specter_site``) the
+same frame is extracted with ``specter.extract.ex2d`` from the same PSF file and
+the flux difference in sigma units and the speed ratio are printed.
+
+Usage::
+
+    python benchmarks/bench_extract.py [--nbundle N] [--nproc 1,2] [--specter]
+        [--specter-nbundle N] [--nsubbundles 5 --nwavestep 30 --wavepad 8]
+
+Figures printed are measured, except lines labelled "extrapolated".
+"""
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from desired.extract import extract_frame, single_threaded_blas, wavelength_grid
+from desired.image import Image
+from desired.psf import GaussHermitePSF
+
+PITCH, GAP, BUNDLE = 7.3, 14.0, 25
+READNOISE = 3.0
+
+
+def full_psf(nfiber=500, ghdeg=2):
+    """A full-size b-camera-like PSF (4096 x 4096)."""
+    wmin, wmax = 3550.0, 5850.0
+    fib = np.arange(nfiber)
+    x0 = 60.0 + PITCH * fib + (GAP - PITCH) * (fib // BUNDLE)
+    xcoef = np.zeros((nfiber, 3))
+    xcoef[:, 0] = x0
+    xcoef[:, 1] = 0.002 * (x0 - 2048)          # traces fan out slightly
+    xcoef[:, 2] = 1.0
+    a1 = (wmax - wmin) / (2 * 0.55)
+    ycoef = np.zeros((nfiber, 3))
+    ycoef[:, 1] = a1
+    ycoef[:, 0] = 40.0 + a1 * (1 - 2 * (3600.0 - wmin) / (wmax - wmin)) + 2e-6 * (x0 - 2048) ** 2
+    ycoef[:, 2] = 3.0
+    rng = np.random.default_rng(1)
+    params = {"GHSIGX": np.column_stack([1.05 + 0.05 * rng.random(nfiber), np.full(nfiber, 0.05)]),
+              "GHSIGY": np.column_stack([1.12 + 0.05 * rng.random(nfiber), np.full(nfiber, -0.05)])}
+    for i in range(ghdeg + 1):
+        for j in range(ghdeg + 1):
+            params[f"GH-{i}-{j}"] = np.zeros((nfiber, 2))
+    params["GH-0-0"][:, 0] = 1.0
+    params["GH-1-1"][:, 0] = 0.02
+    params["GH-2-0"][:, 0] = 0.04
+    params["GH-0-2"][:, 0] = -0.03
+    params["TAILAMP"] = np.tile([0.01, 0.0], (nfiber, 1))
+    params["TAILCORE"] = np.tile([2.0, 0.0], (nfiber, 1))
+    # scales exactly 1: psf.py divides offsets by TAILXSCA/TAILYSCA, specter multiplies
+    params["TAILXSCA"] = np.tile([1.0, 0.0], (nfiber, 1))
+    params["TAILYSCA"] = np.tile([1.0, 0.0], (nfiber, 1))
+    params["TAILINDE"] = np.tile([1.5, 0.0], (nfiber, 1))
+    return GaussHermitePSF(xcoef, ycoef, wmin, wmax, params, ghdeg, ghdeg, hsizex=8, hsizey=5,
+                           npix_x=4096, npix_y=4096, fibermin=0, meta={"CAMERA": "b0"})
+
+
+def full_image(psf, wave, nfiber, seed=2):
+    """Render random continuum + line spectra of the first ``nfiber`` fibers; return (Image, truth)."""
+    rng = np.random.default_rng(seed)
+    truth = (rng.uniform(50, 400, (nfiber, 1))
+             * (1 + 0.3 * np.sin((wave[None, :] - wave[0]) / rng.uniform(20, 60, (nfiber, 1)))))
+    for _ in range(20):
+        c = rng.uniform(wave[0], wave[-1], (nfiber, 1))
+        truth += rng.uniform(200, 3000, (nfiber, 1)) * np.exp(-0.5 * ((wave[None, :] - c) / 0.5) ** 2)
+    fib = np.repeat(np.arange(nfiber), wave.size)
+    model = psf.project(fib, np.tile(wave, nfiber), (truth * 0.8).ravel())
+    pix = rng.poisson(model).astype(float) + rng.normal(0, READNOISE, model.shape)
+    ivar = 1.0 / (model + READNOISE ** 2)
+    return Image(pix, ivar, readnoise=READNOISE, camera="b0"), truth
+
+
+def peak_rss_gib():
+    """Peak resident memory of this process and its (finished) children, GiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return own / 2 ** 20, kids / 2 ** 20
+
+
+def run_specter(image, psf, wave, nfib, nsub):
+    """Extract the first ``nfib`` fibers with specter.extract.ex2d from our PSF file."""
+    from specter.extract import ex2d
+    from specter.psf import load_psf
+    from desired.io.psf import write_psf
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "psf.fits")
+        write_psf(path, psf, header={"CAMERA": "b0"})
+        spsf = load_psf(path)
+    ivar = image.good_ivar()
+    flux, fivar = np.zeros((nfib, wave.size)), np.zeros((nfib, wave.size))
+    rdata = None
+    t0 = time.perf_counter()
+    with single_threaded_blas():          # one core, as for ours
+        for b in range(0, nfib, BUNDLE):
+            n = min(BUNDLE, nfib - b)
+            f, iv, R = ex2d(image.pix, ivar, spsf, b, n, wave, bundlesize=BUNDLE, nsubbundles=nsub,
+                            wavesize=50)
+            flux[b:b + n], fivar[b:b + n] = f, iv
+            rdata = R if rdata is None else np.concatenate([rdata, R])
+    return flux, fivar, rdata, time.perf_counter() - t0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nbundle", type=int, default=20, help="bundles to extract (20 = the full frame)")
+    p.add_argument("--nproc", default="1,2", help="comma-separated process counts to time")
+    p.add_argument("--nsubbundles", type=int, default=5)
+    p.add_argument("--nwavestep", type=int, default=30)
+    p.add_argument("--wavepad", type=int, default=8)
+    p.add_argument("--specter", action="store_true", help="also run specter (must be importable)")
+    p.add_argument("--specter-nbundle", type=int, default=1, help="bundles to extract with specter")
+    args = p.parse_args()
+
+    wave = wavelength_grid("b0")
+    psf = full_psf()
+    nfib = BUNDLE * args.nbundle
+    t0 = time.perf_counter()
+    image, truth = full_image(psf, wave, nfib)
+    print(f"rendered {nfib} fibers x {wave.size} wavelengths on 4096x4096 in {time.perf_counter() - t0:.1f} s")
+    opts = dict(nsubbundles=args.nsubbundles, nwavestep=args.nwavestep, wavepad=args.wavepad)
+    print(f"options: {opts}")
+    # warm the numba cache outside the timing
+    extract_frame(image, psf, wave[:60], fibers=(0, 5), **opts)
+    frame = None
+    for nproc in [int(n) for n in args.nproc.split(",")]:
+        t0 = time.perf_counter()
+        frame = extract_frame(image, psf, wave, fibers=(0, nfib), nproc=nproc, **opts)
+        dt = time.perf_counter() - t0
+        label = "measured" if args.nbundle == 20 else f"{args.nbundle} bundles measured"
+        print(f"desired extract nproc={nproc}: {dt:.1f} s for {nfib} fibers ({label})")
+        if args.nbundle != 20:
+            print(f"  full 500-fiber frame, extrapolated: {dt * 20 / args.nbundle:.1f} s")
+    own, kids = peak_rss_gib()
+    print(f"peak RSS: main process {own:.2f} GiB, largest worker {kids:.2f} GiB")
+    chi = ((frame.flux - frame.convolve(truth)) * np.sqrt(frame.ivar))[frame.ivar > 0]
+    print(f"pull (flux - R truth) sqrt(ivar): mean {chi.mean():+.4f} rms {chi.std():.4f} n={chi.size}")
+
+    if args.specter:
+        try:
+            import specter  # noqa: F401
+        except ImportError:
+            print("specter not importable: comparison skipped")
+            return 0
+        ns = BUNDLE * args.specter_nbundle
+        sflux, sivar, srdata, st = run_specter(image, psf, wave, ns, nsub=6)   # DESI's production settings
+        t0 = time.perf_counter()
+        ours = extract_frame(image, psf, wave, fibers=(0, ns), nproc=1, **opts)
+        ot = time.perf_counter() - t0
+        good = (sivar > 0) & (ours.ivar > 0)
+        sig = 1 / np.sqrt(ours.ivar[good])
+        d = (ours.flux[good] - sflux[good]) / sig
+        print(f"specter ex2d: {st:.1f} s for {ns} fibers; desired: {ot:.1f} s (1 core): "
+              f"speed ratio {st / ot:.1f}x")
+        print(f"  full frame extrapolated: specter {st * 500 / ns:.0f} s, desired {ot * 500 / ns:.0f} s")
+        print(f"  flux difference / sigma: median |d| {np.median(np.abs(d)):.4f}, rms {d.std():.4f}, "
+              f"max |d| {np.abs(d).max():.3f}; ivar ratio median {np.median(ours.ivar[good] / sivar[good]):.4f}")
+        from desired.resolution import apply_resolution
+        schi = ((sflux - apply_resolution(srdata, truth[:ns])) * np.sqrt(sivar))[sivar > 0]
+        print(f"  specter pull vs its own R truth: mean {schi.mean():+.4f} rms {schi.std():.4f}")
+        rd = srdata.shape[1] // 2
+        ours_r = ours.resolution_data[:, 5 - min(5, rd):6 + min(5, rd)]
+        print(f"  resolution data max |ours - specter| (common diagonals): "
+              f"{np.abs(ours_r - srdata[:, rd - min(5, rd):rd + 1 + min(5, rd)])[good[:, None, :].repeat(ours_r.shape[1], 1)].max():.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
