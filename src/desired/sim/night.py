@@ -76,6 +76,9 @@ class NightConfig:
     tileid : int
     science_exptime : float
     airmass : float
+    truth_pixels : bool or None
+        Write the noiseless electron image of every camera to the truth tree
+        (default: only for the mini and tiny presets).
     data_dir : str or None
         Directory with optional sky/extinction tables (spec-sky-2018.dat,
         ZenExtinct-KPNO.fits); parametric models when None.
@@ -97,7 +100,12 @@ class NightConfig:
     science_exptime: float = 900.0
     airmass: float = 1.2
     data_dir: str = None
+    truth_pixels: bool = None
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.truth_pixels is None:
+            self.truth_pixels = self.preset in ("mini", "tiny")
 
     @property
     def geometry(self):
@@ -303,32 +311,40 @@ def simulate_camera_exposure(cfg, exp, camera):
 
 # ------------------------------------------------------------------------- writers
 def write_camera_truth(path, cfg, exp, camera, result, include_pixels=True):
-    """Write the per-camera truth file (spectra, throughput, PSF shift, pixels, cosmic mask)."""
+    """Write the per-camera truth file.
+
+    HDUs: ``ELECTRONS`` [nfiber, nwave] (true spectra, e-/Å, the extraction truth),
+    ``WAVELENGTH``, ``FIBERFLAT`` (true fiber throughput), for science
+    ``OBJ_FLUX``/``SKY_FLUX`` (1e-17 erg/s/cm²/Å per fiber), ``OBJ_ELECTRONS``/
+    ``SKY_ELECTRONS`` and ``FLUXCALIB`` (point-source e-/Å per flux unit), for arcs
+    an ``ARCLINES`` table; at pixel level ``CRPIX`` (ROW, COL of cosmic-ray pixels)
+    and, when ``include_pixels``, ``PIXTRUE`` (noiseless light electrons, float32).
+    Header: TRSHIFTX/TRSHIFTY (true trace shift, px), FIBERMIN.
+    """
+    import fitsio
     sp = result["spectra"]
     dx, dy = result["shift"]
-    hdr = fits.Header()
-    for key, value in {"CAMERA": camera, "EXPID": exp["expid"], "NIGHT": cfg.night, "OBSTYPE": exp["obstype"],
-                       "EXPTIME": exp["exptime"], "TRSHIFTX": dx, "TRSHIFTY": dy,
-                       "FIBERMIN": int(sp["fibers"][0]), "BUNIT": "electron/Angstrom"}.items():
-        hdr[key] = value
-    hdr["COMMENT"] = "ELECTRONS: true spectra on the extraction grid, e-/A into the spectrograph"
-    hdus = [fits.PrimaryHDU(sp["electrons"].astype(np.float32), header=hdr)]
-    hdus[0].header["EXTNAME"] = "ELECTRONS"
-    hdus.append(fits.ImageHDU(sp["wave"], name="WAVELENGTH"))
-    hdus.append(fits.ImageHDU(sp["fiber_throughput"].astype(np.float32), name="FIBERFLAT"))
-    for key, name in (("obj_flux", "OBJ_FLUX"), ("sky_flux", "SKY_FLUX"), ("obj_electrons", "OBJ_ELECTRONS"),
-                      ("sky_electrons", "SKY_ELECTRONS"), ("fluxcalib", "FLUXCALIB")):
-        if key in sp:
-            hdus.append(fits.ImageHDU(np.asarray(sp[key], dtype=np.float32), name=name))
-    if "line_wave" in sp:
-        cols = [fits.Column("WAVE", "D", array=sp["line_wave"]), fits.Column("ELECTRONS", "D", array=sp["line_electrons"])]
-        hdus.append(fits.BinTableHDU.from_columns(cols, name="ARCLINES"))
-    if include_pixels and "pixels" in result:
-        hdus.append(fits.CompImageHDU(result["pixels"].astype(np.float32), name="PIXTRUE",
-                                      compression_type="GZIP_2", quantize_level=0))
-        hdus.append(fits.CompImageHDU(result["crmask"].astype(np.uint8), name="CRMASK"))
+    hdr = {"CAMERA": camera, "EXPID": int(exp["expid"]), "NIGHT": int(cfg.night), "OBSTYPE": exp["obstype"],
+           "EXPTIME": float(exp["exptime"]), "TRSHIFTX": float(dx), "TRSHIFTY": float(dy),
+           "FIBERMIN": int(sp["fibers"][0]), "BUNIT": "electron/Angstrom"}
     with atomic_path(path) as tmp:
-        fits.HDUList(hdus).writeto(tmp)
+        with fitsio.FITS(tmp, "rw", clobber=True) as out:
+            out.write(sp["electrons"].astype(np.float32), extname="ELECTRONS", header=hdr)
+            out.write(np.asarray(sp["wave"], dtype=np.float64), extname="WAVELENGTH")
+            out.write(sp["fiber_throughput"].astype(np.float32), extname="FIBERFLAT")
+            for key, name in (("obj_flux", "OBJ_FLUX"), ("sky_flux", "SKY_FLUX"), ("obj_electrons", "OBJ_ELECTRONS"),
+                              ("sky_electrons", "SKY_ELECTRONS"), ("fluxcalib", "FLUXCALIB")):
+                if key in sp:
+                    out.write(np.asarray(sp[key], dtype=np.float32), extname=name)
+            if "line_wave" in sp:
+                out.write({"WAVE": np.asarray(sp["line_wave"], dtype=np.float64),
+                           "ELECTRONS": np.asarray(sp["line_electrons"], dtype=np.float64)}, extname="ARCLINES")
+            if "crmask" in result:
+                rows, cols = np.nonzero(result["crmask"])
+                out.write({"ROW": rows.astype(np.int32), "COL": cols.astype(np.int32)}, extname="CRPIX")
+            if include_pixels and "pixels" in result:
+                out.write(result["pixels"].astype(np.float32), extname="PIXTRUE",
+                          header={"BUNIT": "electron", "COMMENT": "noiseless light (no dark, no cosmics)"})
 
 
 def _camera_job(cfg, exp, camera, truth_dir, level, frame_dir):
@@ -347,7 +363,8 @@ def _camera_job(cfg, exp, camera, truth_dir, level, frame_dir):
     result = simulate_camera_exposure(cfg, exp, camera)
     if truth_dir:
         write_camera_truth(paths.findfile("truth_camera", root=truth_dir, night=cfg.night, expid=exp["expid"],
-                                          camera=camera), cfg, exp, camera, result)
+                                          camera=camera), cfg, exp, camera, result,
+                           include_pixels=cfg.truth_pixels)
     return camera, result["raw"], result["header"], result["shift"]
 
 

@@ -214,7 +214,7 @@ def build_camera_optics(camera, preset, seed):
     return CameraOptics(camera, psf, nominal, row0, col0, (ny, nx))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", fastmath=True)
 def _render_kernel(image, xc, yc, xlo, ylo, sigx, sigy, gh, tail, counts, hsizex, hsizey):
     """Accumulate Gauss-Hermite spots (same model as GaussHermitePSF.spots) into ``image``."""
     ny, nx = image.shape
