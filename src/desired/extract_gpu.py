@@ -1,0 +1,288 @@
+"""Batched (GPU) backend of the spectro-perfectionism extraction.
+
+Same function names and results as :mod:`desired.extract`; the difference is the
+execution model.  All patches of a bundle that share a shape are processed as one
+batch with array-module operations: the projection matrices ``A`` are built densely
+(``[patch, pixel, spot]``) by scattering the stamps, ``M = A^T W A`` and
+``A^T W pix`` are batched matrix products, and the solve and the per-fiber
+decorrelation are batched ``inv``/``eigh`` calls.  With CuPy (``xp=cupy``, the
+default when it imports) this runs on the GPU; with ``xp=numpy`` the identical code
+runs on the CPU, which is how it is tested where no GPU is present.
+
+The spot stamps are evaluated on the CPU by the numba kernel of
+:mod:`desired.extract` and transferred once per bundle.
+
+This module is imported only when the GPU backend is requested (``desired extract
+--gpu``); importing it without CuPy works, but calls without ``xp`` then fail with
+a clear error.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from .extract import (BUNDLESIZE, RIDGE, SOMEBAD_FRACTION, ALLBAD_FRACTION, assemble_frame,
+                      bundle_ranges, evaluate_spots, single_threaded_blas, wavelength_grid)
+from .maskbits import specmask
+
+try:                                   # optional dependency
+    import cupy
+except ImportError:                    # pragma: no cover - depends on the machine
+    cupy = None
+
+log = logging.getLogger(__name__)
+
+__all__ = ["extract_frame", "extract_bundle", "extract_bundles", "decorrelate",
+           "single_threaded_blas", "wavelength_grid", "bundle_ranges", "default_array_module"]
+
+#: most bytes one batch of dense projection matrices may take
+MAX_BATCH_BYTES = 2 * 1024 ** 3
+
+
+def default_array_module():
+    """Return :mod:`cupy`, or raise a clear error when it is not installed."""
+    if cupy is None:
+        raise RuntimeError("the GPU extraction backend needs cupy, which is not installed")
+    return cupy
+
+
+def _to_numpy(a):
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def decorrelate(cov_blocks, xp=None):
+    """Per-fiber decorrelation on a batch: see :func:`desired.extract.decorrelate`.
+
+    Parameters
+    ----------
+    cov_blocks : array (xp), shape (nbatch, nw, nw)
+
+    Returns
+    -------
+    R : (nbatch, nw, nw), ivar : (nbatch, nw) in the array module of the input.
+    """
+    xp = xp or default_array_module()
+    icov = xp.linalg.inv(cov_blocks)
+    icov = 0.5 * (icov + xp.swapaxes(icov, 1, 2))
+    evals, evecs = xp.linalg.eigh(icov)
+    evals = xp.clip(evals, 0.0, None)
+    q = xp.matmul(evecs * xp.sqrt(evals)[:, None, :], xp.swapaxes(evecs, 1, 2))
+    s = q.sum(axis=2)
+    safe = xp.where(s > 0, s, 1.0)
+    return q / safe[:, :, None], xp.where(s > 0, s ** 2, 0.0)
+
+
+def _patches(f0, f1, nfiber, nwave, nsubbundles, nwavestep, wavepad):
+    """Enumerate patches: (s0, s1, m0, m1, w0, w1, e0, e1)."""
+    out = []
+    edges = np.linspace(f0, f1, max(1, min(nsubbundles, f1 - f0)) + 1).round().astype(int)
+    for s0, s1 in zip(edges[:-1], edges[1:]):
+        if s1 <= s0:
+            continue
+        m0, m1 = max(s0 - 1, 0), min(s1 + 1, nfiber)
+        for w0 in range(0, nwave, nwavestep):
+            w1 = min(w0 + nwavestep, nwave)
+            out.append((s0, s1, m0, m1, w0, w1, max(w0 - wavepad, 0), min(w1 + wavepad, nwave)))
+    return out
+
+
+def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wavepad=6, ndiag=11,
+                   xp=None):
+    """Extract a fiber range; same arguments and result as :func:`desired.extract.extract_bundle`.
+
+    Parameters
+    ----------
+    xp : module, optional
+        Array module (``cupy`` by default, ``numpy`` for a CPU run of the batched code).
+    pix, ivar : ndarray (numpy or xp), shape (ny, nx)
+    """
+    xp = xp or default_array_module()
+    f0, f1 = fibers
+    nfib, nwave = f1 - f0, wave.size
+    dw = float(wave[1] - wave[0])
+    half = ndiag // 2
+    if wavepad < half:
+        raise ValueError(f"wavepad={wavepad} must be at least ndiag//2={half}")
+    c0, c1 = max(f0 - 2, 0), min(f1 + 2, psf.nfiber)
+    cf = np.repeat(np.arange(c0, c1), nwave)
+    cw = np.tile(wave, c1 - c0)
+    xlo_all, ylo_all, st_all = evaluate_spots(psf, cf, cw)
+    sy, sx = st_all.shape[1:]
+    xlo_all = xlo_all.reshape(c1 - c0, nwave)
+    ylo_all = ylo_all.reshape(c1 - c0, nwave)
+    stamps_dev = xp.asarray(st_all.reshape(c1 - c0, nwave, sy, sx))
+    pix_d, ivar_d = xp.asarray(pix), xp.asarray(ivar)
+    NY, NX = pix.shape
+
+    flux = np.zeros((nfib, nwave))
+    fivar = np.zeros((nfib, nwave))
+    mask = np.zeros((nfib, nwave), np.int32)
+    rdata = np.zeros((nfib, ndiag, nwave))
+    chi2pix = np.zeros((nfib, nwave))
+
+    groups = {}
+    for p in _patches(f0, f1, psf.nfiber, nwave, nsubbundles, nwavestep, wavepad):
+        s0, s1, m0, m1, w0, w1, e0, e1 = p
+        key = (m1 - m0, s0 - m0, s1 - s0, e1 - e0, w0 - e0, w1 - w0)
+        groups.setdefault(key, []).append(p)
+
+    jj, ii = np.meshgrid(np.arange(sy), np.arange(sx), indexing="ij")
+    for key, plist in groups.items():
+        nf, core_off, ncore, nw, keep_off, nkeep = key
+        n = nf * nw
+        # region size of the group: the largest core-stamp bounding box
+        boxes = []
+        for (s0, s1, m0, m1, w0, w1, e0, e1) in plist:
+            yl = ylo_all[s0 - c0:s1 - c0, e0:e1]
+            xl = xlo_all[s0 - c0:s1 - c0, e0:e1]
+            boxes.append((int(yl.min()), int(xl.min()), int(yl.max()) + sy, int(xl.max()) + sx))
+        ny = max(b[2] - b[0] for b in boxes)
+        nx = max(b[3] - b[1] for b in boxes)
+        npix = ny * nx
+        per_patch = 8 * npix * n * 3
+        batch = max(1, int(MAX_BATCH_BYTES // per_patch))
+        for start in range(0, len(plist), batch):
+            chunk = plist[start:start + batch]
+            P = len(chunk)
+            y0 = np.array([boxes[start + k][0] for k in range(P)])
+            x0 = np.array([boxes[start + k][1] for k in range(P)])
+            # spot positions of every patch, [P, n]
+            fidx = np.array([np.repeat(np.arange(m0, m1) - c0, nw) for (_, _, m0, m1, *_r) in chunk])
+            widx = np.array([np.tile(np.arange(e0, e1), nf) for (*_r, e0, e1) in chunk])
+            ry = ylo_all[fidx, widx] - y0[:, None]            # stamp origin within the region
+            rx = xlo_all[fidx, widx] - x0[:, None]
+            # inside map: core stamps minus stamps of unmodelled neighbours
+            inside = np.zeros((P, ny + 2 * sy, nx + 2 * sx), bool)   # margins absorb off-region stamps
+            core = np.zeros((nf, nw), bool)
+            core[core_off:core_off + ncore] = True
+            core = core.ravel()
+            pk = np.arange(P)[:, None, None, None]
+            yy = ry[:, core][:, :, None, None] + jj + sy
+            xx = rx[:, core][:, :, None, None] + ii + sx
+            inside[pk, yy, xx] = True
+            for k, (s0, s1, m0, m1, w0, w1, e0, e1) in enumerate(chunk):
+                ow = [e for e in (e0 - 1, e1) if 0 <= e < nwave]
+                ofib = [f for f in (m0 - 1, m1) if 0 <= f < psf.nfiber]
+                wr = np.arange(max(e0 - 1, 0), min(e1 + 1, nwave))
+                oy = [ylo_all[m0 - c0:m1 - c0, ow].ravel()] + [ylo_all[f - c0, wr] for f in ofib]
+                ox = [xlo_all[m0 - c0:m1 - c0, ow].ravel()] + [xlo_all[f - c0, wr] for f in ofib]
+                oy = np.concatenate(oy) - y0[k]
+                ox = np.concatenate(ox) - x0[k]
+                ok = (oy > -sy) & (oy < ny) & (ox > -sx) & (ox < nx)      # overlaps the region
+                inside[k, oy[ok, None, None] + jj + sy, ox[ok, None, None] + ii + sx] = False
+            inside = inside[:, sy:sy + ny, sx:sx + nx]
+            # weights and data of the regions
+            gy = y0[:, None, None] + np.arange(ny)[None, :, None]
+            gx = x0[:, None, None] + np.arange(nx)[None, None, :]
+            on = (gy >= 0) & (gy < NY) & (gx >= 0) & (gx < NX) & inside
+            gy_c, gx_c = np.clip(gy, 0, NY - 1), np.clip(gx, 0, NX - 1)
+            gy_c, gx_c = np.broadcast_arrays(gy_c, gx_c)
+            on_d = xp.asarray(on.reshape(P, npix))
+            w = xp.where(on_d, ivar_d[xp.asarray(gy_c.reshape(P, npix)), xp.asarray(gx_c.reshape(P, npix))], 0.0)
+            d = xp.where(on_d, pix_d[xp.asarray(gy_c.reshape(P, npix)), xp.asarray(gx_c.reshape(P, npix))], 0.0)
+            # dense A [P, npix, n]: scatter every stamp pixel that falls in the region
+            A = xp.zeros((P, npix, n))
+            py = ry[:, :, None, None] + jj
+            px = rx[:, :, None, None] + ii
+            valid = (py >= 0) & (py < ny) & (px >= 0) & (px < nx)
+            pidx, aidx, jv, iv = np.nonzero(valid)
+            A[xp.asarray(pidx), xp.asarray(py[valid] * nx + px[valid]), xp.asarray(aidx)] = \
+                stamps_dev[xp.asarray(fidx[pidx, aidx]), xp.asarray(widx[pidx, aidx]),
+                           xp.asarray(jv), xp.asarray(iv)]
+            WA = A * w[:, :, None]
+            At = xp.swapaxes(A, 1, 2)
+            M = xp.matmul(At, WA)
+            rhs = xp.matmul(At, (w * d)[:, :, None])[:, :, 0]
+            diag = xp.diagonal(M, axis1=1, axis2=2)
+            scale = xp.where(diag.max(axis=1) > 0, diag.max(axis=1), 1.0)
+            nodata = diag <= 1e3 * RIDGE * scale[:, None]
+            M = M + (RIDGE * scale)[:, None, None] * xp.eye(n)[None]
+            cov = xp.linalg.inv(M)
+            cov = 0.5 * (cov + xp.swapaxes(cov, 1, 2))
+            fdec = xp.matmul(cov, rhs[:, :, None])[:, :, 0]
+            blocks = xp.stack([cov[:, i * nw:(i + 1) * nw, i * nw:(i + 1) * nw]
+                               for i in range(core_off, core_off + ncore)], axis=1)
+            R, rivar = decorrelate(blocks.reshape(P * ncore, nw, nw), xp=xp)
+            R = R.reshape(P, ncore, nw, nw)
+            rivar = rivar.reshape(P, ncore, nw)
+            fcore = fdec.reshape(P, nf, nw)[:, core_off:core_off + ncore]
+            rflux = xp.matmul(R, fcore[..., None])[..., 0]
+            resid = d - xp.matmul(A, fdec[:, :, None])[:, :, 0]
+            num = xp.matmul(At, (w * resid ** 2)[:, :, None])[:, :, 0]
+            good = xp.matmul(At, (w > 0).astype(A.dtype)[:, :, None])[:, :, 0]
+            chi2 = xp.where(good > 0, num / xp.where(good > 0, good, 1.0), 0.0)
+            badfrac = 1.0 - good
+            # kept band of R
+            kr = np.arange(keep_off, keep_off + nkeep)
+            band = xp.zeros((P, ncore, nkeep, ndiag))
+            for j, off in enumerate(range(-half, half + 1)):
+                col = kr + off
+                ok = (col >= 0) & (col < nw)
+                band[:, :, np.nonzero(ok)[0], j] = R[:, :, kr[ok], col[ok]]
+            tot = band.sum(axis=3, keepdims=True)
+            band = xp.where(tot != 0, band / xp.where(tot != 0, tot, 1.0), 0.0)
+            # back to the host
+            band = _to_numpy(band)
+            rflux, rivar = _to_numpy(rflux), _to_numpy(rivar)
+            chi2 = _to_numpy(chi2).reshape(P, nf, nw)[:, core_off:core_off + ncore]
+            badfrac = _to_numpy(badfrac).reshape(P, nf, nw)[:, core_off:core_off + ncore]
+            nodata = _to_numpy(nodata).reshape(P, nf, nw)[:, core_off:core_off + ncore]
+            keep = slice(keep_off, keep_off + nkeep)
+            for k, (s0, s1, m0, m1, w0, w1, e0, e1) in enumerate(chunk):
+                of, ow = slice(s0 - f0, s1 - f0), slice(w0, w1)
+                nod = nodata[k][:, keep]
+                flux[of, ow] = rflux[k][:, keep] / dw
+                fivar[of, ow] = np.where(nod, 0.0, rivar[k][:, keep] * dw ** 2)
+                chi2pix[of, ow] = chi2[k][:, keep]
+                bf = badfrac[k][:, keep]
+                m = np.zeros(bf.shape, np.int32)
+                m[bf > SOMEBAD_FRACTION] |= specmask.SOMEBADPIX
+                m[bf > ALLBAD_FRACTION] |= specmask.ALLBADPIX
+                m[nod] |= specmask.NODATA
+                mask[of, ow] = m
+                b = band[k]
+                b[nod] = 0.0
+                b[nod, half] = 1.0
+                for j, off in enumerate(range(-half, half + 1)):
+                    c = w0 + np.arange(nkeep) + off
+                    ok = (c >= 0) & (c < nwave)
+                    rdata[of, half - off, c[ok]] = b[:, ok, j]
+    fivar[~np.isfinite(fivar)] = 0.0
+    flux[~np.isfinite(flux)] = 0.0
+    mask[fivar == 0] |= specmask.NODATA
+    return dict(flux=flux, ivar=fivar, mask=mask, resolution_data=rdata, chi2pix=chi2pix)
+
+
+def extract_bundles(pix, ivar, psf, wave, bundles, xp=None, **options):
+    """Extract several fiber ranges in turn; list of :func:`extract_bundle` results."""
+    xp = xp or default_array_module()
+    pix_d, ivar_d = xp.asarray(pix), xp.asarray(ivar)
+    out = []
+    for b in bundles:
+        t0 = time.perf_counter()
+        out.append(extract_bundle(pix_d, ivar_d, psf, wave, b, xp=xp, **options))
+        log.debug("fibers %d-%d extracted in %.2f s", b[0], b[1] - 1, time.perf_counter() - t0)
+    return out
+
+
+def extract_frame(image, psf, wave=None, fibers=None, bundlesize=BUNDLESIZE, nproc=1,
+                  fibermap=None, xp=None, **options):
+    """Batched-backend equivalent of :func:`desired.extract.extract_frame` (``nproc`` is ignored)."""
+    xp = xp or default_array_module()
+    if wave is None:
+        wave = wavelength_grid(image.camera)
+    wave = np.asarray(wave, dtype=np.float64)
+    lo, hi = (0, psf.nfiber) if fibers is None else fibers
+    if not (0 <= lo < hi <= psf.nfiber):
+        raise ValueError(f"fiber range {lo}-{hi} outside the PSF's {psf.nfiber} fibers")
+    bundles = [(max(a, lo), min(b, hi)) for a, b in bundle_ranges(psf.nfiber, bundlesize)
+               if b > lo and a < hi]
+    t0 = time.perf_counter()
+    results = extract_bundles(image.pix, image.good_ivar(), psf, wave, bundles, xp=xp, **options)
+    log.info("extracted %d fibers x %d wavelengths in %.1f s (%s)", hi - lo, wave.size,
+             time.perf_counter() - t0, xp.__name__)
+    header = dict(image.header)
+    header["BUNIT"] = "electron/Angstrom"
+    return assemble_frame(results, bundles, wave, psf, header, fibermap)
