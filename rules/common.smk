@@ -5,7 +5,9 @@ import os
 
 from desired import paths as desired_paths
 from desired.exposures import list_nights, read_exposure_table, select_rows
-from desired.workflow_status import production_roots, read_step_status, sidecar_path
+from desired.workflow_status import (incomplete_outputs, production_roots, read_step_status,
+                                     sidecar_path, snakemake_running)
+from snakemake.logging import logger
 
 SIMULATING = config["raw_dir"] is None
 SIM_DIR = config["sim_dir"]
@@ -119,17 +121,19 @@ def mpi_flag(wildcards, resources):
 
 
 # ---------------------------------------------------------------- targets
-#: functions night -> list of paths; each stage registers what `rule all` builds
+#: functions night -> list of paths; each stage registers what the all-target builds
 TARGETS = []
 
 
 def register_targets(function):
-    """Add a target function (night -> list of output paths) to `rule all`."""
+    """Add a target function (night -> list of output paths) to the all-target."""
     TARGETS.append(function)
     return function
 
 
 def all_targets(wildcards):
+    """Inputs of the all-target: every registered target of every configured night."""
+    remove_incomplete_outputs()
     out = []
     for night in NIGHTS:
         for function in TARGETS:
@@ -221,3 +225,27 @@ def extract_options():
 def frame_targets(night):
     """Frames of every flat and science camera."""
     return [path("frame", night=night, expid=e, camera=c) for e, c in exposure_tasks(night, ["FLAT", "SCIENCE"])]
+
+
+# ---------------------------------------------------------------- resuming a killed run
+INCOMPLETE_CHECK = {"done": False}
+
+def remove_incomplete_outputs():
+    """With --rerun-incomplete, delete outputs Snakemake marked incomplete (no run active).
+
+    Snakemake checks the incomplete markers only for jobs known when the DAG is
+    first built, not for jobs added after a checkpoint (here: everything past
+    the exposure table), so a half-written output of a killed job would be taken
+    as done.  Removing it at parse time makes the job rerun.
+    """
+    settings = getattr(workflow, "dag_settings", None)
+    if INCOMPLETE_CHECK["done"] or settings is None or not getattr(settings, "force_incomplete", False):
+        return
+    INCOMPLETE_CHECK["done"] = True
+    if snakemake_running("."):
+        return
+    for output in sorted(incomplete_outputs(".")):
+        if os.path.isfile(output):
+            logger.warning(f"removing incomplete output of a killed job: {output}")
+            os.remove(output)
+
