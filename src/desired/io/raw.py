@@ -41,7 +41,9 @@ def write_raw(path, exposure_header, cameras):
         image = np.asarray(image)
         if image.dtype != np.uint16:
             raise ValueError(f"camera {camera}: raw images are uint16, got {image.dtype}")
-        hdu = fits.CompImageHDU(image, name=camera.upper(), compression_type="RICE_1")
+        # tiles of 64 full rows: lossless RICE like fpack, ~5x faster to write than 1-row tiles
+        hdu = fits.CompImageHDU(image, name=camera.upper(), compression_type="RICE_1",
+                                tile_shape=(min(64, image.shape[0]), image.shape[1]))
         for key, value in exposure_header.items():
             hdu.header[key] = value
         for key, value in header.items():

@@ -262,10 +262,8 @@ def render_camera(cfg, exp, camera, spectra=None):
         wave = np.tile(lw, nfib)
         counts = (spectra["line_electrons"][None, :] * spectra["line_throughput"]).ravel()
     elif exp["obstype"] in ("FLAT", "SCIENCE"):
-        w = spectra["wave"]
-        fib = np.repeat(np.arange(nfib), w.size)
-        wave = np.tile(w, nfib)
-        counts = (spectra["electrons"] * ins.WAVE_STEP).ravel()
+        image = optics.render_grid(psf, spectra["wave"], spectra["electrons"] * ins.WAVE_STEP, opt.shape)
+        return image, psf, spectra
     else:
         return np.zeros(opt.shape), psf, spectra
     return optics.render(psf, fib, wave, counts, opt.shape), psf, spectra

@@ -354,3 +354,57 @@ def render(psf, fiber, wave, counts, shape):
     ylo = np.rint(yc).astype(np.int64) - psf.hsizey
     _render_kernel(image, xc, yc, xlo, ylo, sigx, sigy, gh, tail, counts, psf.hsizex, psf.hsizey)
     return image
+
+
+def render_grid(psf, wave, counts, shape):
+    """Project spectra sampled on a common wavelength grid (all fibers of ``psf``).
+
+    Same result as :func:`render` with every (fiber, wavelength) pair, but the
+    Legendre series are evaluated as matrix products over the grid.
+
+    Parameters
+    ----------
+    psf : GaussHermitePSF
+    wave : array, shape (nwave,)
+        Wavelength grid, Angstrom.
+    counts : array, shape (nfiber, nwave)
+        Electrons in each spot.
+    shape : (int, int)
+
+    Returns
+    -------
+    ndarray, shape ``shape``
+    """
+    from ..psf import TAIL_PARAMS, reduced_wavelength
+    wave = np.asarray(wave, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    nfib = psf.nfiber
+    if counts.shape != (nfib, wave.size):
+        raise ValueError(f"counts must have shape ({nfib}, {wave.size}); got {counts.shape}")
+
+    def series(coef, wmin, wmax):
+        van = legendre.legvander(reduced_wavelength(wave, wmin, wmax), coef.shape[1] - 1)   # [nwave, ncoef]
+        return coef @ van.T                                                                   # [nfib, nwave]
+
+    xc = series(psf.xcoef, psf.wavemin, psf.wavemax)
+    yc = series(psf.ycoef, psf.wavemin, psf.wavemax)
+
+    def value(name):
+        return series(psf.params[name], psf.param_wavemin, psf.param_wavemax)
+
+    keep = (counts != 0).ravel()
+    gh = np.empty((nfib, wave.size, psf.ghdegx + 1, psf.ghdegy + 1))
+    for i in range(psf.ghdegx + 1):
+        for j in range(psf.ghdegy + 1):
+            gh[:, :, i, j] = value(f"GH-{i}-{j}")
+    tail = np.stack([value(k) for k in TAIL_PARAMS], axis=-1)
+    xc, yc = xc.ravel()[keep], yc.ravel()[keep]
+    sigx, sigy = value("GHSIGX").ravel()[keep], value("GHSIGY").ravel()[keep]
+    gh = gh.reshape(-1, psf.ghdegx + 1, psf.ghdegy + 1)[keep]
+    tail = tail.reshape(-1, len(TAIL_PARAMS))[keep]
+    image = np.zeros(shape)
+    xlo = np.rint(xc).astype(np.int64) - psf.hsizex
+    ylo = np.rint(yc).astype(np.int64) - psf.hsizey
+    _render_kernel(image, xc, yc, xlo, ylo, sigx, sigy, np.ascontiguousarray(gh), np.ascontiguousarray(tail),
+                   counts.ravel()[keep], psf.hsizex, psf.hsizey)
+    return image
