@@ -29,8 +29,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import logging
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import yaml
@@ -101,7 +100,6 @@ class NightConfig:
     airmass: float = 1.2
     data_dir: str = None
     truth_pixels: bool = None
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.truth_pixels is None:
