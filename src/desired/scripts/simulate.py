@@ -39,6 +39,8 @@ def add_arguments(parser):
     parser.add_argument("--expid-start", type=int, default=1, help="first EXPID of the night")
     parser.add_argument("--tileid", type=int, default=1000, help="TILEID of the science exposures")
     parser.add_argument("--science-exptime", type=float, default=900.0, help="science exposure time, s")
+    parser.add_argument("--sky", dest="sky_condition", default="dark", choices=["dark", "bright"],
+                        help="sky of the science exposures (bright adds moonlight; FAPRGRM=bright)")
     parser.add_argument("--airmass", type=float, default=1.2, help="airmass of the science exposures")
     parser.add_argument("--data-dir", default=None,
                         help="directory with spec-sky-2018.dat / ZenExtinct-KPNO.fits (default: ../shared/data "
@@ -60,6 +62,7 @@ def main(args):
                       nflat=args.nflat, nscience=args.nscience, nzero=args.nzero, ndark=args.ndark,
                       cosmic_rate=args.cosmic_rate, bad_column=args.bad_column, expid_start=args.expid_start,
                       tileid=args.tileid, science_exptime=args.science_exptime, airmass=args.airmass,
+                      sky_condition=args.sky_condition,
                       data_dir=data_dir)
     t0 = time.time()
     seq = simulate_night(cfg, raw_dir=args.raw_dir, calib_dir=args.calib_dir, truth_dir=args.truth_dir,

@@ -78,6 +78,8 @@ class NightConfig:
     truth_pixels : bool or None
         Write the noiseless electron image of every camera to the truth tree
         (default: only for the mini and tiny presets).
+    sky_condition : {'dark', 'bright'}
+        Sky of the science exposures (``bright`` adds moonlight; FAPRGRM becomes 'bright').
     data_dir : str or None
         Directory with optional sky/extinction tables (spec-sky-2018.dat,
         ZenExtinct-KPNO.fits); parametric models when None.
@@ -100,6 +102,7 @@ class NightConfig:
     airmass: float = 1.2
     data_dir: str = None
     truth_pixels: bool = None
+    sky_condition: str = "dark"
 
     def __post_init__(self):
         if self.truth_pixels is None:
@@ -129,7 +132,7 @@ def exposure_sequence(cfg):
     for i in range(cfg.nflat):
         add("FLAT", 120.0, f"calib desi-calib-0{i % 4} leds only")
     for _ in range(cfg.nscience):
-        add("SCIENCE", cfg.science_exptime, "dark")
+        add("SCIENCE", cfg.science_exptime, cfg.sky_condition)
     mjd = t0
     for i, exp in enumerate(seq):
         exp["expid"] = cfg.expid_start + i
@@ -148,7 +151,7 @@ def exposure_header(cfg, exp):
         "EXPID": int(exp["expid"]), "NIGHT": int(cfg.night), "OBSTYPE": exp["obstype"],
         "FLAVOR": exp["obstype"].lower(), "EXPTIME": exp["exptime"], "REQTIME": exp["exptime"],
         "TILEID": int(cfg.tileid) if science else -1, "PROGRAM": exp["program"],
-        "SURVEY": "main", "FAPRGRM": "dark" if science else "calib",
+        "SURVEY": "main", "FAPRGRM": cfg.sky_condition if science else "calib",
         "DATE-OBS": date, "MJD-OBS": float(exp["mjd"]), "AIRMASS": float(cfg.airmass) if science else 1.0,
         "TARGTRA": TILE_RA if science else 0.0, "TARGTDEC": TILE_DEC if science else 0.0,
         "SKYRA": TILE_RA if science else 0.0, "SKYDEC": TILE_DEC if science else 0.0,
@@ -225,7 +228,7 @@ def camera_spectra(cfg, exp, camera):
         tlist = _targets(cfg.seed, cfg.tileid, tuple(int(f) for f in fibers))
         step = ins.WAVE_STEP
         sky_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, exp["expid"], 4]))
-        sky_sb = targets.sky_spectrum(wave, step, sky_rng, cfg.data_dir)
+        sky_sb = targets.sky_spectrum(wave, step, sky_rng, cfg.data_dir, cfg.sky_condition)
         sky_e = sky_sb * targets.sky_electrons_per_brightness(band, wave, exp["exptime"])
         cal_ps = targets.electrons_per_flux(band, wave, exp["exptime"], cfg.airmass, True, cfg.data_dir)
         cal_gal = targets.electrons_per_flux(band, wave, exp["exptime"], cfg.airmass, False, cfg.data_dir)

@@ -141,7 +141,7 @@ def _sky_components(data_dir):
     return wave, cont, lines
 
 
-def sky_spectrum(wave, step, rng, data_dir=None):
+def sky_spectrum(wave, step, rng, data_dir=None, condition="dark"):
     """Dark-sky surface brightness on a grid, varying between exposures.
 
     Parameters
@@ -155,6 +155,11 @@ def sky_spectrum(wave, step, rng, data_dir=None):
         modulation (±15 %, OH bands vary independently).
     data_dir : str, optional
         Directory with ``spec-sky-2018.dat``; a parametric model is used otherwise.
+    condition : {'dark', 'bright'}
+        ``bright`` adds scattered moonlight: a 5800 K blackbody reddened by
+        Rayleigh scattering (× λ^-4 relative to 5000 Å, half weight) scaled to
+        4 × the dark continuum at 4500 Å (approx.; desisim's BRIGHT condition
+        gives x3-10 in the blue).
 
     Returns
     -------
@@ -167,6 +172,12 @@ def sky_spectrum(wave, step, rng, data_dir=None):
     lscale = 1.0 + 0.08 * np.sin(2 * np.pi * swave / 700.0 + phases[0]) \
         + 0.05 * np.sin(2 * np.pi * swave / 230.0 + phases[1]) + 0.02 * np.sin(phases[2])
     total = cscale * cont + lscale * lines
+    if condition == "bright":
+        moon = _blackbody(swave, 5800.0) * (0.5 + 0.5 * (swave / 5000.0) ** -4)
+        ref = np.argmin(np.abs(swave - 4500.0))
+        total = total + moon * (4.0 * cont[ref] / moon[ref]) * rng.uniform(0.8, 1.2)
+    elif condition != "dark":
+        raise ValueError(f"sky condition must be 'dark' or 'bright', got {condition!r}")
     ds = swave[1] - swave[0]
     cum = np.concatenate([[0.0], np.cumsum(total * ds)])
     edges = swave[0] - 0.5 * ds + ds * np.arange(cum.size)
