@@ -147,7 +147,10 @@ def read_out(electrons, camera, ccd, rng, exptime, cosmic_rate=0.0):
         # bias level plus a weak linear gradient along the readout direction (rows)
         ramp = np.arange(nr) / (nr - 1) - 0.5
         grad = ccd["bias_slope"][amp] * (ramp[::-1] if top else ramp)
-        raw[rows, cols] = ccd["bias"][amp] + grad[:, None] + rng.normal(0.0, rn / gain, (nr, cols.stop - cols.start))
+        noise = rng.standard_normal((nr, cols.stop - cols.start), dtype=np.float32)
+        noise *= np.float32(rn / gain)
+        raw[rows, cols] = noise
+        raw[rows, cols] += ccd["bias"][amp] + grad[:, None]
         drows, dcols = sec["DATASEC"]
         crows, ccols = sec["CCDSEC"]
         raw[drows, dcols] += signal[crows, ccols] / gain

@@ -76,14 +76,17 @@ def aperture_fraction(wave, point_source):
 
 
 def _bin_gauss(wave, step, center, sigma, flux):
-    """Flux density (per Å) of Gaussians integrated over bins of width ``step`` centred on ``wave``."""
-    center = np.atleast_1d(center)[:, None]
-    sigma = np.atleast_1d(sigma)[:, None]
-    flux = np.atleast_1d(flux)[:, None]
-    lo, hi = wave[None, :] - 0.5 * step, wave[None, :] + 0.5 * step
-    near = np.abs(wave[None, :] - center) < 8 * sigma + step
-    val = np.where(near, ndtr((hi - center) / sigma) - ndtr((lo - center) / sigma), 0.0)
-    return (flux * val).sum(axis=0) / step
+    """Flux density (per Å) of Gaussians integrated over bins of width ``step`` centred on ``wave`` (sorted)."""
+    wave = np.asarray(wave, dtype=np.float64)
+    out = np.zeros_like(wave)
+    center, sigma, flux = np.broadcast_arrays(np.atleast_1d(center), np.atleast_1d(sigma), np.atleast_1d(flux))
+    for c, sg, f in zip(center, sigma, flux):
+        lo_i, hi_i = np.searchsorted(wave, [c - 8 * sg - step, c + 8 * sg + step])
+        if hi_i <= lo_i:
+            continue
+        w = wave[lo_i:hi_i]
+        out[lo_i:hi_i] += f * (ndtr((w + 0.5 * step - c) / sg) - ndtr((w - 0.5 * step - c) / sg))
+    return out / step
 
 
 # ----------------------------------------------------------------------- atmosphere
