@@ -251,3 +251,45 @@ def test_gpu_backend_matches_cpu_path(scene):
     except Exception:                      # cupy installed but no device
         pytest.skip("no CUDA device")
     _batched_vs_cpu(scene, cupy)
+
+
+def test_end_to_end_simulated_tiny_exposure(tmp_path):
+    """simulate (tiny preset) -> preproc -> extract with the true, shifted PSF vs the truth."""
+    pytest.importorskip("desired.sim.night")
+    import glob
+
+    import fitsio
+
+    from desired import paths
+    from desired.cli import main
+    from desired.io.frame import read_frame
+    from desired.io.psf import read_psf, write_psf
+    raw, calib, truth_dir = tmp_path / "raw", tmp_path / "calib", tmp_path / "truth"
+    rc = main(["simulate", "--preset", "tiny", "--night", "20261124", "--raw-dir", str(raw),
+               "--calib-dir", str(calib), "--truth-dir", str(truth_dir), "--narc", "0", "--nflat", "0",
+               "--nscience", "1", "--parametric", "--seed", "3"])
+    assert rc == 0
+    truth_files = sorted(glob.glob(str(truth_dir / "*" / "*" / "truth-b0-*.fits")))
+    assert len(truth_files) == 1
+    with fitsio.FITS(truth_files[0]) as fh:
+        electrons = fh["ELECTRONS"].read().astype(float)
+        hdr = fh["ELECTRONS"].read_header()
+        wave = fh["WAVELENGTH"].read()
+    expid = int(hdr["EXPID"])
+    rawfile = paths.findfile("raw", root=str(raw), night=20261124, expid=expid)
+    pre = tmp_path / "preproc-b0.fits"
+    rc = main(["preproc", "--infile", rawfile, "--camera", "b0", "--outfile", str(pre),
+               "--calib", str(paths.findfile("calib_ccd", root=str(calib), camera="b0"))])
+    assert rc == 0
+    psf = read_psf(paths.findfile("truth_psf", root=str(truth_dir), camera="b0"))
+    write_psf(tmp_path / "psf.fits", psf.shifted(hdr["TRSHIFTX"], hdr["TRSHIFTY"]), header={"CAMERA": "b0"})
+    out = tmp_path / "frame-b0.fits"
+    rc = main(["extract", "--image", str(pre), "--psf", str(tmp_path / "psf.fits"), "--outfile", str(out),
+               "--wavelength", f"{wave[0]},{wave[-1]},{wave[1] - wave[0]}"])
+    assert rc == 0
+    frame = read_frame(out)
+    assert frame.flux.shape == electrons.shape
+    good = frame.ivar > 0
+    assert good.mean() > 0.95
+    chi = ((frame.flux - frame.convolve(electrons)) * np.sqrt(frame.ivar))[good]
+    assert abs(chi.mean()) < 0.02 * 2 and abs(chi.std() - 1) < 0.05, (chi.mean(), chi.std())

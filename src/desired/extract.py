@@ -31,14 +31,14 @@ import logging
 import math
 import time
 
-import numpy as np
 import numba
+import numpy as np
+from numpy.polynomial import legendre
 from scipy.linalg import lapack
 
 from .frame import Frame
 from .maskbits import specmask
 from .psf import TAIL_PARAMS, reduced_wavelength
-from numpy.polynomial import legendre
 
 log = logging.getLogger(__name__)
 
@@ -587,10 +587,14 @@ def assemble_frame(results, bundles, wave, psf, header=None, fibermap=None):
                  cat["chi2pix"], hdr, fibers=psf.fibermin + fibers)
 
 
-def _pool_worker(args):
-    pix, ivar, psf, wave, b, options = args
+#: inputs of the forked workers, inherited through fork instead of being pickled per task
+_FORK_INPUTS = {}
+
+
+def _pool_worker(bundle):
+    pix, ivar, psf, wave, options = _FORK_INPUTS["args"]
     with single_threaded_blas():
-        return extract_bundle(pix, ivar, psf, wave, b, **options)
+        return extract_bundle(pix, ivar, psf, wave, bundle, **options)
 
 
 def extract_frame(image, psf, wave=None, fibers=None, bundlesize=BUNDLESIZE, nproc=1,
@@ -633,9 +637,12 @@ def extract_frame(image, psf, wave=None, fibers=None, bundlesize=BUNDLESIZE, npr
     if nproc > 1:
         import multiprocessing
         ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(nproc) as pool:
-            results = pool.map(_pool_worker, [(image.pix, ivar, psf, wave, b, options) for b in bundles],
-                               chunksize=1)
+        _FORK_INPUTS["args"] = (image.pix, ivar, psf, wave, options)
+        try:
+            with ctx.Pool(min(nproc, len(bundles))) as pool:
+                results = pool.map(_pool_worker, bundles, chunksize=1)
+        finally:
+            _FORK_INPUTS.clear()
     else:
         with single_threaded_blas():
             results = extract_bundles(image.pix, ivar, psf, wave, bundles, **options)
