@@ -293,3 +293,37 @@ def test_end_to_end_simulated_tiny_exposure(tmp_path):
     assert good.mean() > 0.95
     chi = ((frame.flux - frame.convolve(electrons)) * np.sqrt(frame.ivar))[good]
     assert abs(chi.mean()) < 0.02 * 2 and abs(chi.std() - 1) < 0.05, (chi.mean(), chi.std())
+
+
+def test_mpi_ranks_give_the_serial_frame(scene, tmp_path):
+    """``mpiexec -n 2 desired extract --mpi`` writes the same frame as the serial run."""
+    import shutil
+    import subprocess
+    import sys
+    pytest.importorskip("mpi4py")
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("no mpiexec")
+    version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True).stdout
+    if "Open MPI" not in version and "OpenRTE" not in version:
+        pytest.skip("test written for Open MPI's mpiexec options")
+    from desired.io.frame import read_frame
+    from desired.io.image import write_image
+    from desired.io.psf import write_psf
+    psf, wave, _, pix, ivar, _ = scene
+    write_image(tmp_path / "pre.fits", Image(pix, ivar, readnoise=READNOISE, camera="b0"))
+    write_psf(tmp_path / "psf.fits", psf, header={"CAMERA": "b0"})
+    common = ["-m", "desired", "extract", "--image", str(tmp_path / "pre.fits"), "--psf", str(tmp_path / "psf.fits"),
+              "--wavelength", "3600,3760,0.8", "--bundlesize", "4"]
+    run = subprocess.run([mpiexec, "--allow-run-as-root", "--oversubscribe", "-n", "2", sys.executable] + common
+                         + ["--outfile", str(tmp_path / "mpi.fits"), "--mpi"], capture_output=True, text=True,
+                         timeout=120)
+    if run.returncode != 0 and not (tmp_path / "mpi.fits").exists():
+        pytest.skip(f"mpiexec could not run here: {run.stderr[-300:]}")
+    subprocess.run([sys.executable] + common + ["--outfile", str(tmp_path / "serial.fits")], check=True,
+                   capture_output=True, timeout=120)
+    a, b = read_frame(tmp_path / "mpi.fits"), read_frame(tmp_path / "serial.fits")
+    np.testing.assert_array_equal(a.flux, b.flux)
+    np.testing.assert_array_equal(a.ivar, b.ivar)
+    np.testing.assert_array_equal(a.resolution_data, b.resolution_data)
+    np.testing.assert_array_equal(a.fibers, b.fibers)
