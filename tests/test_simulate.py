@@ -279,3 +279,22 @@ def test_arc_line_vacuum_wavelengths():
     assert np.min(np.abs(ne - 6404.018)) < 0.01     # Ne I 6402.248 air
     w, i = arclines.arc_lines("r")
     assert np.all(np.diff(w) > 0) and np.all(i > 0) and w.size > 20
+
+
+def test_truth_trace_shifts_and_fiber_throughput(tiny_night):
+    cfg, seq, root = tiny_night
+    for exp in seq:
+        with fitsio.FITS(paths.findfile("truth", root=root / "truth", night=NIGHT, expid=exp["expid"])) as f:
+            shifts = f["TRACESHIFT"].read()
+        cam_hdr = fitsio.read_header(paths.findfile("truth_camera", root=root / "truth", night=NIGHT,
+                                                    expid=exp["expid"], camera="b0"), "ELECTRONS")
+        assert shifts["DX"][0] == pytest.approx(cam_hdr["TRSHIFTX"]) and shifts["DY"][0] == pytest.approx(cam_hdr["TRSHIFTY"])
+        if exp["obstype"] == "ARC":
+            assert shifts["DX"][0] == 0 and shifts["DY"][0] == 0
+        else:
+            assert 0 < np.hypot(shifts["DX"][0], shifts["DY"][0]) and max(abs(shifts["DX"][0]), abs(shifts["DY"][0])) <= 0.3
+    flat = _exp(cfg, "FLAT")
+    thru = fitsio.read(paths.findfile("truth_camera", root=root / "truth", night=NIGHT, expid=flat["expid"],
+                                      camera="b0"), "FIBERFLAT")
+    rms = np.std(thru.mean(axis=1) / thru.mean())
+    assert 0.005 < rms < 0.04          # 1-3 % fiber-to-fiber throughput scatter
