@@ -327,3 +327,26 @@ def test_mpi_ranks_give_the_serial_frame(scene, tmp_path):
     np.testing.assert_array_equal(a.ivar, b.ivar)
     np.testing.assert_array_equal(a.resolution_data, b.resolution_data)
     np.testing.assert_array_equal(a.fibers, b.fibers)
+
+
+def test_real_desi_psf_file():
+    """A real specex PSF (GH degree 6): fast spots equal the model, extraction pulls are unit normal."""
+    from pathlib import Path
+
+    from desired.extract import evaluate_spots
+    from desired.io.psf import read_psf
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "psf-gausshermite-r0-00051060.fits"
+    if not path.exists():
+        pytest.skip("shared/data is not available")
+    psf = read_psf(str(path))
+    rng = np.random.default_rng(1)
+    fib, w = rng.integers(0, psf.nfiber, 300), rng.uniform(5800, 7600, 300)
+    np.testing.assert_allclose(evaluate_spots(psf, fib, w)[2], psf.spots(fib, w)[2], rtol=0, atol=1e-13)
+    wave = wavelength_grid(wmin=6500.0, wmax=6660.0, dw=DW)
+    truth = rng.uniform(100, 1000, (14, wave.size))
+    model = psf.project(np.repeat(np.arange(14), wave.size), np.tile(wave, 14), (truth * DW).ravel())
+    pix = rng.poisson(np.clip(model, 0, None)) + rng.normal(0, READNOISE, model.shape)
+    ivar = 1 / (np.clip(model, 0, None) + READNOISE ** 2)
+    frame = extract_frame(Image(pix, ivar, camera="r0"), psf, wave, fibers=(0, 12))
+    chi = pulls(frame, truth[:12])                 # 2412 values: sd of mean 0.02, of rms 0.015
+    assert abs(chi.mean()) < 0.06 and abs(chi.std() - 1) < 0.05, (chi.mean(), chi.std())
