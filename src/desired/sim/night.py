@@ -222,7 +222,10 @@ def camera_spectra(cfg, exp, camera):
     elif obstype == "ARC":
         lw, li = arclines.arc_lines(band, exp["lamps"])
         out["line_wave"] = lw
-        out["line_electrons"] = li * ARC_RATE * exp["exptime"]
+        # the long Cd+Xe arcs run the lamps at a quarter of the short-arc rate so that
+        # their 30 s exposures stay below saturation (strongest lines peak ~25k e-/pixel)
+        rate = ARC_RATE * (0.25 if tuple(exp["lamps"]) == tuple(arclines.CDXE_LAMPS) else 1.0)
+        out["line_electrons"] = li * rate * exp["exptime"]
         out["line_throughput"] = fiber_throughput(cfg.seed, fibers, lw)
     elif obstype == "SCIENCE":
         tlist = _targets(cfg.seed, cfg.tileid, tuple(int(f) for f in fibers))
