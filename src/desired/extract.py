@@ -394,6 +394,56 @@ def _cholesky_inverse(matrix):
     return inv + np.tril(inv, -1).T
 
 
+def solve_patch(M, rhs, core_idx):
+    """Solve ``M f = rhs`` and return the covariance block of the core spots.
+
+    The neighbour spots are eliminated through the Schur complement
+    ``S = M_cc - M_co M_oo^-1 M_oc`` whose inverse is the core block of ``M^-1``,
+    which costs about half of inverting ``M`` whole.
+
+    Parameters
+    ----------
+    M : array, shape (n, n)
+        Symmetric positive-definite normal matrix.
+    rhs : array, shape (n,)
+    core_idx : array of int
+        Contiguous indices of the spots whose covariance is needed.
+
+    Returns
+    -------
+    f : ndarray, shape (n,)
+        ``M^-1 rhs``.
+    cov_core : ndarray, shape (ncore, ncore)
+        ``(M^-1)[core_idx][:, core_idx]``.
+    """
+    n = M.shape[0]
+    other = np.setdiff1d(np.arange(n), core_idx)
+    f = np.empty(n)
+    if other.size == 0:
+        cov = _cholesky_inverse(M)
+        f[:] = cov @ rhs
+        return f, cov
+    mcc = M[np.ix_(core_idx, core_idx)]
+    mco = M[np.ix_(core_idx, other)]
+    moo = M[np.ix_(other, other)]
+    loo, info = lapack.dpotrf(moo, lower=True, clean=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"neighbour block not positive definite (dpotrf info={info})")
+    x, info = lapack.dtrtrs(loo, np.ascontiguousarray(mco.T), lower=True)     # L_oo^-1 M_oc
+    y, info2 = lapack.dtrtrs(loo, rhs[other], lower=True)                     # L_oo^-1 rhs_o
+    if info != 0 or info2 != 0:
+        raise np.linalg.LinAlgError("triangular solve failed")
+    schur = mcc - x.T @ x
+    cov_core = _cholesky_inverse(0.5 * (schur + schur.T))
+    fc = cov_core @ (rhs[core_idx] - x.T @ y)
+    fo, info = lapack.dpotrs(loo, rhs[other] - mco.T @ fc, lower=True)
+    if info != 0:
+        raise np.linalg.LinAlgError("dpotrs failed")
+    f[core_idx] = fc
+    f[other] = fo
+    return f, cov_core
+
+
 def decorrelate(cov_blocks):
     """Per-fiber Bolton-Schlegel decorrelation.
 
@@ -518,10 +568,11 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
             scale = diag.max() if diag.size and diag.max() > 0 else 1.0
             nodata = diag <= 1e3 * RIDGE * scale
             M[np.diag_indices_from(M)] += RIDGE * scale
-            cov = _cholesky_inverse(M)
-            fdec = cov @ rhs
+            core_idx = np.arange(core_rows[0] * nw, (core_rows[-1] + 1) * nw)
+            fdec, cov_core = solve_patch(M, rhs, core_idx)
             keep = slice(w0 - e0, w1 - e0)                      # kept rows in patch wave index
-            blocks = np.stack([cov[i * nw:(i + 1) * nw, i * nw:(i + 1) * nw] for i in core_rows])
+            blocks = np.stack([cov_core[i * nw:(i + 1) * nw, i * nw:(i + 1) * nw]
+                               for i in range(len(core_rows))])
             R, rivar = decorrelate(blocks)
             fcore = fdec.reshape(nf, nw)[core_rows]
             rflux = np.einsum("fij,fj->fi", R, fcore)
