@@ -15,15 +15,19 @@ variance ``s^2`` and no correlation between wavelengths of a fiber, and
 Patches: each bundle is split in sub-bundles; a patch models the sub-bundle's
 fibers plus one neighbour on each side, and ``nwavestep`` output wavelengths plus
 ``wavepad`` on each side (clipped at the ends of the output grid: like the
-simulator, the model has no flux outside the grid).  Only pixels covered by the stamps of the
-sub-bundle's own fibers, and not touched by the stamps of unmodelled neighbouring
-spots, enter the fit; only the sub-bundle's fibers and the
-central wavelengths are kept.  Bundles are independent, so the result does not
-depend on how bundles are distributed over processes.
+simulator, the model has no flux outside the grid).  Only pixels covered by the
+stamps of the sub-bundle's own fibers, and not touched by the stamps of
+unmodelled neighbouring spots, enter the fit; only the sub-bundle's fibers and
+the central wavelengths are kept.  Bundles are independent, so the result does
+not depend on how bundles are distributed over processes.  The resolution band
+kept (``ndiag`` diagonals) is renormalised so that its rows sum to 1; the mass of
+``R`` beyond it is a few 1e-3 and is dropped.
 
-Speed: stamps are evaluated once per bundle (vectorised), the normal matrix is
-accumulated from overlapping stamp pairs in a numba kernel (no dense ``A``), and
-the solves use LAPACK Cholesky (``dpotrf``/``dpotri``) and batched ``eigh``.
+Speed: stamps are evaluated once per bundle (numba kernel, :func:`evaluate_spots`),
+the normal matrix is accumulated from overlapping stamp pairs in a numba kernel
+(no dense ``A``), the neighbour fibers are eliminated through the Schur
+complement and the solves use LAPACK Cholesky (``dpotrf``/``dpotri``) and batched
+``eigh``, with OpenBLAS held to one thread (parallelism is over bundles).
 """
 from __future__ import annotations
 
