@@ -33,8 +33,8 @@ def true_psf(nfiber=25, fibermin=0, npix_y=4096, ghdeg=2, tail=0.0):
     params["GH-1-1"][:, 1] = -0.02
     params["TAILAMP"] = np.tile([tail, 0.0, 0.0], (nfiber, 1))
     params["TAILCORE"] = np.tile([2.0, 0.0, 0.0], (nfiber, 1))
-    params["TAILXSCA"] = np.ones((nfiber, 3))
-    params["TAILYSCA"] = np.ones((nfiber, 3))
+    params["TAILXSCA"] = np.tile([1.0, 0.0, 0.0], (nfiber, 1))
+    params["TAILYSCA"] = np.tile([1.0, 0.0, 0.0], (nfiber, 1))
     params["TAILINDE"] = np.tile([2.0, 0.0, 0.0], (nfiber, 1))
     npix_x = int(np.ceil(x0.max() + 45))
     return GaussHermitePSF(xcoef, ycoef, WAVEMIN, WAVEMAX, params, ghdeg, ghdeg, hsizex=8, hsizey=5,

@@ -23,7 +23,8 @@ not depend on how bundles are distributed over processes.  The resolution band
 kept (``ndiag`` diagonals) is renormalised so that its rows sum to 1; the mass of
 ``R`` beyond it is a few 1e-3 and is dropped.
 
-Speed: stamps are evaluated once per bundle (numba kernel, :func:`evaluate_spots`),
+Speed: stamps are evaluated once per bundle (the compiled kernel behind
+:meth:`desired.psf.GaussHermitePSF.spots`),
 the normal matrix is accumulated from overlapping stamp pairs in a numba kernel
 (no dense ``A``), the neighbour fibers are eliminated through the Schur
 complement and the solves use LAPACK Cholesky (``dpotrf``/``dpotri``) and batched
@@ -32,17 +33,15 @@ complement and the solves use LAPACK Cholesky (``dpotrf``/``dpotri``) and batche
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 import numba
 import numpy as np
-from numpy.polynomial import legendre
 from scipy.linalg import lapack
 
 from .frame import Frame
 from .maskbits import specmask
-from .psf import TAIL_PARAMS, reduced_wavelength
+
 
 log = logging.getLogger(__name__)
 
@@ -141,117 +140,6 @@ class single_threaded_blas:
         for set_, n in self._saved:
             set_(n)
         return False
-
-
-# --------------------------------------------------------------------------- spots
-@numba.njit(cache=True)
-def _gh_pixel_integrals(lo, center, sigma, npix, degree, out):
-    """out[i, p] = integral of He_i(t) g(t) over pixel p (edges (lo + p -/+ 0.5 - center) / sigma)."""
-    inv_sqrt2 = 1.0 / math.sqrt(2.0)
-    inv_sqrt2pi = 1.0 / math.sqrt(2.0 * math.pi)
-    prev_cdf = 0.0
-    prev_prim = np.zeros(degree + 1)
-    for k in range(npix + 1):
-        t = (lo + k - 0.5 - center) / sigma
-        cdf = 0.5 * math.erfc(-t * inv_sqrt2)
-        g = math.exp(-0.5 * t * t) * inv_sqrt2pi
-        # antiderivatives: He_0 g -> cdf; He_i g -> -He_{i-1} g
-        he_prev = 1.0
-        he = t
-        prim = np.empty(degree + 1)
-        prim[0] = cdf
-        for i in range(1, degree + 1):
-            prim[i] = -he_prev * g
-            he_prev, he = he, t * he - i * he_prev
-        if k > 0:
-            for i in range(degree + 1):
-                out[i, k - 1] = prim[i] - prev_prim[i]
-        prev_prim[:] = prim
-    return out
-
-
-@numba.njit(cache=True)
-def _spot_kernel(xc, yc, xlo, ylo, sigx, sigy, gh, tail, nx, ny, stamps):
-    """Fill normalised Gauss-Hermite stamps; see :meth:`GaussHermitePSF.spots` for the model."""
-    n = xc.size
-    degx = gh.shape[1] - 1
-    degy = gh.shape[2] - 1
-    ix = np.empty((degx + 1, nx))
-    iy = np.empty((degy + 1, ny))
-    tmp = np.empty((degx + 1, ny))
-    for a in range(n):
-        _gh_pixel_integrals(xlo[a], xc[a], sigx[a], nx, degx, ix)
-        _gh_pixel_integrals(ylo[a], yc[a], sigy[a], ny, degy, iy)
-        for i in range(degx + 1):
-            for y in range(ny):
-                s = 0.0
-                for j in range(degy + 1):
-                    s += gh[a, i, j] * iy[j, y]
-                tmp[i, y] = s
-        amp = tail[a, 0]
-        core2 = tail[a, 1] * tail[a, 1]
-        power = 1.0 + 0.5 * tail[a, 4]
-        total = 0.0
-        for y in range(ny):
-            dy = (ylo[a] + y - yc[a]) / tail[a, 3]
-            for x in range(nx):
-                v = 0.0
-                for i in range(degx + 1):
-                    v += tmp[i, y] * ix[i, x]
-                if amp != 0.0:
-                    dx = (xlo[a] + x - xc[a]) / tail[a, 2]
-                    r2 = dx * dx + dy * dy
-                    v += amp * r2 / (core2 + r2) ** power
-                stamps[a, y, x] = v
-                total += v
-        if total == 0.0:
-            total = 1.0
-        for y in range(ny):
-            for x in range(nx):
-                stamps[a, y, x] /= total
-    return stamps
-
-
-def evaluate_spots(psf, fiber, wave):
-    """Fast equivalent of :meth:`desired.psf.GaussHermitePSF.spots` (numba kernel).
-
-    Parameters
-    ----------
-    psf : desired.psf.GaussHermitePSF
-    fiber : array of int, shape (n,)
-    wave : array, shape (n,)
-        Angstrom.
-
-    Returns
-    -------
-    xlo, ylo : ndarray of int64, shape (n,)
-    stamps : ndarray, shape (n, 2 hsizey + 1, 2 hsizex + 1), each summing to 1
-    """
-    fiber = np.atleast_1d(np.asarray(fiber, dtype=np.int64))
-    wave = np.atleast_1d(np.asarray(wave, dtype=np.float64))
-    fiber, wave = np.broadcast_arrays(fiber, wave)
-    fiber, wave = fiber.ravel(), wave.ravel()
-    xc = psf.x(fiber, wave)
-    yc = psf.y(fiber, wave)
-    xlo = np.rint(xc).astype(np.int64) - psf.hsizex
-    ylo = np.rint(yc).astype(np.int64) - psf.hsizey
-    u = reduced_wavelength(wave, psf.param_wavemin, psf.param_wavemax)
-    degree = max(v.shape[1] for v in psf.params.values()) - 1
-    vander = legendre.legvander(u, degree)
-
-    def value(name):
-        c = psf.params[name]
-        return np.einsum("nk,nk->n", vander[:, :c.shape[1]], c[fiber])
-
-    gh = np.empty((fiber.size, psf.ghdegx + 1, psf.ghdegy + 1))
-    for i in range(psf.ghdegx + 1):
-        for j in range(psf.ghdegy + 1):
-            gh[:, i, j] = value(f"GH-{i}-{j}")
-    tail = np.column_stack([value(k) for k in TAIL_PARAMS])
-    nx, ny = 2 * psf.hsizex + 1, 2 * psf.hsizey + 1
-    stamps = np.empty((fiber.size, ny, nx))
-    _spot_kernel(xc, yc, xlo, ylo, value("GHSIGX"), value("GHSIGY"), gh, tail, nx, ny, stamps)
-    return xlo, ylo, stamps
 
 
 # --------------------------------------------------------------------------- kernels
@@ -525,7 +413,7 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
     stamps_all = None
     chunk = 20000
     for s in range(0, cf.size, chunk):
-        xl, yl, st = evaluate_spots(psf, cf[s:s + chunk], cw[s:s + chunk])
+        xl, yl, st = psf.spots(cf[s:s + chunk], cw[s:s + chunk])
         if stamps_all is None:
             stamps_all = np.empty((cf.size,) + st.shape[1:])
         xlo_all[s:s + chunk], ylo_all[s:s + chunk], stamps_all[s:s + chunk] = xl, yl, st

@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from .extract import (BUNDLESIZE, RIDGE, SOMEBAD_FRACTION, ALLBAD_FRACTION, assemble_frame,
-                      bundle_ranges, evaluate_spots, single_threaded_blas, wavelength_grid)
+                      bundle_ranges, single_threaded_blas, wavelength_grid)
 from .maskbits import specmask
 
 try:                                   # optional dependency
@@ -108,7 +108,7 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
     c0, c1 = max(f0 - 2, 0), min(f1 + 2, psf.nfiber)
     cf = np.repeat(np.arange(c0, c1), nwave)
     cw = np.tile(wave, c1 - c0)
-    xlo_all, ylo_all, st_all = evaluate_spots(psf, cf, cw)
+    xlo_all, ylo_all, st_all = psf.spots(cf, cw)
     sy, sx = st_all.shape[1:]
     xlo_all = xlo_all.reshape(c1 - c0, nwave)
     ylo_all = ylo_all.reshape(c1 - c0, nwave)

@@ -13,15 +13,23 @@ Spot model, for a spot centred at ``(xc, yc)`` with ``dx = x - xc``, ``dy = y - 
 
     core(dx, dy) = Σ_ij GH-i-j · He_i(dx/σx) He_j(dy/σy) · g(dx/σx)/σx · g(dy/σy)/σy
     tail(dx, dy) = TAILAMP · r² / (TAILCORE² + r²)^(1 + TAILINDE/2),
-                   r² = (dx/TAILXSCA)² + (dy/TAILYSCA)²
+                   r² = (dx·TAILXSCA)² + (dy·TAILYSCA)²
 
 with ``He`` the probabilists' Hermite polynomials and ``g`` the unit normal
 density.  The core is integrated exactly over each pixel; the tail is evaluated
-at pixel centres.  Each stamp of ``(2 HSIZEY + 1) x (2 HSIZEX + 1)`` pixels is
-normalised to sum to 1, so a spot of ``F`` electrons deposits ``F`` electrons.
+at pixel centres (the tail scales multiply the offsets, as specter evaluates
+specex files).  Negative pixels are clipped to 0 and each stamp of
+``(2 HSIZEY + 1) x (2 HSIZEX + 1)`` pixels is normalised to sum to 1, so a spot
+of ``F`` electrons deposits ``F`` electrons.
+
+Every evaluation of the model in the project goes through the compiled kernel
+:func:`fill_stamps` (simulator, extraction and :meth:`GaussHermitePSF.spots`).
 """
 from __future__ import annotations
 
+import math
+
+import numba
 import numpy as np
 from numpy.polynomial import legendre
 from scipy.special import ndtr
@@ -84,6 +92,135 @@ def hermite_pixel_integrals(edges, degree):
         out[..., i, :] = np.diff(prim, axis=-1)
         he_prev, he = he, edges * he - i * he_prev     # He_{i+1} = t He_i - i He_{i-1}
     return out
+
+
+@numba.njit(cache=True)
+def _pixel_integrals(lo, center, sigma, npix, degree, out):
+    """``out[i, p]`` = integral of He_i(t) g(t) over pixel ``lo + p`` (edges ± 0.5, in sigma units)."""
+    inv_sqrt2 = 1.0 / math.sqrt(2.0)
+    inv_sqrt2pi = 1.0 / math.sqrt(2.0 * math.pi)
+    prev = np.zeros(degree + 1)
+    prim = np.empty(degree + 1)
+    for k in range(npix + 1):
+        t = (lo + k - 0.5 - center) / sigma
+        g = math.exp(-0.5 * t * t) * inv_sqrt2pi
+        prim[0] = 0.5 * math.erfc(-t * inv_sqrt2)
+        he_prev, he = 1.0, t
+        for i in range(1, degree + 1):
+            prim[i] = -he_prev * g              # antiderivative of He_i g is -He_{i-1} g
+            he_prev, he = he, t * he - i * he_prev
+        if k > 0:
+            for i in range(degree + 1):
+                out[i, k - 1] = prim[i] - prev[i]
+        prev[:] = prim
+
+
+@numba.njit(cache=True)
+def fill_stamps(xc, yc, xlo, ylo, sigx, sigy, gh, tail, stamps):
+    """Evaluate normalised spot stamps (the module's spot model) in place.
+
+    Parameters
+    ----------
+    xc, yc : ndarray, shape (n,)
+        Spot centres, pixels.
+    xlo, ylo : ndarray of int64, shape (n,)
+        CCD column/row of each stamp's first pixel.
+    sigx, sigy : ndarray, shape (n,)
+        GHSIGX, GHSIGY.
+    gh : ndarray, shape (n, ghdegx + 1, ghdegy + 1)
+        GH-i-j coefficients.
+    tail : ndarray, shape (n, 5)
+        TAILAMP, TAILCORE, TAILXSCA, TAILYSCA, TAILINDE.
+    stamps : ndarray, shape (n, ny, nx)
+        Output; each stamp is clipped at 0 and sums to 1.
+    """
+    n, ny, nx = stamps.shape
+    degx = gh.shape[1] - 1
+    degy = gh.shape[2] - 1
+    ix = np.empty((degx + 1, nx))
+    iy = np.empty((degy + 1, ny))
+    tmp = np.empty((degx + 1, ny))
+    for a in range(n):
+        _pixel_integrals(xlo[a], xc[a], sigx[a], nx, degx, ix)
+        _pixel_integrals(ylo[a], yc[a], sigy[a], ny, degy, iy)
+        for i in range(degx + 1):
+            for y in range(ny):
+                acc = 0.0
+                for j in range(degy + 1):
+                    acc += gh[a, i, j] * iy[j, y]
+                tmp[i, y] = acc
+        amp = tail[a, 0]
+        core2 = tail[a, 1] * tail[a, 1]
+        power = 1.0 + 0.5 * tail[a, 4]
+        total = 0.0
+        for y in range(ny):
+            dy = (ylo[a] + y - yc[a]) * tail[a, 3]
+            for x in range(nx):
+                v = 0.0
+                for i in range(degx + 1):
+                    v += tmp[i, y] * ix[i, x]
+                if amp != 0.0:
+                    dx = (xlo[a] + x - xc[a]) * tail[a, 2]
+                    r2 = dx * dx + dy * dy
+                    if power == 2.0:
+                        d = core2 + r2
+                        v += amp * r2 / (d * d)
+                    else:
+                        v += amp * r2 / (core2 + r2) ** power
+                if v < 0.0:
+                    v = 0.0
+                stamps[a, y, x] = v
+                total += v
+        if total == 0.0:
+            total = 1.0
+        for y in range(ny):
+            for x in range(nx):
+                stamps[a, y, x] /= total
+
+
+@numba.njit(cache=True)
+def _add_stamps(image, xlo, ylo, stamps, counts):
+    """image[ylo+y, xlo+x] += counts * stamps, dropping pixels off the image."""
+    nrow, ncol = image.shape
+    n, ny, nx = stamps.shape
+    for a in range(n):
+        for y in range(ny):
+            r = ylo[a] + y
+            if r < 0 or r >= nrow:
+                continue
+            for x in range(nx):
+                c = xlo[a] + x
+                if 0 <= c < ncol:
+                    image[r, c] += counts[a] * stamps[a, y, x]
+
+
+def render_spots(image, xc, yc, sigx, sigy, gh, tail, counts, hsizex, hsizey, chunk=50000):
+    """Add spots with given parameters to ``image`` (in place: the caller owns ``image``).
+
+    Parameters
+    ----------
+    image : ndarray, shape (nrow, ncol)
+        Image the spots are added to, electrons.
+    xc, yc, sigx, sigy : ndarray, shape (n,)
+    gh : ndarray, shape (n, ghdegx + 1, ghdegy + 1)
+    tail : ndarray, shape (n, 5)
+    counts : ndarray, shape (n,)
+        Electrons of each spot.
+    hsizex, hsizey : int
+        Stamp half sizes.
+    chunk : int
+        Spots evaluated at once (bounds the memory of the stamps).
+    """
+    nx, ny = 2 * hsizex + 1, 2 * hsizey + 1
+    for s in range(0, xc.size, chunk):
+        sl = slice(s, s + chunk)
+        xlo = np.rint(xc[sl]).astype(np.int64) - hsizex
+        ylo = np.rint(yc[sl]).astype(np.int64) - hsizey
+        stamps = np.empty((xlo.size, ny, nx))
+        fill_stamps(xc[sl], yc[sl], xlo, ylo, sigx[sl], sigy[sl],
+                    np.ascontiguousarray(gh[sl]), np.ascontiguousarray(tail[sl]), stamps)
+        _add_stamps(image, xlo, ylo, stamps, np.ascontiguousarray(counts[sl], dtype=np.float64))
+    return image
 
 
 class GaussHermitePSF:
@@ -172,6 +309,43 @@ class GaussHermitePSF:
         return np.interp(y, ygrid, grid)
 
     # ------------------------------------------------------------------ evaluation
+    def spot_parameters(self, fiber, wave):
+        """Centres and shape parameters of many spots.
+
+        Parameters
+        ----------
+        fiber : array of int, shape (n,)
+            Fiber index relative to the first fiber of the PSF.
+        wave : array, shape (n,)
+            Wavelengths, Angstrom.
+
+        Returns
+        -------
+        xc, yc, sigx, sigy : ndarray, shape (n,)
+            Spot centre (pixels) and GHSIGX, GHSIGY.
+        gh : ndarray, shape (n, ghdegx + 1, ghdegy + 1)
+            GH-i-j coefficients.
+        tail : ndarray, shape (n, 5)
+            TAILAMP, TAILCORE, TAILXSCA, TAILYSCA, TAILINDE.
+        """
+        fiber = np.atleast_1d(np.asarray(fiber, dtype=np.int64))
+        wave = np.atleast_1d(np.asarray(wave, dtype=np.float64))
+        fiber, wave = (a.ravel() for a in np.broadcast_arrays(fiber, wave))
+        u = reduced_wavelength(wave, self.param_wavemin, self.param_wavemax)
+        degree = max(v.shape[1] for v in self.params.values()) - 1
+        vander = legendre.legvander(u, degree)                      # [n, deg+1]
+
+        def value(name):
+            c = self.params[name]
+            return np.einsum("nk,nk->n", vander[:, :c.shape[1]], c[fiber])
+
+        gh = np.empty((fiber.size, self.ghdegx + 1, self.ghdegy + 1))
+        for i in range(self.ghdegx + 1):
+            for j in range(self.ghdegy + 1):
+                gh[:, i, j] = value(f"GH-{i}-{j}")
+        tail = np.stack([value(k) for k in TAIL_PARAMS], axis=1)
+        return self.x(fiber, wave), self.y(fiber, wave), value("GHSIGX"), value("GHSIGY"), gh, tail
+
     def spots(self, fiber, wave):
         """Pixel-integrated, normalised stamps of many spots.
 
@@ -189,48 +363,15 @@ class GaussHermitePSF:
         stamps : ndarray, shape (n, 2 hsizey + 1, 2 hsizex + 1)
             Fraction of the spot's flux falling in each pixel; sums to 1.
         """
-        fiber = np.atleast_1d(np.asarray(fiber, dtype=np.int64))
-        wave = np.atleast_1d(np.asarray(wave, dtype=np.float64))
-        fiber, wave = np.broadcast_arrays(fiber, wave)
-        xc = self.x(fiber, wave)
-        yc = self.y(fiber, wave)
+        xc, yc, sigx, sigy, gh, tail = self.spot_parameters(fiber, wave)
         xlo = np.rint(xc).astype(np.int64) - self.hsizex
         ylo = np.rint(yc).astype(np.int64) - self.hsizey
-        nx, ny = 2 * self.hsizex + 1, 2 * self.hsizey + 1
-        u = reduced_wavelength(wave, self.param_wavemin, self.param_wavemax)
-        degree = max(v.shape[1] for v in self.params.values()) - 1
-        vander = legendre.legvander(u, degree)                      # [n, deg+1]
-
-        def value(name):
-            c = self.params[name]
-            return np.einsum("nk,nk->n", vander[:, :c.shape[1]], c[fiber])
-
-        sigx, sigy = value("GHSIGX"), value("GHSIGY")
-        xedges = (xlo[:, None] + np.arange(nx + 1)[None, :] - 0.5 - xc[:, None]) / sigx[:, None]
-        yedges = (ylo[:, None] + np.arange(ny + 1)[None, :] - 0.5 - yc[:, None]) / sigy[:, None]
-        ix = hermite_pixel_integrals(xedges, self.ghdegx)           # [n, dx+1, nx]
-        iy = hermite_pixel_integrals(yedges, self.ghdegy)           # [n, dy+1, ny]
-        gh = np.empty((fiber.size, self.ghdegx + 1, self.ghdegy + 1))
-        for i in range(self.ghdegx + 1):
-            for j in range(self.ghdegy + 1):
-                gh[:, i, j] = value(f"GH-{i}-{j}")
-        # core[n, y, x] = Σ_ij gh[n,i,j] iy[n,j,y] ix[n,i,x]
-        tmp = np.einsum("nij,njy->niy", gh, iy)
-        stamps = np.einsum("niy,nix->nyx", tmp, ix)
-        amp = value("TAILAMP")
-        if np.any(amp != 0):
-            dx = (xlo[:, None] + np.arange(nx)[None, :] - xc[:, None]) / value("TAILXSCA")[:, None]
-            dy = (ylo[:, None] + np.arange(ny)[None, :] - yc[:, None]) / value("TAILYSCA")[:, None]
-            r2 = dy[:, :, None] ** 2 + dx[:, None, :] ** 2
-            core2 = value("TAILCORE")[:, None, None] ** 2
-            index = value("TAILINDE")[:, None, None]
-            stamps = stamps + amp[:, None, None] * r2 / (core2 + r2) ** (1.0 + 0.5 * index)
-        norm = stamps.sum(axis=(1, 2))
-        norm[norm == 0] = 1.0
-        return xlo, ylo, stamps / norm[:, None, None]
+        stamps = np.empty((xc.size, 2 * self.hsizey + 1, 2 * self.hsizex + 1))
+        fill_stamps(xc, yc, xlo, ylo, sigx, sigy, gh, tail, stamps)
+        return xlo, ylo, stamps
 
     def project(self, fiber, wave, flux, shape=None):
-        """Render spots onto an image.
+        """Render spots onto a new image.
 
         Parameters
         ----------
@@ -244,23 +385,12 @@ class GaussHermitePSF:
         ndarray, shape ``shape``
             Sum of the spots; pixels of stamps falling off the image are dropped.
         """
-        ny, nx = (self.npix_y, self.npix_x) if shape is None else shape
-        image = np.zeros((ny, nx))
-        fiber = np.atleast_1d(fiber)
-        wave = np.atleast_1d(wave)
-        flux = np.broadcast_to(np.atleast_1d(np.asarray(flux, dtype=np.float64)), wave.shape)
-        chunk = 20000
-        for start in range(0, wave.size, chunk):
-            sl = slice(start, start + chunk)
-            xlo, ylo, stamps = self.spots(fiber[sl] if fiber.size > 1 else fiber, wave[sl])
-            sy, sx = stamps.shape[1:]
-            rows = ylo[:, None, None] + np.arange(sy)[None, :, None]
-            cols = xlo[:, None, None] + np.arange(sx)[None, None, :]
-            rows, cols = np.broadcast_arrays(rows, cols)
-            vals = stamps * flux[sl][:, None, None]
-            ok = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
-            np.add.at(image, (rows[ok], cols[ok]), vals[ok])
-        return image
+        shape = (self.npix_y, self.npix_x) if shape is None else tuple(shape)
+        fiber, wave, flux = (a.ravel() for a in np.broadcast_arrays(
+            np.asarray(fiber, dtype=np.int64), np.asarray(wave, dtype=np.float64),
+            np.asarray(flux, dtype=np.float64)))
+        params = self.spot_parameters(fiber, wave)
+        return render_spots(np.zeros(shape), *params, flux, self.hsizex, self.hsizey)
 
     def copy(self):
         """Return a deep copy."""

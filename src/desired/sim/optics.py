@@ -26,14 +26,12 @@ constant widths (1.1, 1.2 px) and no Gauss-Hermite or tail terms.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from numpy.polynomial import legendre
 
-from ..psf import GaussHermitePSF
+from ..psf import GaussHermitePSF, render_spots
 from . import instrument as ins
 
 GHDEG = 2
@@ -214,115 +212,11 @@ def build_camera_optics(camera, preset, seed):
     return CameraOptics(camera, psf, nominal, row0, col0, (ny, nx))
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath=True)
-def _render_kernel(image, xc, yc, xlo, ylo, sigx, sigy, gh, tail, counts, hsizex, hsizey):
-    """Accumulate Gauss-Hermite spots (same model as GaussHermitePSF.spots) into ``image``."""
-    ny, nx = image.shape
-    sx, sy = 2 * hsizex + 1, 2 * hsizey + 1
-    dgx, dgy = gh.shape[1] - 1, gh.shape[2] - 1
-    inv_sqrt2 = 1.0 / math.sqrt(2.0)
-    inv_sqrt2pi = 1.0 / math.sqrt(2.0 * math.pi)
-    ix = np.empty((dgx + 1, sx))
-    iy = np.empty((dgy + 1, sy))
-    stamp = np.empty((sy, sx))
-    tmp = np.empty((dgx + 1, sy))
-    prev_prim = np.zeros(max(dgx, dgy) + 1)
-    for n in range(xc.size):
-        for axis in range(2):
-            if axis == 0:
-                npx, lo, c, sig, deg, out = sx, xlo[n], xc[n], sigx[n], dgx, ix
-            else:
-                npx, lo, c, sig, deg, out = sy, ylo[n], yc[n], sigy[n], dgy, iy
-            prev_cdf = 0.0
-            for k in range(npx + 1):
-                e = (lo + k - 0.5 - c) / sig
-                g = math.exp(-0.5 * e * e) * inv_sqrt2pi
-                cdf = 0.5 * math.erfc(-e * inv_sqrt2)
-                he_prev, he = 1.0, e
-                if k > 0:
-                    out[0, k - 1] = cdf - prev_cdf
-                prev_cdf = cdf
-                for i in range(1, deg + 1):
-                    prim = -he_prev * g
-                    if k > 0:
-                        out[i, k - 1] = prim - prev_prim[i]
-                    prev_prim[i] = prim
-                    he_prev, he = he, e * he - i * he_prev
-        amp = tail[n, 0]
-        core2 = tail[n, 1] ** 2
-        expo = 1.0 + 0.5 * tail[n, 4]
-        for i in range(dgx + 1):
-            for yy in range(sy):
-                acc = 0.0
-                for j in range(dgy + 1):
-                    acc += gh[n, i, j] * iy[j, yy]
-                tmp[i, yy] = acc
-        total = 0.0
-        for yy in range(sy):
-            dy = (ylo[n] + yy - yc[n]) / tail[n, 3]
-            for xx in range(sx):
-                v = 0.0
-                for i in range(dgx + 1):
-                    v += tmp[i, yy] * ix[i, xx]
-                if amp != 0.0:
-                    dx = (xlo[n] + xx - xc[n]) / tail[n, 2]
-                    r2 = dx * dx + dy * dy
-                    if expo == 2.0:
-                        d = core2 + r2
-                        v += amp * r2 / (d * d)
-                    else:
-                        v += amp * r2 / (core2 + r2) ** expo
-                stamp[yy, xx] = v
-                total += v
-        if total == 0.0:
-            total = 1.0
-        scale = counts[n] / total
-        for yy in range(sy):
-            r = ylo[n] + yy
-            if r < 0 or r >= ny:
-                continue
-            for xx in range(sx):
-                col = xlo[n] + xx
-                if col < 0 or col >= nx:
-                    continue
-                image[r, col] += stamp[yy, xx] * scale
-
-
-def spot_parameters(psf, fiber, wave):
-    """Per-spot centres and shape parameters of ``psf`` (vectorised).
-
-    Returns
-    -------
-    xc, yc, sigx, sigy : ndarray, shape (n,)
-    gh : ndarray, shape (n, ghdegx + 1, ghdegy + 1)
-    tail : ndarray, shape (n, 5)
-        TAILAMP, TAILCORE, TAILXSCA, TAILYSCA, TAILINDE.
-    """
-    from ..psf import TAIL_PARAMS, reduced_wavelength
-    xc = psf.x(fiber, wave)
-    yc = psf.y(fiber, wave)
-    u = reduced_wavelength(wave, psf.param_wavemin, psf.param_wavemax)
-    degree = max(v.shape[1] for v in psf.params.values()) - 1
-    vander = legendre.legvander(u, degree)
-
-    def value(name):
-        c = psf.params[name]
-        return np.einsum("nk,nk->n", vander[:, :c.shape[1]], c[fiber])
-
-    gh = np.empty((fiber.size, psf.ghdegx + 1, psf.ghdegy + 1))
-    for i in range(psf.ghdegx + 1):
-        for j in range(psf.ghdegy + 1):
-            gh[:, i, j] = value(f"GH-{i}-{j}")
-    tail = np.stack([value(k) for k in TAIL_PARAMS], axis=1)
-    return xc, yc, value("GHSIGX"), value("GHSIGY"), gh, tail
-
-
 def render(psf, fiber, wave, counts, shape):
     """Project delta spots through ``psf`` onto an image.
 
-    Same spot model as :meth:`desired.psf.GaussHermitePSF.spots` (pixel-integrated
-    Gauss-Hermite core, tail at pixel centres, stamp normalised to 1), evaluated
-    by a compiled kernel that adds each stamp straight into the image.
+    The spots are evaluated by the project's one spot kernel
+    (:func:`desired.psf.render_spots`), the model the extraction inverts.
 
     Parameters
     ----------
@@ -349,11 +243,7 @@ def render(psf, fiber, wave, counts, shape):
     image = np.zeros(shape)
     if wave.size == 0:
         return image
-    xc, yc, sigx, sigy, gh, tail = spot_parameters(psf, fiber, wave)
-    xlo = np.rint(xc).astype(np.int64) - psf.hsizex
-    ylo = np.rint(yc).astype(np.int64) - psf.hsizey
-    _render_kernel(image, xc, yc, xlo, ylo, sigx, sigy, gh, tail, counts, psf.hsizex, psf.hsizey)
-    return image
+    return render_spots(image, *psf.spot_parameters(fiber, wave), counts, psf.hsizex, psf.hsizey)
 
 
 def render_grid(psf, wave, counts, shape):
@@ -402,9 +292,5 @@ def render_grid(psf, wave, counts, shape):
     sigx, sigy = value("GHSIGX").ravel()[keep], value("GHSIGY").ravel()[keep]
     gh = gh.reshape(-1, psf.ghdegx + 1, psf.ghdegy + 1)[keep]
     tail = tail.reshape(-1, len(TAIL_PARAMS))[keep]
-    image = np.zeros(shape)
-    xlo = np.rint(xc).astype(np.int64) - psf.hsizex
-    ylo = np.rint(yc).astype(np.int64) - psf.hsizey
-    _render_kernel(image, xc, yc, xlo, ylo, sigx, sigy, np.ascontiguousarray(gh), np.ascontiguousarray(tail),
-                   counts.ravel()[keep], psf.hsizex, psf.hsizey)
-    return image
+    return render_spots(np.zeros(shape), xc, yc, sigx, sigy, gh, tail, counts.ravel()[keep],
+                        psf.hsizex, psf.hsizey)
