@@ -41,7 +41,7 @@ from numpy.polynomial import legendre
 from scipy.ndimage import gaussian_filter1d
 
 from .arcs import isolated_lines
-from .psf import GaussHermitePSF, hermite_pixel_integrals, reduced_wavelength
+from .psf import TAIL_PARAMS, GaussHermitePSF, fill_stamps, reduced_wavelength
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,9 @@ class BundleResult:
 def render_stamps(xc, yc, xlo, ylo, nx, ny, values, ghdegx, ghdegy):
     """Pixel-integrated, normalised spots on given pixel boxes.
 
-    Mirrors :meth:`desired.psf.GaussHermitePSF.spots` but with free centres and
-    parameter values, so that fits can move spots and change shapes.
+    The model of :meth:`desired.psf.GaussHermitePSF.spots` (same compiled kernel)
+    with free centres and parameter values, so that fits can move spots and
+    change shapes.
 
     Parameters
     ----------
@@ -159,27 +160,22 @@ def render_stamps(xc, yc, xlo, ylo, nx, ny, values, ghdegx, ghdegy):
     -------
     ndarray, shape (n, ny, nx)
     """
-    sigx, sigy = values["GHSIGX"], values["GHSIGY"]
-    xedges = (xlo[:, None] + np.arange(nx + 1)[None, :] - 0.5 - xc[:, None]) / sigx[:, None]
-    yedges = (ylo[:, None] + np.arange(ny + 1)[None, :] - 0.5 - yc[:, None]) / sigy[:, None]
-    ix = hermite_pixel_integrals(xedges, ghdegx)
-    iy = hermite_pixel_integrals(yedges, ghdegy)
-    gh = np.empty((xc.size, ghdegx + 1, ghdegy + 1))
+    n = np.size(xc)
+    gh = np.empty((n, ghdegx + 1, ghdegy + 1))
     for i in range(ghdegx + 1):
         for j in range(ghdegy + 1):
             gh[:, i, j] = values[f"GH-{i}-{j}"]
-    stamps = np.einsum("niy,nix->nyx", np.einsum("nij,njy->niy", gh, iy), ix)
-    amp = values.get("TAILAMP")
-    if amp is not None and np.any(amp != 0):
-        dx = (xlo[:, None] + np.arange(nx)[None, :] - xc[:, None]) / values["TAILXSCA"][:, None]
-        dy = (ylo[:, None] + np.arange(ny)[None, :] - yc[:, None]) / values["TAILYSCA"][:, None]
-        r2 = dy[:, :, None] ** 2 + dx[:, None, :] ** 2
-        core2 = values["TAILCORE"][:, None, None] ** 2
-        index = values["TAILINDE"][:, None, None]
-        stamps = stamps + amp[:, None, None] * r2 / (core2 + r2) ** (1.0 + 0.5 * index)
-    norm = stamps.sum(axis=(1, 2))
-    norm[norm == 0] = 1.0
-    return stamps / norm[:, None, None]
+    if values.get("TAILAMP") is not None:
+        tail = np.stack([np.broadcast_to(values[k], (n,)) for k in TAIL_PARAMS], axis=1)
+    else:
+        tail = np.zeros((n, len(TAIL_PARAMS)))
+        tail[:, 1:4] = 1.0
+    stamps = np.empty((n, ny, nx))
+    fill_stamps(np.ascontiguousarray(xc, dtype=np.float64), np.ascontiguousarray(yc, dtype=np.float64),
+                np.ascontiguousarray(xlo, dtype=np.int64), np.ascontiguousarray(ylo, dtype=np.int64),
+                np.ascontiguousarray(values["GHSIGX"], dtype=np.float64),
+                np.ascontiguousarray(values["GHSIGY"], dtype=np.float64), gh, tail, stamps)
+    return stamps
 
 
 def _param_values(psf, fiber, wave, names=None):
