@@ -56,7 +56,7 @@ def full_psf(nfiber=500, ghdeg=2):
     params["GH-1-1"][:, 0] = 0.02
     params["GH-2-0"][:, 0] = 0.04
     params["GH-0-2"][:, 0] = -0.03
-    params["TAILAMP"] = np.tile([0.01, 0.0], (nfiber, 1))
+    params["TAILAMP"] = np.tile([0.002, 0.0], (nfiber, 1))
     params["TAILCORE"] = np.tile([2.0, 0.0], (nfiber, 1))
     # scales exactly 1: psf.py divides offsets by TAILXSCA/TAILYSCA, specter multiplies
     params["TAILXSCA"] = np.tile([1.0, 0.0], (nfiber, 1))
