@@ -430,3 +430,17 @@ def test_per_row_overscan_option():
     assert abs(chi.mean()) < 0.03 and abs(chi.std() - 1) < 0.04
     for amp in "ABCD":
         assert abs(image.header[f"OBSRDN{amp}"] / READNOISE[amp] - 1) < 0.05
+
+
+def test_bias_gradient_along_rows_is_followed():
+    """A slow bias gradient (as the simulator draws) must not bias the level or inflate the read noise."""
+    from desired.preproc import estimate_readnoise, overscan_row_model
+    rng = np.random.default_rng(11)
+    nrow, ncol, rn = 2064, 64, 1.6
+    truth_level = 1800.0 + np.linspace(-1.0, 1.0, nrow) * 1.9      # ADU, a 3.8 ADU ramp
+    ocs = truth_level[:, None] + rng.normal(0.0, rn, (nrow, ncol))
+    model = overscan_row_model(ocs)
+    assert np.max(np.abs(model - truth_level)) < 0.1
+    assert abs(estimate_readnoise(ocs - model[:, None]) / rn - 1) < 0.01
+    # a single level would be off by ~1.9 ADU at the ends and inflate the noise by > 5%
+    assert estimate_readnoise(ocs) / rn - 1 > 0.05

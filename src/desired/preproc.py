@@ -138,6 +138,43 @@ def overscan_level(overscan, per_row=False, nsigma=4.0, niter=5):
     return np.where(counts > 0, sums / np.maximum(counts, 1), level)
 
 
+def overscan_row_model(overscan, degree=3, nsigma=4.0, niter=5):
+    """Return a smooth bias level along the rows of one amplifier, in ADU.
+
+    The per-row clipped means of the overscan are too noisy to subtract row by
+    row (read noise / sqrt(ncol)), but a slow bias gradient along the rows biases
+    a single level by up to a few ADU at the amplifier's ends and inflates the
+    read-noise estimate.  A Legendre series of low degree fitted to the per-row
+    levels (with outlier rejection) follows the gradient without adding noise.
+
+    Parameters
+    ----------
+    overscan : array, shape (nrow, ncol)
+        The ``BIASSECx`` pixels in ADU.
+    degree : int
+        Legendre degree along the rows.
+    nsigma, niter : float, int
+        Sigma clipping of pixels and of per-row levels.
+
+    Returns
+    -------
+    ndarray, shape (nrow,)
+    """
+    rows = overscan_level(overscan, per_row=True, nsigma=nsigma, niter=niter)
+    u = np.linspace(-1.0, 1.0, rows.size)
+    keep = np.ones(rows.size, bool)
+    for _ in range(niter):
+        coef = np.polynomial.legendre.legfit(u[keep], rows[keep], degree)
+        model = np.polynomial.legendre.legval(u, coef)
+        resid = rows - model
+        scale = 1.4826 * np.median(np.abs(resid[keep])) + 1e-12
+        new_keep = np.abs(resid) < nsigma * scale
+        if new_keep.sum() <= degree + 1 or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    return model
+
+
 def estimate_readnoise(overscan, per_row=False, nsigma=4.0, niter=5):
     """Return the read noise of one amplifier from its overscan, in ADU.
 
@@ -387,14 +424,20 @@ def preproc_camera(raw_image, header, calib=None, *, bias=None, dark=None, pixfl
         orows = sec["BIASSEC"][0]
         drows = sec["DATASEC"][0]
         level = overscan_level(ocs)
-        rdn_adu = estimate_readnoise(ocs, per_row=overscan_per_row)
+        same_rows = (orows.start, orows.stop) == (drows.start, drows.stop)
         if overscan_per_row:
-            if (orows.start, orows.stop) != (drows.start, drows.stop):
+            if not same_rows:
                 raise ValueError(f"camera {camera} amp {amp}: per-row overscan needs BIASSEC and DATASEC "
                                  "to span the same rows")
             level_sub = overscan_level(ocs, per_row=True)[:, None]
+            rdn_adu = estimate_readnoise(ocs, per_row=True)
+        elif same_rows and ocs.shape[0] > 100:
+            # smooth bias gradient along the rows (see overscan_row_model)
+            level_sub = overscan_row_model(ocs)[:, None]
+            rdn_adu = estimate_readnoise(ocs - level_sub)
         else:
             level_sub = level
+            rdn_adu = estimate_readnoise(ocs)
         rdn_e = rdn_adu * gain
         ccd = sec["CCDSEC"]
 
