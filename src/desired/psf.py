@@ -194,13 +194,13 @@ def _add_stamps(image, xlo, ylo, stamps, counts):
                     image[r, c] += counts[a] * stamps[a, y, x]
 
 
-def render_spots(image, xc, yc, sigx, sigy, gh, tail, counts, hsizex, hsizey, chunk=50000):
-    """Add spots with given parameters to ``image`` (in place: the caller owns ``image``).
+def render_spots(shape, xc, yc, sigx, sigy, gh, tail, counts, hsizex, hsizey, chunk=50000):
+    """Render spots with given parameters onto a new image.
 
     Parameters
     ----------
-    image : ndarray, shape (nrow, ncol)
-        Image the spots are added to, electrons.
+    shape : (int, int)
+        Image (rows, cols).
     xc, yc, sigx, sigy : ndarray, shape (n,)
     gh : ndarray, shape (n, ghdegx + 1, ghdegy + 1)
     tail : ndarray, shape (n, 5)
@@ -210,7 +210,13 @@ def render_spots(image, xc, yc, sigx, sigy, gh, tail, counts, hsizex, hsizey, ch
         Stamp half sizes.
     chunk : int
         Spots evaluated at once (bounds the memory of the stamps).
+
+    Returns
+    -------
+    ndarray, shape ``shape``
+        Electrons; stamp pixels falling off the image are dropped.
     """
+    image = np.zeros(shape)
     nx, ny = 2 * hsizex + 1, 2 * hsizey + 1
     for s in range(0, xc.size, chunk):
         sl = slice(s, s + chunk)
@@ -390,7 +396,7 @@ class GaussHermitePSF:
             np.asarray(fiber, dtype=np.int64), np.asarray(wave, dtype=np.float64),
             np.asarray(flux, dtype=np.float64)))
         params = self.spot_parameters(fiber, wave)
-        return render_spots(np.zeros(shape), *params, flux, self.hsizex, self.hsizey)
+        return render_spots(shape, *params, flux, self.hsizex, self.hsizey)
 
     def copy(self):
         """Return a deep copy."""

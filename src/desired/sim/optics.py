@@ -240,10 +240,9 @@ def render(psf, fiber, wave, counts, shape):
     counts = np.asarray(counts, dtype=np.float64)
     keep = counts != 0
     fiber, wave, counts = fiber[keep], wave[keep], counts[keep]
-    image = np.zeros(shape)
     if wave.size == 0:
-        return image
-    return render_spots(image, *psf.spot_parameters(fiber, wave), counts, psf.hsizex, psf.hsizey)
+        return np.zeros(shape)
+    return render_spots(shape, *psf.spot_parameters(fiber, wave), counts, psf.hsizex, psf.hsizey)
 
 
 def render_grid(psf, wave, counts, shape):
@@ -292,5 +291,5 @@ def render_grid(psf, wave, counts, shape):
     sigx, sigy = value("GHSIGX").ravel()[keep], value("GHSIGY").ravel()[keep]
     gh = gh.reshape(-1, psf.ghdegx + 1, psf.ghdegy + 1)[keep]
     tail = tail.reshape(-1, len(TAIL_PARAMS))[keep]
-    return render_spots(np.zeros(shape), xc, yc, sigx, sigy, gh, tail, counts.ravel()[keep],
+    return render_spots(shape, xc, yc, sigx, sigy, gh, tail, counts.ravel()[keep],
                         psf.hsizex, psf.hsizey)
