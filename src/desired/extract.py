@@ -540,6 +540,37 @@ def _pool_worker(bundle):
         return extract_bundle(pix, ivar, psf, wave, bundle, **options)
 
 
+def plan_bundles(image, psf, wave=None, fibers=None, bundlesize=BUNDLESIZE):
+    """Output grid, fiber range and bundles of one extraction (shared by the backends).
+
+    Parameters
+    ----------
+    image : desired.image.Image
+    psf : desired.psf.GaussHermitePSF
+    wave : array, optional
+        Output grid (Angstrom); the camera band's default grid when omitted.
+    fibers : (int, int), optional
+        Half-open range of PSF fiber indices; all fibers by default.
+    bundlesize : int
+
+    Returns
+    -------
+    wave : ndarray, shape (nwave,)
+    fiber_range : (int, int)
+    bundles : list of (int, int)
+        Half-open fiber ranges, bundles clipped to ``fiber_range``.
+    """
+    if wave is None:
+        wave = wavelength_grid(image.camera)
+    wave = np.asarray(wave, dtype=np.float64)
+    lo, hi = (0, psf.nfiber) if fibers is None else fibers
+    if not (0 <= lo < hi <= psf.nfiber):
+        raise ValueError(f"fiber range {lo}-{hi} outside the PSF's {psf.nfiber} fibers")
+    bundles = [(max(a, lo), min(b, hi)) for a, b in bundle_ranges(psf.nfiber, bundlesize)
+               if b > lo and a < hi]
+    return wave, (lo, hi), bundles
+
+
 def extract_frame(image, psf, wave=None, fibers=None, bundlesize=BUNDLESIZE, nproc=1,
                   fibermap=None, **options):
     """Extract every fiber of a preproc image.
@@ -567,14 +598,7 @@ def extract_frame(image, psf, wave=None, fibers=None, bundlesize=BUNDLESIZE, npr
     desired.frame.Frame
         Flux in electron/Angstrom.
     """
-    if wave is None:
-        wave = wavelength_grid(image.camera)
-    wave = np.asarray(wave, dtype=np.float64)
-    lo, hi = (0, psf.nfiber) if fibers is None else fibers
-    if not (0 <= lo < hi <= psf.nfiber):
-        raise ValueError(f"fiber range {lo}-{hi} outside the PSF's {psf.nfiber} fibers")
-    bundles = [(max(a, lo), min(b, hi)) for a, b in bundle_ranges(psf.nfiber, bundlesize)
-               if b > lo and a < hi]
+    wave, (lo, hi), bundles = plan_bundles(image, psf, wave, fibers, bundlesize)
     ivar = image.good_ivar()
     t0 = time.perf_counter()
     if nproc > 1:

@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from .extract import (BUNDLESIZE, RIDGE, SOMEBAD_FRACTION, ALLBAD_FRACTION, assemble_frame,
-                      bundle_ranges, single_threaded_blas, wavelength_grid)
+                      bundle_ranges, plan_bundles, single_threaded_blas, wavelength_grid)
 from .maskbits import specmask
 
 try:                                   # optional dependency
@@ -271,14 +271,7 @@ def extract_frame(image, psf, wave=None, fibers=None, bundlesize=BUNDLESIZE, npr
                   fibermap=None, xp=None, **options):
     """Batched-backend equivalent of :func:`desired.extract.extract_frame` (``nproc`` is ignored)."""
     xp = xp or default_array_module()
-    if wave is None:
-        wave = wavelength_grid(image.camera)
-    wave = np.asarray(wave, dtype=np.float64)
-    lo, hi = (0, psf.nfiber) if fibers is None else fibers
-    if not (0 <= lo < hi <= psf.nfiber):
-        raise ValueError(f"fiber range {lo}-{hi} outside the PSF's {psf.nfiber} fibers")
-    bundles = [(max(a, lo), min(b, hi)) for a, b in bundle_ranges(psf.nfiber, bundlesize)
-               if b > lo and a < hi]
+    wave, (lo, hi), bundles = plan_bundles(image, psf, wave, fibers, bundlesize)
     t0 = time.perf_counter()
     results = extract_bundles(image.pix, image.good_ivar(), psf, wave, bundles, xp=xp, **options)
     log.info("extracted %d fibers x %d wavelengths in %.1f s (%s)", hi - lo, wave.size,

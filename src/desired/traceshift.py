@@ -64,34 +64,27 @@ def _reduced_fiber(fiber, nfiber):
     return 2.0 * np.asarray(fiber, dtype=np.float64) / max(nfiber - 1, 1) - 1.0
 
 
-def _profile_x(psf, fiber, wave, xc, cols):
-    """Cross-dispersion profile (spot summed over rows) at columns ``cols`` [n, ncol]."""
+def _profile(psf, fiber, wave, center, pixels, axis):
+    """Marginal spot profile at ``pixels`` [n, npix]: summed over rows (``axis='x'``) or columns (``'y'``).
+
+    Integrating the Gauss-Hermite core over the other axis keeps only its degree-0
+    terms (``∫ He_j g = 0`` for ``j ≥ 1``), so the profile is Σ_i GH-i-0 I_i (x) or
+    Σ_j GH-0-j I_j (y).
+    """
     u = reduced_wavelength(wave, psf.param_wavemin, psf.param_wavemax)
 
     def value(name):
         c = psf.params[name]
         return np.einsum("nk,nk->n", legendre.legvander(u, c.shape[1] - 1), c[fiber])
 
-    sig = value("GHSIGX")
-    edges = (cols[:, :1] + np.arange(cols.shape[1] + 1)[None, :] - 0.5 - xc[:, None]) / sig[:, None]
-    ints = hermite_pixel_integrals(edges, psf.ghdegx)
-    coef = np.stack([value(f"GH-{i}-0") for i in range(psf.ghdegx + 1)], axis=1)
+    if axis == "x":
+        sig, degree, names = value("GHSIGX"), psf.ghdegx, [f"GH-{i}-0" for i in range(psf.ghdegx + 1)]
+    else:
+        sig, degree, names = value("GHSIGY"), psf.ghdegy, [f"GH-0-{j}" for j in range(psf.ghdegy + 1)]
+    edges = (pixels[:, :1] + np.arange(pixels.shape[1] + 1)[None, :] - 0.5 - center[:, None]) / sig[:, None]
+    ints = hermite_pixel_integrals(edges, degree)
+    coef = np.stack([value(name) for name in names], axis=1)
     return np.einsum("ni,nip->np", coef, ints)
-
-
-def _profile_y(psf, fiber, wave, yc, rows):
-    """Along-dispersion profile (spot summed over columns) at rows ``rows`` [n, nrow]."""
-    u = reduced_wavelength(wave, psf.param_wavemin, psf.param_wavemax)
-
-    def value(name):
-        c = psf.params[name]
-        return np.einsum("nk,nk->n", legendre.legvander(u, c.shape[1] - 1), c[fiber])
-
-    sig = value("GHSIGY")
-    edges = (rows[:, :1] + np.arange(rows.shape[1] + 1)[None, :] - 0.5 - yc[:, None]) / sig[:, None]
-    ints = hermite_pixel_integrals(edges, psf.ghdegy)
-    coef = np.stack([value(f"GH-0-{j}") for j in range(psf.ghdegy + 1)], axis=1)
-    return np.einsum("nj,njp->np", coef, ints)
 
 
 def _gauss_newton_shift(data, weight, model_fn, nbasis, niter=5, h=0.01):
@@ -186,9 +179,10 @@ def measure_x_shifts(image, psf, row_step=40, half_block=4, half_width=3, min_sn
     v = var[block[:, :, None], cols[:, None, :]]
     dead = (ivar[block[:, :, None], cols[:, None, :]] == 0).any(axis=1)
     weight = np.where(dead, 0.0, 1.0 / np.maximum(v.sum(axis=1), 1e-6))
-    dx, err, amp = _gauss_newton_shift(data, weight, lambda s: _profile_x(psf, fib, wav, xc + s, cols), 0)
+    dx, err, amp = _gauss_newton_shift(data, weight, lambda s: _profile(psf, fib, wav, xc + s, cols, "x"), 0)
     good = np.isfinite(err) & (err > 0) & (amp > 0)
-    amp_err = 1.0 / np.sqrt(np.maximum((weight * _profile_x(psf, fib, wav, xc + dx, cols) ** 2).sum(axis=1), 1e-30))
+    model = _profile(psf, fib, wav, xc + dx, cols, "x")
+    amp_err = 1.0 / np.sqrt(np.maximum((weight * model ** 2).sum(axis=1), 1e-30))
     good &= amp / amp_err > min_snr
     return fib[good], wav[good], dx[good], err[good]
 
@@ -244,9 +238,10 @@ def measure_y_shifts_lines(image, psf, line_wave, half_window=6, min_snr=10.0):
         return (np.zeros(0, dtype=np.int64),) + (np.zeros(0),) * 3
     fib, wav, yc = np.array(fib), np.array(wav), np.array(yc)
     data, weight, rowsel = np.array(data), np.array(weight), np.array(rowsel)
-    dy, err, amp = _gauss_newton_shift(data, weight, lambda s: _profile_y(psf, fib, wav, yc + s, rowsel), 1)
+    dy, err, amp = _gauss_newton_shift(data, weight, lambda s: _profile(psf, fib, wav, yc + s, rowsel, "y"), 1)
     good = np.isfinite(err) & (err > 0) & (amp > 0) & (np.abs(dy) < half_window - 2)
-    amp_err = 1.0 / np.sqrt(np.maximum((weight * _profile_y(psf, fib, wav, yc + dy, rowsel) ** 2).sum(axis=1), 1e-30))
+    model = _profile(psf, fib, wav, yc + dy, rowsel, "y")
+    amp_err = 1.0 / np.sqrt(np.maximum((weight * model ** 2).sum(axis=1), 1e-30))
     good &= amp / amp_err > min_snr
     return fib[good], wav[good], dy[good], err[good]
 
@@ -301,8 +296,8 @@ def measure_y_shifts_edges(image, psf, edge_wave, half_window=12, min_snr=10.0):
         offs = np.where(sign[:, None], k[None, :], -k[None, :])                  # [n, nsub]
         centres = (yc + s)[:, None] + offs
         n, nr = rowsel.shape
-        prof = _profile_y(psf, np.repeat(fib, nsub), np.repeat(wav, nsub), centres.ravel(),
-                          np.repeat(rowsel, nsub, axis=0))
+        prof = _profile(psf, np.repeat(fib, nsub), np.repeat(wav, nsub), centres.ravel(),
+                        np.repeat(rowsel, nsub, axis=0), "y")
         return prof.reshape(n, nsub, nr).sum(axis=1) * delta
 
     dy, err, amp = _gauss_newton_shift(data, weight, step_model, 0)
