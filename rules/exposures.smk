@@ -9,14 +9,13 @@ checkpoint exposure_table:
         table=pattern("exposure_table"),
     params:
         raw=ROOTS["raw"],
-        override=f"--override {config['exposure_table']}" if config["exposure_table"] else "",
+        override=config["exposure_table"],
     log:
         os.path.join(LOGS, "exposure_table", "{month}", "exposure_table_{night}.log"),
     conda:
         "../envs/desired.yaml"
-    shell:
-        "desired --log-file {log} exposure-table --raw-dir {params.raw} --night {wildcards.night}"
-        " --outfile {output.table} {params.override}"
+    script:
+        "../workflow/scripts/exposure_table.py"
 
 
 rule fibermap:
@@ -30,5 +29,5 @@ rule fibermap:
         log_pattern("fibermap", "night", "expid"),
     conda:
         "../envs/desired.yaml"
-    shell:
-        "desired --log-file {log} fibermap --infile {input.fibermap} --raw {input.raw} --outfile {output.fibermap}"
+    script:
+        "../workflow/scripts/fibermap.py"

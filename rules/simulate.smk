@@ -16,8 +16,5 @@ rule simulate:
         benchmark_pattern("simulate", "night")
     conda:
         "../envs/desired.yaml"
-    shell:
-        "desired --log-file {log} simulate --preset {params.opts[preset]} --night {wildcards.night}"
-        " --raw-dir {params.raw} --calib-dir {params.calib} --truth-dir {params.truth}"
-        " --seed {params.opts[seed]} --narc {params.opts[narc]} --nflat {params.opts[nflat]}"
-        " --nscience {params.opts[nscience]} --nproc {params.opts[nproc]}"
+    script:
+        "../workflow/scripts/simulate.py"

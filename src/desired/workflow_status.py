@@ -9,6 +9,7 @@ ok/failed *sidecar* next to the product (see :func:`sidecar_path`).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 #: sidecar contents
@@ -40,6 +41,91 @@ def read_step_status(path):
     with open(path) as fh:
         words = fh.read().split()
     return STATUS_OK if words and words[0] == STATUS_OK else STATUS_FAILED
+
+
+def write_step_status(path, succeeded):
+    """Write a sidecar saying ``ok`` or ``failed`` (atomic: temp file renamed into place).
+
+    Parameters
+    ----------
+    path : str
+        Sidecar path (see :func:`sidecar_path`).
+    succeeded : bool
+        True writes ``ok``, False ``failed``.
+
+    Returns
+    -------
+    str
+        The status written.
+    """
+    from .io.util import atomic_path
+    status = STATUS_OK if succeeded else STATUS_FAILED
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write(status + "\n")
+    return status
+
+
+def run_absorbing_failure(status_path, function, **kwargs):
+    """Call ``function(**kwargs)``; record ok/failed in a sidecar instead of raising.
+
+    Used by the failure-absorbing arc steps, so that one bad arc cannot stop the
+    night: the exception and its traceback go to the ``desired.workflow`` logger
+    and the sidecar says ``failed``.
+
+    Parameters
+    ----------
+    status_path : str
+        Sidecar to write.
+    function : callable
+        The step (a ``desired.scripts.<step>.run``).
+    **kwargs
+        Its keyword arguments.
+
+    Returns
+    -------
+    str
+        ``"ok"`` or ``"failed"``.
+    """
+    import logging
+    try:
+        function(**kwargs)
+    except Exception:
+        logging.getLogger("desired.workflow").exception("step failed; recorded in %s", status_path)
+        return write_step_status(status_path, False)
+    return write_step_status(status_path, True)
+
+
+@contextlib.contextmanager
+def step_logging(logfile, level="INFO"):
+    """Route logging to stderr and ``logfile`` for one workflow job; log a failure's traceback.
+
+    Used by the ``workflow/scripts`` adapters: an exception raised inside the
+    block is written with its traceback to the job's log, then re-raised so the
+    job fails.
+
+    Parameters
+    ----------
+    logfile : str
+        The rule's log file.
+    level : str
+        Logging level name.
+
+    Yields
+    ------
+    logging.Logger
+        The ``desired.workflow`` logger.
+    """
+    import logging
+
+    from .cli import setup_logging
+    setup_logging(level, logfile)
+    log = logging.getLogger("desired.workflow")
+    try:
+        yield log
+    except Exception:
+        log.exception("step failed")
+        raise
 
 
 # ---------------------------------------------------------------- production roots

@@ -52,14 +52,34 @@ def assemble_fibermap(fibermap, raw_header):
     return out
 
 
-def main(args):
-    """Read, assemble, write; return 0."""
-    header = read_raw_header(args.raw)
+def run(infile, raw, outfile):
+    """Copy a raw fibermap into the production tree with the raw exposure's keywords.
+
+    Parameters
+    ----------
+    infile : str
+        Raw ``fibermap-{EXPID}.fits``.
+    raw : str
+        Raw exposure ``desi-{EXPID}.fits.fz`` (source of NIGHT, EXPID, TILEID...).
+    outfile : str
+        Production ``fibermap-{EXPID}.fits``.
+
+    Raises
+    ------
+    DataModelError
+        If the raw header lacks NIGHT or EXPID or a file does not follow the data model.
+    """
+    header = read_raw_header(raw)
     for key in ("NIGHT", "EXPID"):
         if key not in header:
-            raise DataModelError(args.raw, f"raw exposure header lacks {key}")
-    fibermap = read_fibermap(args.infile)
+            raise DataModelError(raw, f"raw exposure header lacks {key}")
+    fibermap = read_fibermap(infile)
     out = assemble_fibermap(fibermap, header)
-    write_fibermap(args.outfile, out, header=dict(out.meta))
-    log.info("fibermap of exposure %s (%d fibers) -> %s", header["EXPID"], len(out), args.outfile)
+    write_fibermap(outfile, out, header=dict(out.meta))
+    log.info("fibermap of exposure %s (%d fibers) -> %s", header["EXPID"], len(out), outfile)
+
+
+def main(args):
+    """Read, assemble, write; return 0."""
+    run(infile=args.infile, raw=args.raw, outfile=args.outfile)
     return 0
