@@ -12,17 +12,15 @@ rule preproc:
     output:
         image=pattern("preproc"),
     params:
-        fibermap=lambda wildcards, input: f"--fibermap {input.fibermap}" if input.fibermap else "",
-        options=PREPROC_OPTIONS,
+        cosmics=config["preproc"]["cosmics"],
     log:
         log_pattern("preproc", "night", "camera", "expid"),
     benchmark:
         benchmark_pattern("preproc", "night", "camera", "expid")
     conda:
         "../envs/desired.yaml"
-    shell:
-        "desired --log-file {log} preproc --infile {input.raw} --camera {wildcards.camera}"
-        " --calib {input.calib} --outfile {output.image} {params.fibermap} {params.options}"
+    script:
+        "../workflow/scripts/preproc.py"
 
 
 rule preproc_arc:
@@ -34,14 +32,12 @@ rule preproc_arc:
         status=status_pattern("preproc"),
     params:
         image=pattern("preproc"),
-        options=PREPROC_OPTIONS,
+        cosmics=config["preproc"]["cosmics"],
     log:
         log_pattern("preproc", "night", "camera", "expid"),
     benchmark:
         benchmark_pattern("preproc", "night", "camera", "expid")
     conda:
         "../envs/desired.yaml"
-    shell:
-        "rm -f {params.image}; "
-        + tolerant("desired --log-file {log} preproc --infile {input.raw} --camera {wildcards.camera}"
-                   " --calib {input.calib} --outfile {params.image} {params.options}")
+    script:
+        "../workflow/scripts/preproc_arc.py"

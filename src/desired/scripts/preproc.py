@@ -52,47 +52,96 @@ def _petal_rows(fibermap, camera):
     return fibermap[keep]
 
 
-def main(args):
-    """Run preproc for one camera; return the exit status."""
+def run(infile, camera, outfile, calib=None, fibermap=None, bias=None, dark=None, pixflat=None,
+        subtract_bias=True, subtract_dark=True, apply_pixflat=True, reject_cosmics=True,
+        overscan_per_row=False, variance_model="smooth", cosmics_nsig=5.0, cosmics_cfudge=3.0,
+        cosmics_c2fudge=0.5):
+    """Preprocess one camera of a raw exposure and write the preproc file.
+
+    Parameters
+    ----------
+    infile : str
+        Raw exposure ``desi-{EXPID}.fits.fz``.
+    camera : str
+        Camera, e.g. ``b0`` (case-insensitive).
+    outfile : str
+        Output ``preproc-{camera}-{EXPID}.fits``.
+    calib : str, optional
+        ``ccd-{camera}.yaml`` calibration file (gains, read noise, masters).
+    fibermap : str, optional
+        Fibermap file; this petal's rows go into the FIBERMAP HDU.
+    bias, dark, pixflat : str, optional
+        Master bias / dark (e-/s) / pixel-flat FITS overriding the calibration's.
+    subtract_bias, subtract_dark, apply_pixflat : bool
+        Apply the master bias, the dark (image and scalar) and the pixel flat.
+    reject_cosmics : bool
+        Run cosmic-ray rejection.
+    overscan_per_row : bool
+        Subtract a per-row overscan level.
+    variance_model : {"smooth", "pixel"}
+        Poisson term from a column-neighbour model or the pixel itself.
+    cosmics_nsig, cosmics_cfudge, cosmics_c2fudge : float
+        Cosmic-ray rejection thresholds (see :mod:`desired.preproc`).
+
+    Raises
+    ------
+    DataModelError
+        Missing camera HDU, unreadable or mismatched calibration (nothing written).
+    DeadCameraError
+        Every amplifier is dead (nothing written).
+    """
     from ..io.calib import read_ccd_calib
     from ..io.image import write_image
     from ..io.raw import read_raw_camera
     from ..io.util import DataModelError
-    from ..preproc import DeadCameraError, preproc_camera
+    from ..preproc import preproc_camera
 
-    camera = args.camera.lower()
+    camera = camera.lower()
     start = time.perf_counter()
+    raw, header = read_raw_camera(infile, camera)
+    calib_data = read_ccd_calib(calib) if calib else None
+    if calib_data is not None and calib_data["camera"] != camera:
+        raise DataModelError(calib, f"calibration is for camera {calib_data['camera']}, not {camera}")
+    rows = None
+    if fibermap:
+        from ..io.fibermap import read_fibermap
+        rows = _petal_rows(read_fibermap(fibermap), camera)
+    options = {}
+    if calib_data is not None:
+        options["bias"] = bias if subtract_bias else False
+        options["dark"] = dark if subtract_dark else False
+        options["pixflat"] = pixflat if apply_pixflat else False
+        if not subtract_dark:
+            calib_data = dict(calib_data, dark_current=0.0)
+    else:
+        options["bias"] = bias if subtract_bias and bias else False
+        options["dark"] = dark if subtract_dark and dark else False
+        options["pixflat"] = pixflat if apply_pixflat and pixflat else False
+    image = preproc_camera(raw, header, calib_data, cosmics=reject_cosmics,
+                           overscan_per_row=overscan_per_row, variance_model=variance_model,
+                           cosmics_nsig=cosmics_nsig, cosmics_cfudge=cosmics_cfudge,
+                           cosmics_c2fudge=cosmics_c2fudge, **options)
+    for key, value in (("CALIB", calib), ("CALBIAS", options.get("bias")),
+                       ("CALDARK", options.get("dark")), ("CALPIXFL", options.get("pixflat"))):
+        if isinstance(value, str):
+            image.header[key] = value[-68:]
+    write_image(outfile, image, fibermap=rows)
+    log.info("preproc %s: wrote %s in %.1f s", camera, outfile, time.perf_counter() - start)
+
+
+def main(args):
+    """Run preproc for one camera; return the exit status."""
+    from ..io.util import DataModelError
+    from ..preproc import DeadCameraError
+
     try:
-        raw, header = read_raw_camera(args.infile, camera)
-        calib = read_ccd_calib(args.calib) if args.calib else None
-        if calib is not None and calib["camera"] != camera:
-            raise DataModelError(args.calib, f"calibration is for camera {calib['camera']}, not {camera}")
-        fibermap = None
-        if args.fibermap:
-            from ..io.fibermap import read_fibermap
-            fibermap = _petal_rows(read_fibermap(args.fibermap), camera)
-        options = {}
-        if calib is not None:
-            options["bias"] = False if args.no_bias else args.bias
-            options["dark"] = False if args.no_dark else args.dark
-            options["pixflat"] = False if args.no_pixflat else args.pixflat
-            if args.no_dark:
-                calib = dict(calib, dark_current=0.0)
-        else:
-            options["bias"] = False if args.no_bias or not args.bias else args.bias
-            options["dark"] = False if args.no_dark or not args.dark else args.dark
-            options["pixflat"] = False if args.no_pixflat or not args.pixflat else args.pixflat
-        image = preproc_camera(raw, header, calib, cosmics=not args.no_cosmics,
-                               overscan_per_row=args.overscan_per_row, variance_model=args.variance_model,
-                               cosmics_nsig=args.cosmics_nsig, cosmics_cfudge=args.cosmics_cfudge,
-                               cosmics_c2fudge=args.cosmics_c2fudge, **options)
-        for key, value in (("CALIB", args.calib), ("CALBIAS", options.get("bias")),
-                           ("CALDARK", options.get("dark")), ("CALPIXFL", options.get("pixflat"))):
-            if isinstance(value, str):
-                image.header[key] = value[-68:]
-        write_image(args.outfile, image, fibermap=fibermap)
+        run(infile=args.infile, camera=args.camera, outfile=args.outfile, calib=args.calib,
+            fibermap=args.fibermap, bias=args.bias, dark=args.dark, pixflat=args.pixflat,
+            subtract_bias=not args.no_bias, subtract_dark=not args.no_dark, apply_pixflat=not args.no_pixflat,
+            reject_cosmics=not args.no_cosmics, overscan_per_row=args.overscan_per_row,
+            variance_model=args.variance_model, cosmics_nsig=args.cosmics_nsig,
+            cosmics_cfudge=args.cosmics_cfudge, cosmics_c2fudge=args.cosmics_c2fudge)
     except (DataModelError, DeadCameraError, ValueError) as err:
-        log.error("preproc %s failed: %s", camera, err)
+        log.error("preproc %s failed: %s", args.camera.lower(), err)
         return 1
-    log.info("preproc %s: wrote %s in %.1f s", camera, args.outfile, time.perf_counter() - start)
     return 0
