@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 
+import numba
 import numpy as np
 from numpy.polynomial import legendre
 from scipy.ndimage import gaussian_filter1d
@@ -84,7 +86,7 @@ class FitOptions:
 
     trace_degree: int = 5
     shape_degree: int = 2
-    shape_params: tuple = ("GHSIGX", "GHSIGY", "GH-1-1")
+    shape_params: tuple = ("GHSIGX", "GHSIGY", "GH-2-0", "GH-0-2", "GH-1-1")
     fiber_slope: bool = True
     min_snr: float = 8.0
     min_lines: int = 5
@@ -93,6 +95,9 @@ class FitOptions:
     isolation: float = 6.0
     niter: int = 3
     max_shape_spots: int = 400
+    shape_max_iter: int = 10
+    fiber_offsets: tuple = ("GHSIGX", "GHSIGY")
+    fiber_offset_prior: float = 0.05
 
 
 @dataclasses.dataclass
@@ -137,6 +142,24 @@ class BundleResult:
 
 
 # ---------------------------------------------------------------------------- spot rendering
+def _kernel_inputs(xc, yc, xlo, ylo, values, ghdegx, ghdegy):
+    """Contiguous arrays of the spot kernels' arguments from a parameter dict."""
+    n = np.size(xc)
+    gh = np.empty((n, ghdegx + 1, ghdegy + 1))
+    for i in range(ghdegx + 1):
+        for j in range(ghdegy + 1):
+            gh[:, i, j] = values[f"GH-{i}-{j}"]
+    if values.get("TAILAMP") is not None:
+        tail = np.stack([np.broadcast_to(values[k], (n,)) for k in TAIL_PARAMS], axis=1)
+    else:
+        tail = np.zeros((n, len(TAIL_PARAMS)))
+        tail[:, 1:4] = 1.0
+    return (np.ascontiguousarray(xc, dtype=np.float64), np.ascontiguousarray(yc, dtype=np.float64),
+            np.ascontiguousarray(xlo, dtype=np.int64), np.ascontiguousarray(ylo, dtype=np.int64),
+            np.ascontiguousarray(values["GHSIGX"], dtype=np.float64),
+            np.ascontiguousarray(values["GHSIGY"], dtype=np.float64), gh, tail)
+
+
 def render_stamps(xc, yc, xlo, ylo, nx, ny, values, ghdegx, ghdegy):
     """Pixel-integrated, normalised spots on given pixel boxes.
 
@@ -160,22 +183,209 @@ def render_stamps(xc, yc, xlo, ylo, nx, ny, values, ghdegx, ghdegy):
     -------
     ndarray, shape (n, ny, nx)
     """
-    n = np.size(xc)
-    gh = np.empty((n, ghdegx + 1, ghdegy + 1))
-    for i in range(ghdegx + 1):
-        for j in range(ghdegy + 1):
-            gh[:, i, j] = values[f"GH-{i}-{j}"]
-    if values.get("TAILAMP") is not None:
-        tail = np.stack([np.broadcast_to(values[k], (n,)) for k in TAIL_PARAMS], axis=1)
-    else:
-        tail = np.zeros((n, len(TAIL_PARAMS)))
-        tail[:, 1:4] = 1.0
-    stamps = np.empty((n, ny, nx))
-    fill_stamps(np.ascontiguousarray(xc, dtype=np.float64), np.ascontiguousarray(yc, dtype=np.float64),
-                np.ascontiguousarray(xlo, dtype=np.int64), np.ascontiguousarray(ylo, dtype=np.int64),
-                np.ascontiguousarray(values["GHSIGX"], dtype=np.float64),
-                np.ascontiguousarray(values["GHSIGY"], dtype=np.float64), gh, tail, stamps)
+    stamps = np.empty((np.size(xc), ny, nx))
+    fill_stamps(*_kernel_inputs(xc, yc, xlo, ylo, values, ghdegx, ghdegy), stamps)
     return stamps
+
+
+def render_stamps_derivatives(xc, yc, xlo, ylo, nx, ny, values, ghdegx, ghdegy, shape_terms=True):
+    """Spots of :func:`render_stamps` and their analytic derivatives.
+
+    Parameters
+    ----------
+    xc, yc, xlo, ylo, nx, ny, values, ghdegx, ghdegy
+        As :func:`render_stamps`.
+    shape_terms : bool
+        Also return the derivatives w.r.t. GHSIGX, GHSIGY and every GH-i-j
+        (else only w.r.t. the centre).
+
+    Returns
+    -------
+    stamps : ndarray, shape (n, ny, nx)
+    deriv : ndarray, shape (n, nd, ny, nx)
+        Derivatives of the normalised stamps; slots as :func:`fill_stamps_derivatives`
+        (``nd = 2`` without shape terms, ``4 + (ghdegx + 1)(ghdegy + 1)`` with).
+    """
+    n = np.size(xc)
+    nd = 4 + (ghdegx + 1) * (ghdegy + 1) if shape_terms else 2
+    stamps = np.empty((n, ny, nx))
+    deriv = np.empty((n, nd, ny, nx))
+    fill_stamps_derivatives(*_kernel_inputs(xc, yc, xlo, ylo, values, ghdegx, ghdegy), stamps, deriv)
+    return stamps, deriv
+
+
+def deriv_slot(name, ghdegy):
+    """Derivative slot of spot parameter ``name`` in :func:`fill_stamps_derivatives`.
+
+    Raises
+    ------
+    ValueError
+        For parameters the analytic derivatives do not cover (tail parameters).
+    """
+    if name == "GHSIGX":
+        return DERIV_SIGX
+    if name == "GHSIGY":
+        return DERIV_SIGY
+    if name.startswith("GH-"):
+        i, j = (int(v) for v in name[3:].split("-"))
+        return 4 + i * (ghdegy + 1) + j
+    raise ValueError(f"shape parameter {name} cannot be fitted (only GHSIGX, GHSIGY and GH-i-j)")
+
+
+# ---------------------------------------------------------------------------- spot derivatives
+#: derivative slots of :func:`fill_stamps_derivatives` before the GH-i-j coefficients
+DERIV_X, DERIV_Y, DERIV_SIGX, DERIV_SIGY = 0, 1, 2, 3
+
+
+@numba.njit(cache=True)
+def _edge_terms(lo, center, sigma, npix, degree, prim, dens, tdens):
+    """Antiderivatives and densities of Gauss-Hermite functions at pixel edges.
+
+    For edge ``k`` (at ``lo + k - 0.5``, ``t`` in sigma units): ``prim[i, k]`` =
+    antiderivative of He_i g at t (as :func:`desired.psf._pixel_integrals`),
+    ``dens[i, k]`` = He_i(t) g(t), ``tdens[i, k]`` = t He_i(t) g(t).
+    """
+    inv_sqrt2 = 1.0 / math.sqrt(2.0)
+    inv_sqrt2pi = 1.0 / math.sqrt(2.0 * math.pi)
+    for k in range(npix + 1):
+        t = (lo + k - 0.5 - center) / sigma
+        g = math.exp(-0.5 * t * t) * inv_sqrt2pi
+        prim[0, k] = 0.5 * math.erfc(-t * inv_sqrt2)
+        dens[0, k] = g
+        tdens[0, k] = t * g
+        he_prev, he = 1.0, t
+        for i in range(1, degree + 1):
+            prim[i, k] = -he_prev * g
+            dens[i, k] = he * g
+            tdens[i, k] = t * he * g
+            he_prev, he = he, t * he - i * he_prev
+
+
+@numba.njit(cache=True)
+def _integrals_and_derivatives(lo, center, sigma, npix, degree, prim, dens, tdens, val, dcen, dsig):
+    """Pixel integrals of He_i g (``val[i, p]``) and their derivatives w.r.t. centre and sigma."""
+    _edge_terms(lo, center, sigma, npix, degree, prim, dens, tdens)
+    for i in range(degree + 1):
+        for p in range(npix):
+            val[i, p] = prim[i, p + 1] - prim[i, p]
+            # t = (edge - centre) / sigma: dt/dcentre = -1/sigma, dt/dsigma = -t/sigma
+            dcen[i, p] = -(dens[i, p + 1] - dens[i, p]) / sigma
+            dsig[i, p] = -(tdens[i, p + 1] - tdens[i, p]) / sigma
+
+
+@numba.njit(cache=True)
+def fill_stamps_derivatives(xc, yc, xlo, ylo, sigx, sigy, gh, tail, stamps, deriv):
+    """Normalised spot stamps and their analytic derivatives.
+
+    The stamps are those of :func:`desired.psf.fill_stamps` (pixel-integrated
+    Gauss-Hermite core plus tail at pixel centres, clipped at 0, normalised to
+    sum 1).  Derivatives are of the normalised stamp; clipped pixels have zero
+    derivative.
+
+    Parameters
+    ----------
+    xc, yc, xlo, ylo, sigx, sigy, gh, tail
+        As :func:`desired.psf.fill_stamps`.
+    stamps : ndarray, shape (n, ny, nx)
+        Output stamps.
+    deriv : ndarray, shape (n, nd, ny, nx)
+        Output derivatives.  Slot 0: w.r.t. the centre x, 1: centre y (both
+        include the tail); when ``nd > 2`` also 2: GHSIGX, 3: GHSIGY and
+        ``4 + i (ghdegy + 1) + j``: GH-i-j.
+    """
+    n, ny, nx = stamps.shape
+    nd = deriv.shape[1]
+    shape_terms = nd > 2
+    degx = gh.shape[1] - 1
+    degy = gh.shape[2] - 1
+    px = np.empty((degx + 1, nx + 1))
+    qx = np.empty((degx + 1, nx + 1))
+    rx = np.empty((degx + 1, nx + 1))
+    py = np.empty((degy + 1, ny + 1))
+    qy = np.empty((degy + 1, ny + 1))
+    ry = np.empty((degy + 1, ny + 1))
+    ix = np.empty((degx + 1, nx))
+    ixc = np.empty((degx + 1, nx))
+    ixs = np.empty((degx + 1, nx))
+    iy = np.empty((degy + 1, ny))
+    iyc = np.empty((degy + 1, ny))
+    iys = np.empty((degy + 1, ny))
+    tmp = np.empty((degx + 1, ny))
+    tmpc = np.empty((degx + 1, ny))
+    tmps = np.empty((degx + 1, ny))
+    dsum = np.empty(nd)
+    for a in range(n):
+        _integrals_and_derivatives(xlo[a], xc[a], sigx[a], nx, degx, px, qx, rx, ix, ixc, ixs)
+        _integrals_and_derivatives(ylo[a], yc[a], sigy[a], ny, degy, py, qy, ry, iy, iyc, iys)
+        for i in range(degx + 1):
+            for y in range(ny):
+                acc = 0.0
+                accc = 0.0
+                accs = 0.0
+                for j in range(degy + 1):
+                    acc += gh[a, i, j] * iy[j, y]
+                    accc += gh[a, i, j] * iyc[j, y]
+                    accs += gh[a, i, j] * iys[j, y]
+                tmp[i, y] = acc
+                tmpc[i, y] = accc
+                tmps[i, y] = accs
+        amp = tail[a, 0]
+        core2 = tail[a, 1] * tail[a, 1]
+        power = 1.0 + 0.5 * tail[a, 4]
+        total = 0.0
+        for k in range(nd):
+            dsum[k] = 0.0
+        for y in range(ny):
+            dy = (ylo[a] + y - yc[a]) * tail[a, 3]
+            for x in range(nx):
+                v = 0.0
+                dvx = 0.0
+                dvy = 0.0
+                dvsx = 0.0
+                dvsy = 0.0
+                for i in range(degx + 1):
+                    v += tmp[i, y] * ix[i, x]
+                    dvx += tmp[i, y] * ixc[i, x]
+                    dvy += tmpc[i, y] * ix[i, x]
+                    dvsx += tmp[i, y] * ixs[i, x]
+                    dvsy += tmps[i, y] * ix[i, x]
+                if amp != 0.0:
+                    dx = (xlo[a] + x - xc[a]) * tail[a, 2]
+                    r2 = dx * dx + dy * dy
+                    d = core2 + r2
+                    if power == 2.0:
+                        v += amp * r2 / (d * d)
+                        dtdr2 = amp / (d * d) - 2.0 * amp * r2 / (d * d * d)
+                    else:
+                        v += amp * r2 / d ** power
+                        dtdr2 = amp / d ** power - power * amp * r2 / d ** (power + 1.0)
+                    dvx += dtdr2 * (-2.0 * dx * tail[a, 2])
+                    dvy += dtdr2 * (-2.0 * dy * tail[a, 3])
+                if v < 0.0:
+                    stamps[a, y, x] = 0.0
+                    for k in range(nd):
+                        deriv[a, k, y, x] = 0.0
+                    continue
+                stamps[a, y, x] = v
+                total += v
+                deriv[a, 0, y, x] = dvx
+                deriv[a, 1, y, x] = dvy
+                if shape_terms:
+                    deriv[a, 2, y, x] = dvsx
+                    deriv[a, 3, y, x] = dvsy
+                    for i in range(degx + 1):
+                        for j in range(degy + 1):
+                            deriv[a, 4 + i * (degy + 1) + j, y, x] = ix[i, x] * iy[j, y]
+                for k in range(nd):
+                    dsum[k] += deriv[a, k, y, x]
+        if total == 0.0:
+            total = 1.0
+        for y in range(ny):
+            for x in range(nx):
+                s = stamps[a, y, x] / total
+                stamps[a, y, x] = s
+                for k in range(nd):
+                    deriv[a, k, y, x] = (deriv[a, k, y, x] - s * dsum[k]) / total
 
 
 def _param_values(psf, fiber, wave, names=None):
@@ -186,62 +396,6 @@ def _param_values(psf, fiber, wave, names=None):
         c = psf.params[name]
         out[name] = np.einsum("nk,nk->n", legendre.legvander(u, c.shape[1] - 1), c[fiber])
     return out
-
-
-def levenberg_marquardt(residual, theta0, step=1e-4, max_iter=20, rtol=1e-7):
-    """Minimise ``|residual(theta)|^2`` by Levenberg-Marquardt with a forward-difference Jacobian.
-
-    The normal equations are formed explicitly (few parameters, many residuals),
-    which is much cheaper than the SVD of the full Jacobian.
-
-    Parameters
-    ----------
-    residual : callable
-        ``residual(theta) -> ndarray (m,)``.
-    theta0 : array, shape (n,)
-    step : float
-        Finite-difference step of every parameter.
-    max_iter : int
-    rtol : float
-        Stop when the cost decreases by less than this fraction.
-
-    Returns
-    -------
-    ndarray, shape (n,)
-    """
-    theta = np.array(theta0, dtype=np.float64)
-    r = residual(theta)
-    cost = r @ r
-    lam = 1e-3
-    for _ in range(max_iter):
-        jac = np.empty((r.size, theta.size))
-        for k in range(theta.size):
-            t = theta.copy()
-            t[k] += step
-            jac[:, k] = (residual(t) - r) / step
-        a = jac.T @ jac
-        g = jac.T @ r
-        improved = False
-        while lam < 1e8:
-            try:
-                delta = np.linalg.solve(a + lam * np.diag(np.diag(a) + 1e-12), -g)
-            except np.linalg.LinAlgError:
-                lam *= 10
-                continue
-            r_new = residual(theta + delta)
-            cost_new = r_new @ r_new
-            if cost_new < cost:
-                improved = True
-                break
-            lam *= 10
-        if not improved:
-            break
-        decrease = (cost - cost_new) / max(cost, 1e-300)
-        theta, r, cost = theta + delta, r_new, cost_new
-        lam = max(lam / 10, 1e-7)
-        if decrease < rtol:
-            break
-    return theta
 
 
 # ---------------------------------------------------------------------------- image helpers
@@ -268,6 +422,140 @@ def _boxes(xlo, ylo, nx, ny, shape):
     rows, cols = np.broadcast_arrays(rows, cols)
     inside = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
     return np.clip(rows, 0, shape[0] - 1), np.clip(cols, 0, shape[1] - 1), inside
+
+
+class _ShapeProblem:
+    """Least squares of spot shapes: linear coefficients of shape parameters, spot fluxes eliminated.
+
+    The model of spot ``s`` is ``flux_s * S_s(p(s))`` with ``p_k(s) = designs[k][s] . theta_k``
+    for every fitted parameter ``k``; fluxes are solved linearly for any ``theta``
+    (variable projection) and the Gauss-Newton normal matrix of ``theta`` is the
+    Schur complement of the joint (flux, theta) problem, built from the analytic
+    stamp derivatives of :func:`render_stamps_derivatives`.  An optional Gaussian
+    prior (zero mean, inverse variance ``prior_ivar`` per coefficient) is added to
+    the cost.
+    """
+
+    def __init__(self, xc, yc, xlo, ylo, nx, ny, base, ghdegx, ghdegy, target, weight, names, slots,
+                 designs, prior_ivar=None):
+        self.xc, self.yc, self.xlo, self.ylo = xc, yc, xlo, ylo
+        self.nx, self.ny = nx, ny
+        self.base = base
+        self.ghdegx, self.ghdegy = ghdegx, ghdegy
+        self.target = target.reshape(target.shape[0], -1)
+        self.weight = weight.reshape(weight.shape[0], -1)
+        self.names, self.slots, self.designs = names, slots, designs
+        self.bounds = np.cumsum([0] + [d.shape[1] for d in designs])
+        ntheta = self.bounds[-1]
+        # expanded design: spot s, parameter k -> coefficient columns
+        self.expanded = np.zeros((target.shape[0], len(names), ntheta))
+        for k, d in enumerate(designs):
+            self.expanded[:, k, self.bounds[k]:self.bounds[k + 1]] = d
+        self.prior_ivar = np.zeros(ntheta) if prior_ivar is None else np.asarray(prior_ivar, dtype=np.float64)
+
+    def values(self, theta):
+        """Spot parameter values for coefficients ``theta``: dict name -> (n,)."""
+        vals = dict(self.base)
+        for k, name in enumerate(self.names):
+            vals[name] = self.designs[k] @ theta[self.bounds[k]:self.bounds[k + 1]]
+        return vals
+
+    def evaluate(self, theta):
+        """Cost, residuals and Gauss-Newton system at ``theta`` (None where the widths are unphysical)."""
+        vals = self.values(theta)
+        if np.any(vals["GHSIGX"] <= 0.2) or np.any(vals["GHSIGY"] <= 0.2):
+            return None
+        st, dst = render_stamps_derivatives(self.xc, self.yc, self.xlo, self.ylo, self.nx, self.ny, vals,
+                                            self.ghdegx, self.ghdegy)
+        n = st.shape[0]
+        st = st.reshape(n, -1)
+        w = self.weight
+        ws = w * st
+        norm = (ws * st).sum(axis=1)
+        flux = (ws * self.target).sum(axis=1) / np.where(norm > 0, norm, 1.0)
+        resid = self.target - flux[:, None] * st
+        cost = float((w * resid * resid).sum())
+        fd = dst[:, self.slots].reshape(n, len(self.slots), -1) * flux[:, None, None]
+        cross = np.einsum("np,nkp->nk", ws, fd)                       # flux-parameter block
+        block = np.einsum("nkp,np,nlp->nkl", fd, w, fd)
+        grad = np.einsum("nkp,np->nk", fd, w * resid)
+        gflux = (ws * resid).sum(axis=1)
+        inv = np.where(norm > 0, 1.0 / np.where(norm > 0, norm, 1.0), 0.0)
+        # eliminate the fluxes (Schur complement); grad is J^T W r (descent direction)
+        block = block - cross[:, :, None] * cross[:, None, :] * inv[:, None, None]
+        grad = grad - cross * (gflux * inv)[:, None]
+        flat = self.expanded.reshape(-1, self.expanded.shape[2])          # [n * k, ntheta]
+        hess = flat.T @ np.matmul(block, self.expanded).reshape(flat.shape)
+        grad = flat.T @ grad.ravel()
+        # Gaussian prior
+        cost += float((self.prior_ivar * theta * theta).sum())
+        hess[np.diag_indices_from(hess)] += self.prior_ivar
+        grad -= self.prior_ivar * theta
+        return cost, hess, grad
+
+    def solve(self, theta0, max_iter=10, chi2_tol=0.5):
+        """Levenberg-Marquardt from ``theta0``; returns the coefficients.
+
+        Stops when an iteration lowers the cost (a chi2) by less than ``chi2_tol``.
+        """
+        theta = np.array(theta0, dtype=np.float64)
+        state = self.evaluate(theta)
+        if state is None:
+            log.warning("shape fit: unphysical starting widths; kept")
+            return theta
+        cost, hess, grad = state
+        lam = 1e-3
+        it = 0
+        for it in range(max_iter):
+            diag = np.diag(hess) + 1e-12
+            improved = False
+            while lam < 1e8:
+                try:
+                    delta = np.linalg.solve(hess + lam * np.diag(diag), grad)
+                except np.linalg.LinAlgError:
+                    lam *= 10
+                    continue
+                trial = self.evaluate(theta + delta)
+                if trial is not None and trial[0] < cost:
+                    improved = True
+                    break
+                lam *= 10
+            if not improved:
+                break
+            decrease = cost - trial[0]
+            theta = theta + delta
+            cost, hess, grad = trial
+            lam = max(lam / 10, 1e-7)
+            if decrease < chi2_tol:
+                break
+        log.debug("shape fit: %d iterations, chi2 %.6g", it + 1, cost)
+        return theta
+        cost, hess, grad = state
+        lam = 1e-3
+        for it in range(max_iter):
+            diag = np.diag(hess) + 1e-12
+            improved = False
+            while lam < 1e8:
+                try:
+                    delta = np.linalg.solve(hess + lam * np.diag(diag), grad)
+                except np.linalg.LinAlgError:
+                    lam *= 10
+                    continue
+                trial = self.evaluate(theta + delta)
+                if trial is not None and trial[0] < cost:
+                    improved = True
+                    break
+                lam *= 10
+            if not improved:
+                break
+            decrease = (cost - trial[0]) / max(cost, 1e-300)
+            theta = theta + delta
+            cost, hess, grad = trial
+            lam = max(lam / 10, 1e-7)
+            if decrease < rtol:
+                break
+        log.debug("shape fit: %d iterations, cost %.6g", it + 1, cost)
+        return theta
 
 
 # ---------------------------------------------------------------------------- one bundle
@@ -413,12 +701,15 @@ class _BundleFitter:
         self.values = _param_values(self.psf, fib, self.swave)
 
     # --- model ----------------------------------------------------------------------
-    def stamps(self, idx, xc=None, yc=None, values=None):
-        xc = self.sx[idx] if xc is None else xc
-        yc = self.sy[idx] if yc is None else yc
-        vals = {k: v[idx] for k, v in (self.values if values is None else values).items()}
-        return render_stamps(xc, yc, self.sxlo[idx], self.sylo[idx], self.bx, self.by, vals,
-                             self.psf.ghdegx, self.psf.ghdegy)
+    def stamps(self, idx, derivatives=False):
+        """Stamps of spots ``idx`` at their current centres and shapes (and centre derivatives)."""
+        vals = {k: v[idx] for k, v in self.values.items()}
+        if derivatives:
+            return render_stamps_derivatives(self.sx[idx], self.sy[idx], self.sxlo[idx], self.sylo[idx],
+                                             self.bx, self.by, vals, self.psf.ghdegx, self.psf.ghdegy,
+                                             shape_terms=False)
+        return render_stamps(self.sx[idx], self.sy[idx], self.sxlo[idx], self.sylo[idx], self.bx, self.by,
+                             vals, self.psf.ghdegx, self.psf.ghdegy)
 
     def model_image(self, stamps_all):
         flat = (self.rows * self.nx + self.cols).ravel()
@@ -430,25 +721,24 @@ class _BundleFitter:
         n = self.sfib.size
         allidx = np.arange(n)
         movable = self.detected & self.isolated if move else np.zeros(n, dtype=bool)
-        h = 0.01
+        idx = np.flatnonzero(movable)
         for _ in range(niter):
-            st = self.stamps(allidx)
+            if idx.size:
+                st, dst = self.stamps(allidx, derivatives=True)
+            else:
+                st = self.stamps(allidx)
             others = self.model_image(st)[self.rows, self.cols] - st * self.sflux[:, None, None]
             resid = self.data - others
             w = self.weight
             # flux of every spot (linear)
             a = (w * st * st).sum(axis=(1, 2))
             self.sflux = np.where(a > 0, (w * st * resid).sum(axis=(1, 2)) / np.where(a > 0, a, 1), 0.0)
-            idx = np.flatnonzero(movable)
             if idx.size == 0:
                 continue
+            # Gauss-Newton step in (flux, x, y) of every movable spot, analytic derivatives
             s0 = st[idx]
-            sxp = self.stamps(idx, xc=self.sx[idx] + h)
-            sxm = self.stamps(idx, xc=self.sx[idx] - h)
-            syp = self.stamps(idx, yc=self.sy[idx] + h)
-            sym = self.stamps(idx, yc=self.sy[idx] - h)
             f = self.sflux[idx][:, None, None]
-            jac = np.stack([s0, f * (sxp - sxm) / (2 * h), f * (syp - sym) / (2 * h)], axis=1)
+            jac = np.stack([s0, f * dst[idx, DERIV_X], f * dst[idx, DERIV_Y]], axis=1)
             jac = jac.reshape(idx.size, 3, -1)
             ww = w[idx].reshape(idx.size, -1)
             rr = (resid[idx] - f * s0).reshape(idx.size, -1)
@@ -519,13 +809,34 @@ class _BundleFitter:
         self.sy[fixed] = self.trace_y(self.sfib[fixed], self.swave[fixed])
 
     # --- step 5: shape -------------------------------------------------------------------
-    def _shape_design(self, idx):
+    def _shape_designs(self, idx, names):
+        """Design matrices of the shape parameters ``names`` for spots ``idx`` and the prior.
+
+        Columns: Legendre polynomials of the wavelength (degree ``shape_degree``),
+        a linear term across the bundle's fibers (``fiber_slope``) and, for the
+        parameters of ``fiber_offsets``, one offset per fiber with a zero-mean
+        Gaussian prior of width ``fiber_offset_prior``.
+
+        Returns
+        -------
+        designs : list of ndarray, shape (n, ncol_k)
+        prior_ivar : ndarray, shape (sum ncol_k,)
+        """
         u = reduced_wavelength(self.swave[idx], self.psf.param_wavemin, self.psf.param_wavemax)
         vand = legendre.legvander(u, self.o.shape_degree)
         if self.o.fiber_slope and self.nfib > 1:
             phi = (self.sfib[idx] - 0.5 * (self.nfib - 1)) / (0.5 * (self.nfib - 1))
             vand = np.hstack([vand, phi[:, None]])
-        return vand
+        onehot = (self.sfib[idx][:, None] == np.arange(self.nfib)[None, :]).astype(np.float64)
+        designs, prior = [], []
+        for name in names:
+            if name in self.o.fiber_offsets and self.nfib > 1:
+                designs.append(np.hstack([vand, onehot]))
+                prior.append(np.r_[np.zeros(vand.shape[1]), np.full(self.nfib, self.o.fiber_offset_prior ** -2)])
+            else:
+                designs.append(vand)
+                prior.append(np.zeros(vand.shape[1]))
+        return designs, np.concatenate(prior)
 
     def fit_shape(self):
         o = self.o
@@ -537,44 +848,30 @@ class _BundleFitter:
         if idx.size > o.max_shape_spots:
             order = np.argsort(-self.snr[idx])
             idx = np.sort(idx[order[:o.max_shape_spots]])
-        design = self._shape_design(idx)
-        npar = design.shape[1]
         names = [p for p in o.shape_params if p in self.psf.params]
-        theta0 = []
-        for name in names:
-            # least-squares projection of the current values of the parameter
-            c, *_ = np.linalg.lstsq(design, self.values[name][idx], rcond=None)
-            theta0.append(c)
-        theta0 = np.concatenate(theta0)
+        designs, prior = self._shape_designs(idx, names)
+        if self.shape_coef is not None and self.shape_coef[0] == names:
+            theta0 = self.shape_coef[1]                   # warm start from the previous iteration
+        else:
+            theta0 = []
+            for name, design in zip(names, designs):
+                # least-squares projection of the current values of the parameter
+                c, *_ = np.linalg.lstsq(design, self.values[name][idx], rcond=None)
+                theta0.append(c)
+            theta0 = np.concatenate(theta0)
         st = self.stamps(np.arange(self.sfib.size))
         others = (self.model_image(st)[self.rows, self.cols] - st * self.sflux[:, None, None])[idx]
         target = self.data[idx] - others
-        sw = np.sqrt(self.weight[idx])
         base = {k: v[idx] for k, v in self.values.items()}
-        sx, sy = self.sx[idx], self.sy[idx]
-        xlo, ylo = self.sxlo[idx], self.sylo[idx]
-
-        def values_of(theta):
-            vals = dict(base)
-            for i, name in enumerate(names):
-                vals[name] = design @ theta[i * npar:(i + 1) * npar]
-            return vals
-
-        def residual(theta):
-            vals = values_of(theta)
-            if np.any(vals["GHSIGX"] <= 0.2) or np.any(vals["GHSIGY"] <= 0.2):
-                return np.full(target.size, 1e3)
-            s = render_stamps(sx, sy, xlo, ylo, self.bx, self.by, vals, self.psf.ghdegx, self.psf.ghdegy)
-            a = (sw ** 2 * s * s).sum(axis=(1, 2))
-            flux = (sw ** 2 * s * target).sum(axis=(1, 2)) / np.where(a > 0, a, 1)
-            return (sw * (target - flux[:, None, None] * s)).ravel()
-
-        theta = levenberg_marquardt(residual, theta0)
-        self.shape_coef = (names, theta, npar)
-        allidx = np.arange(self.sfib.size)
-        design_all = self._shape_design(allidx)
-        for i, name in enumerate(names):
-            self.values[name] = design_all @ theta[i * npar:(i + 1) * npar]
+        slots = [deriv_slot(name, self.psf.ghdegy) for name in names]
+        problem = _ShapeProblem(self.sx[idx], self.sy[idx], self.sxlo[idx], self.sylo[idx], self.bx, self.by,
+                                base, self.psf.ghdegx, self.psf.ghdegy, target, self.weight[idx],
+                                names, slots, designs, prior)
+        theta = problem.solve(theta0, max_iter=o.shape_max_iter)
+        self.shape_coef = (names, theta, problem.bounds)
+        designs_all, _ = self._shape_designs(np.arange(self.sfib.size), names)
+        for k, name in enumerate(names):
+            self.values[name] = designs_all[k] @ theta[problem.bounds[k]:problem.bounds[k + 1]]
 
     # --- outputs --------------------------------------------------------------------------
     def chi2(self):
@@ -596,14 +893,17 @@ class _BundleFitter:
         ncoef_p = self.o.shape_degree + 1
         params = {}
         if self.shape_coef is not None:
-            names, theta, npar = self.shape_coef
+            names, theta, bounds = self.shape_coef
+            slope = self.o.fiber_slope and self.nfib > 1
             phi = ((np.arange(self.nfib) - 0.5 * (self.nfib - 1)) / (0.5 * (self.nfib - 1))
                    if self.nfib > 1 else np.zeros(1))
-            for i, name in enumerate(names):
-                c = theta[i * npar:(i + 1) * npar]
+            for k, name in enumerate(names):
+                c = theta[bounds[k]:bounds[k + 1]]
                 coef = np.tile(c[:ncoef_p], (self.nfib, 1))
-                if npar > ncoef_p:
+                if slope:
                     coef[:, 0] += c[ncoef_p] * phi
+                if c.size > ncoef_p + slope:
+                    coef[:, 0] += c[ncoef_p + slope:]
                 params[name] = coef
         nx = max(self.psf.xcoef.shape[1], self.ncoef_trace)
         xcoef = np.zeros((self.nfib, nx))
@@ -823,3 +1123,121 @@ def fit_psf(image, nominal, line_wave, line_intensity, options=None, bundle_size
         log.warning("%d fibers could not be fitted and were interpolated: %s", nbad, psf.meta["BADFIBER"])
     log.info("PSF fit chi2/dof %.3f", psf.meta["CHI2PDF"])
     return psf, results
+
+
+# ---------------------------------------------------------------------------- quality
+def line_profile_chi2(image, psf, line_wave, line_flux=None, isolation=8.0, min_snr=50.0, halfwidth=3):
+    """Chi2 of arc line spots against a PSF's spot model.
+
+    Every list line on the CCD gets a spot per fiber at the PSF's trace position;
+    the spots of lines whose boxes overlap are fitted together by weighted linear
+    least squares (an amplitude per spot and a constant background per fiber and
+    group of lines, the pixels of each fiber's strip being those nearest its trace).
+    The chi2 of a spot is summed over its own strip (columns within ``halfwidth``
+    of its centre) and the rows of its stamp, with the image's ivar; its degrees of
+    freedom are the pixels used minus 2 (amplitude and background).
+
+    Parameters
+    ----------
+    image : desired.image.Image
+        Arc preproc image (electrons; ivar 0 on masked pixels).
+    psf : GaussHermitePSF
+    line_wave : array, shape (nline,)
+        Wavelengths of the lines in the image, Angstrom.
+    line_flux : array, shape (nline,), optional
+        Relative line strengths; a neighbour weaker than 0.5 % of a line does not
+        blend it.  Without it every neighbour counts.
+    isolation : float
+        A spot is reported only when no other (significant) line lies within this
+        many rows in its fiber.
+    min_snr : float
+        Reported spots have a fitted amplitude above ``min_snr`` times its error.
+    halfwidth : int
+        Half width in columns of a spot's chi2 strip.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (nspot,)
+        ``fiber`` (PSF-relative), ``wave``, ``flux`` (fitted electrons), ``snr``,
+        ``chi2``, ``ndof`` of the reported spots.
+    """
+    pix, ivar = image.pix, image.good_ivar()
+    ny, nx = pix.shape
+    line_wave = np.asarray(line_wave, dtype=np.float64)
+    strength = np.ones(line_wave.size) if line_flux is None else np.asarray(line_flux, dtype=np.float64)
+    fibers = np.arange(psf.nfiber)
+    yline = psf.y(fibers[:, None], line_wave[None, :])                      # [nfib, nline]
+    hy, hx = psf.hsizey, psf.hsizex
+    on = ((yline > -hy) & (yline < ny - 1 + hy)).any(axis=0)
+    lines = np.flatnonzero(on)
+    # groups of lines whose stamps overlap in some fiber
+    order = lines[np.argsort(np.median(yline[:, lines], axis=0))]
+    groups, current = [], [order[0]] if order.size else []
+    for line in order[1:]:
+        if np.any(np.abs(yline[:, line][:, None] - yline[:, current]) <= 2 * hy + 1):
+            current.append(line)
+        else:
+            groups.append(current)
+            current = [line]
+    if current:
+        groups.append(current)
+    xtrace_rows = None
+    out = {k: [] for k in ("fiber", "wave", "flux", "snr", "chi2", "ndof")}
+    for group in groups:
+        fib = np.repeat(fibers, len(group))
+        lin = np.tile(np.array(group), fibers.size)
+        xlo, ylo, stamps = psf.spots(fib, line_wave[lin])
+        rows = ylo[:, None, None] + np.arange(2 * hy + 1)[None, :, None]
+        cols = xlo[:, None, None] + np.arange(2 * hx + 1)[None, None, :]
+        rows, cols = np.broadcast_arrays(rows, cols)
+        inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
+        flat = np.unique((rows * nx + cols)[inside])
+        r, c = flat // nx, flat % nx
+        # nearest fiber of every pixel (traces at the pixel's row)
+        if xtrace_rows is None:
+            grid = np.linspace(psf.wavemin, psf.wavemax, 2001)
+            xtrace_rows = np.array([np.interp(np.arange(ny), psf.y(f, grid), psf.x(f, grid)) for f in fibers])
+        owner = np.argmin(np.abs(xtrace_rows[:, r] - c[None, :]), axis=0)
+        nspot = fib.size
+        index = np.searchsorted(flat, (rows * nx + cols)[inside])
+        design = np.zeros((flat.size, nspot + fibers.size))
+        spot_of = np.broadcast_to(np.arange(nspot)[:, None, None], rows.shape)[inside]
+        np.add.at(design, (index, spot_of), stamps[inside])
+        design[np.arange(flat.size), nspot + owner] = 1.0
+        w = ivar[r, c]
+        used = np.flatnonzero(design[:, :nspot].T @ (w > 0) > 0)
+        cols_used = np.concatenate([used, nspot + np.unique(owner[w > 0])])
+        a = design[:, cols_used]
+        mat = a.T @ (w[:, None] * a)
+        try:
+            cov = np.linalg.inv(mat)
+        except np.linalg.LinAlgError:
+            cov = np.linalg.pinv(mat)
+        coef = cov @ (a.T @ (w * pix[r, c]))
+        model = a @ coef
+        chi = (pix[r, c] - model) ** 2 * w
+        amp = np.zeros(nspot)
+        err = np.full(nspot, np.inf)
+        amp[used] = coef[:used.size]
+        err[used] = np.sqrt(np.clip(np.diag(cov)[:used.size], 0, None))
+        ycen = psf.y(fib, line_wave[lin])
+        xcen = psf.x(fib, line_wave[lin])
+        for s in used:
+            f, line = fib[s], lin[s]
+            near = np.abs(yline[f] - yline[f, line]) < isolation
+            near[line] = False
+            if np.any(near & (strength > 0.005 * strength[line])):
+                continue
+            if not amp[s] > min_snr * err[s]:
+                continue
+            strip = ((owner == f) & (np.abs(c - xcen[s]) <= halfwidth) & (np.abs(r - ycen[s]) <= hy) & (w > 0))
+            npix = int(strip.sum())
+            if npix <= 2:
+                continue
+            out["fiber"].append(f)
+            out["wave"].append(line_wave[line])
+            out["flux"].append(amp[s])
+            out["snr"].append(amp[s] / err[s])
+            out["chi2"].append(float(chi[strip].sum()))
+            out["ndof"].append(npix - 2)
+    return {k: np.array(v) for k, v in out.items()}
