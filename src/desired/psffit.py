@@ -40,6 +40,7 @@ import math
 import numba
 import numpy as np
 from numpy.polynomial import legendre
+from scipy import sparse
 from scipy.ndimage import gaussian_filter1d
 
 from .arcs import isolated_lines
@@ -95,7 +96,7 @@ class FitOptions:
     isolation: float = 6.0
     niter: int = 3
     max_shape_spots: int = 400
-    shape_max_iter: int = 10
+    shape_max_iter: int = 5
     fiber_offsets: tuple = ("GHSIGX", "GHSIGY")
     fiber_offset_prior: float = 0.05
 
@@ -529,32 +530,6 @@ class _ShapeProblem:
             if decrease < chi2_tol:
                 break
         log.debug("shape fit: %d iterations, chi2 %.6g", it + 1, cost)
-        return theta
-        cost, hess, grad = state
-        lam = 1e-3
-        for it in range(max_iter):
-            diag = np.diag(hess) + 1e-12
-            improved = False
-            while lam < 1e8:
-                try:
-                    delta = np.linalg.solve(hess + lam * np.diag(diag), grad)
-                except np.linalg.LinAlgError:
-                    lam *= 10
-                    continue
-                trial = self.evaluate(theta + delta)
-                if trial is not None and trial[0] < cost:
-                    improved = True
-                    break
-                lam *= 10
-            if not improved:
-                break
-            decrease = (cost - trial[0]) / max(cost, 1e-300)
-            theta = theta + delta
-            cost, hess, grad = trial
-            lam = max(lam / 10, 1e-7)
-            if decrease < rtol:
-                break
-        log.debug("shape fit: %d iterations, cost %.6g", it + 1, cost)
         return theta
 
 
@@ -1200,15 +1175,17 @@ def line_profile_chi2(image, psf, line_wave, line_flux=None, isolation=8.0, min_
         owner = np.argmin(np.abs(xtrace_rows[:, r] - c[None, :]), axis=0)
         nspot = fib.size
         index = np.searchsorted(flat, (rows * nx + cols)[inside])
-        design = np.zeros((flat.size, nspot + fibers.size))
         spot_of = np.broadcast_to(np.arange(nspot)[:, None, None], rows.shape)[inside]
-        np.add.at(design, (index, spot_of), stamps[inside])
-        design[np.arange(flat.size), nspot + owner] = 1.0
         w = ivar[r, c]
-        used = np.flatnonzero(design[:, :nspot].T @ (w > 0) > 0)
+        design = sparse.csr_matrix(
+            (np.r_[stamps[inside], np.ones(flat.size)],
+             (np.r_[index, np.arange(flat.size)], np.r_[spot_of, nspot + owner])),
+            shape=(flat.size, nspot + fibers.size))
+        counts = np.asarray(design.T @ (w > 0).astype(np.float64)).ravel()
+        used = np.flatnonzero(counts[:nspot] > 0)
         cols_used = np.concatenate([used, nspot + np.unique(owner[w > 0])])
         a = design[:, cols_used]
-        mat = a.T @ (w[:, None] * a)
+        mat = (a.T @ a.multiply(w[:, None]).tocsr()).toarray()
         try:
             cov = np.linalg.inv(mat)
         except np.linalg.LinAlgError:
