@@ -14,11 +14,18 @@ variance ``s^2`` and no correlation between wavelengths of a fiber, and
 
 Patches: each bundle is split in sub-bundles; a patch models the sub-bundle's
 fibers plus one neighbour on each side, and ``nwavestep`` output wavelengths plus
-``wavepad`` on each side (clipped at the ends of the output grid: like the
-simulator, the model has no flux outside the grid).  Only pixels covered by the
-stamps of the sub-bundle's own fibers, and not touched by the stamps of
+``wavepad`` on each side.  The padding also extends beyond the ends of the
+output grid (bins on the same step, as specter's ex2d does), so that light from
+wavelengths just outside the grid is fitted there instead of being attributed to
+the end bins; the padding bins are dropped from the output, and the end
+patches decorrelate only their on-grid wavelengths (the padding is marginalised),
+so that the stored resolution matrix describes the end bins exactly.  Only pixels covered
+by the stamps of the sub-bundle's own fibers, and not touched by the stamps of
 unmodelled neighbouring spots, enter the fit; only the sub-bundle's fibers and
-the central wavelengths are kept.  Bundles are independent, so the result does
+the central wavelengths are kept.  Spots with less than ``MIN_ON_CCD`` of their
+light on the image (a grid running beyond a cropped CCD) get no data, and
+patches made only of such spots are not solved at all, so off-CCD parts of the
+grid cost almost nothing.  Bundles are independent, so the result does
 not depend on how bundles are distributed over processes.  The resolution band
 kept (``ndiag`` diagonals) is renormalised so that its rows sum to 1; the mass of
 ``R`` beyond it is a few 1e-3 and is dropped.
@@ -41,6 +48,7 @@ from scipy.linalg import lapack
 
 from .frame import Frame
 from .maskbits import specmask
+from .psf import _add_stamps
 
 
 log = logging.getLogger(__name__)
@@ -57,6 +65,9 @@ ALLBAD_FRACTION = 0.99
 
 #: relative ridge added to the normal matrix so that spots without data stay solvable
 RIDGE = 1e-9
+
+#: spots with a smaller fraction of their light on the image get no data (ivar 0, NODATA)
+MIN_ON_CCD = 0.01
 
 
 def wavelength_grid(camera=None, wmin=None, wmax=None, dw=None):
@@ -144,6 +155,21 @@ class single_threaded_blas:
 
 # --------------------------------------------------------------------------- kernels
 @numba.njit(cache=True)
+def _paint_stamps(region, xlo, ylo, sy, sx, y0, x0, value):
+    """Set the pixels of ``region`` (origin ``y0, x0``) covered by ``sy x sx`` stamps to ``value``."""
+    ny, nx = region.shape
+    for a in range(xlo.size):
+        for j in range(sy):
+            yy = ylo[a] + j - y0
+            if yy < 0 or yy >= ny:
+                continue
+            for i in range(sx):
+                xx = xlo[a] + i - x0
+                if 0 <= xx < nx:
+                    region[yy, xx] = value
+
+
+@numba.njit(cache=True)
 def _normal_equations(stamps, xlo, ylo, is_core, xlo_out, ylo_out, pix, ivar, y0, x0, ny, nx):
     """Accumulate ``M = A^T W A`` and ``A^T W pix`` of one patch.
 
@@ -164,25 +190,8 @@ def _normal_equations(stamps, xlo, ylo, is_core, xlo_out, ylo_out, pix, ivar, y0
     n, sy, sx = stamps.shape
     NY, NX = pix.shape
     inside = np.zeros((ny, nx), np.bool_)
-    for a in range(n):
-        if is_core[a]:
-            for j in range(sy):
-                yy = ylo[a] + j - y0
-                if yy < 0 or yy >= ny:
-                    continue
-                for i in range(sx):
-                    xx = xlo[a] + i - x0
-                    if 0 <= xx < nx:
-                        inside[yy, xx] = True
-    for a in range(xlo_out.size):
-        for j in range(sy):
-            yy = ylo_out[a] + j - y0
-            if yy < 0 or yy >= ny:
-                continue
-            for i in range(sx):
-                xx = xlo_out[a] + i - x0
-                if 0 <= xx < nx:
-                    inside[yy, xx] = False
+    _paint_stamps(inside, xlo[is_core], ylo[is_core], sy, sx, y0, x0, True)
+    _paint_stamps(inside, xlo_out, ylo_out, sy, sx, y0, x0, False)
     w = np.zeros((ny, nx))
     d = np.zeros((ny, nx))
     for yy in range(ny):
@@ -239,15 +248,7 @@ def _spot_statistics(stamps, xlo, ylo, coef, w, d, y0, x0, wanted):
     n, sy, sx = stamps.shape
     ny, nx = w.shape
     model = np.zeros((ny, nx))
-    for a in range(n):
-        for j in range(sy):
-            yy = ylo[a] + j - y0
-            if yy < 0 or yy >= ny:
-                continue
-            for i in range(sx):
-                xx = xlo[a] + i - x0
-                if 0 <= xx < nx:
-                    model[yy, xx] += coef[a] * stamps[a, j, i]
+    _add_stamps(model, xlo - x0, ylo - y0, stamps, coef)
     chi2 = np.zeros(n)
     badfrac = np.ones(n)
     for a in range(n):
@@ -362,12 +363,233 @@ def decorrelate(cov_blocks):
     return R, np.where(s > 0, s ** 2, 0.0)
 
 
-# --------------------------------------------------------------------------- driver
+# --------------------------------------------------------------------------- patches
 def _split(lo, hi, nparts):
     edges = np.linspace(lo, hi, max(1, min(nparts, hi - lo)) + 1).round().astype(int)
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
+class BundleSpots:
+    """Spot stamps of a bundle's fibers on the output grid padded beyond its ends.
+
+    The cache covers fibers ``first - 2 .. stop + 1`` (the modelled neighbours and
+    the unmodelled ones next to them) and the output grid extended by
+    ``wavepad + 1`` bins of the same step on each side, so that every patch,
+    including the two at the ends of the grid, models ``wavepad`` wavelengths
+    beyond its kept ones and has an unmodelled neighbour wavelength on each side:
+    light of wavelengths beyond the grid ends is fitted by the padding bins
+    instead of being attributed to the end bins.
+
+    Parameters
+    ----------
+    psf : desired.psf.GaussHermitePSF
+    wave : array, shape (nwave,)
+        Uniform output grid, Angstrom.
+    fibers : (int, int)
+        Bundle fiber range relative to the PSF's first fiber.
+    wavepad : int
+        Modelled wavelengths beyond a patch's kept ones, per side.
+    shape : (int, int)
+        Image shape; gives the fraction of each spot falling on the CCD.
+
+    Attributes
+    ----------
+    c0 : int
+        PSF fiber index of cache row 0.
+    pad : int
+        Cache column of output wavelength 0 (``wavepad + 1``).
+    xlo, ylo : ndarray of int64, shape (nc, nwave + 2 pad)
+    stamps : ndarray, shape (nc, nwave + 2 pad, sy, sx)
+        Non-finite stamps (PSF parameters extrapolated out of range) are zeroed.
+    on_ccd : ndarray, shape (nc, nwave + 2 pad)
+        Fraction of each stamp's light that falls on the image.
+    """
+
+    def __init__(self, psf, wave, fibers, wavepad, shape):
+        f0, f1 = fibers
+        nwave = wave.size
+        dw = float(wave[1] - wave[0])
+        self.pad = pad = wavepad + 1
+        self.c0, c1 = max(f0 - 2, 0), min(f1 + 2, psf.nfiber)
+        steps = np.arange(1, pad + 1)
+        wext = np.concatenate([wave[0] - dw * steps[::-1], wave, wave[-1] + dw * steps])
+        nc, nwext = c1 - self.c0, wext.size
+        cf = np.repeat(np.arange(self.c0, c1), nwext)
+        cw = np.tile(wext, nc)
+        xlo = np.empty(cf.size, np.int64)
+        ylo = np.empty(cf.size, np.int64)
+        stamps = None
+        chunk = 20000
+        for s in range(0, cf.size, chunk):
+            xl, yl, st = psf.spots(cf[s:s + chunk], cw[s:s + chunk])
+            if stamps is None:
+                stamps = np.empty((cf.size,) + st.shape[1:])
+            xlo[s:s + chunk], ylo[s:s + chunk], stamps[s:s + chunk] = xl, yl, st
+        stamps[~np.isfinite(stamps)] = 0.0
+        sy, sx = stamps.shape[1:]
+        rows = ylo[:, None] + np.arange(sy)
+        cols = xlo[:, None] + np.arange(sx)
+        rows_in = ((rows >= 0) & (rows < shape[0])).astype(float)
+        cols_in = ((cols >= 0) & (cols < shape[1])).astype(float)
+        on_ccd = np.einsum("nj,nji,ni->n", rows_in, stamps, cols_in)
+        self.xlo = xlo.reshape(nc, nwext)
+        self.ylo = ylo.reshape(nc, nwext)
+        self.stamps = stamps.reshape(nc, nwext, sy, sx)
+        self.on_ccd = on_ccd.reshape(nc, nwext)
+
+    def unmodelled(self, m0, m1, e0, e1, nfiber):
+        """Stamp origins of the spots next to a patch that it does not model.
+
+        These are the wavelengths just outside the patch (cache columns ``e0 - 1``
+        and ``e1``) of the modelled fibers ``m0..m1-1``, and the fibers next to
+        them over ``e0 - 1 .. e1``; their pixels are left out of the fit.
+
+        Returns
+        -------
+        xlo, ylo : ndarray of int64
+        """
+        c = slice(m0 - self.c0, m1 - self.c0)
+        ofib = [f - self.c0 for f in (m0 - 1, m1) if 0 <= f < nfiber]
+        wr = slice(e0 - 1, e1 + 1)
+        xout = np.concatenate([self.xlo[c, [e0 - 1, e1]].ravel()] + [self.xlo[f, wr] for f in ofib])
+        yout = np.concatenate([self.ylo[c, [e0 - 1, e1]].ravel()] + [self.ylo[f, wr] for f in ofib])
+        return xout, yout
+
+
+def plan_patches(spots, fibers, nfiber, nwave, nsubbundles, nwavestep, wavepad):
+    """Patches of a bundle and whether each has any data.
+
+    Parameters
+    ----------
+    spots : BundleSpots
+    fibers : (int, int)
+        Bundle fiber range.
+    nfiber, nwave : int
+        Fibers of the PSF, output wavelengths.
+    nsubbundles, nwavestep, wavepad : int
+        See :func:`extract_bundle`.
+
+    Returns
+    -------
+    list of ((s0, s1, m0, m1, w0, w1, e0, e1), bool)
+        Sub-bundle fibers ``s0..s1-1``, modelled fibers ``m0..m1-1``, kept output
+        wavelengths ``w0..w1-1``, modelled spot-cache columns ``e0..e1-1``
+        (``wavepad`` beyond the kept ones on each side, also at the grid ends);
+        the flag is False when every kept spot of the sub-bundle has less than
+        :data:`MIN_ON_CCD` of its light on the image: such patches are not solved.
+    """
+    f0, f1 = fibers
+    out = []
+    for s0, s1 in _split(f0, f1, nsubbundles):
+        m0, m1 = max(s0 - 1, 0), min(s1 + 1, nfiber)
+        for w0 in range(0, nwave, nwavestep):
+            w1 = min(w0 + nwavestep, nwave)
+            e0, e1 = w0 + spots.pad - wavepad, w1 + spots.pad + wavepad
+            on = spots.on_ccd[s0 - spots.c0:s1 - spots.c0, w0 + spots.pad:w1 + spots.pad]
+            out.append(((s0, s1, m0, m1, w0, w1, e0, e1), bool((on >= MIN_ON_CCD).any())))
+    return out
+
+
+def grid_columns(patch, wavepad, nwave):
+    """Columns ``lo..hi-1`` of a patch that lie on the output grid (all but padding beyond its ends)."""
+    _, _, _, _, w0, _, e0, e1 = patch
+    return max(0, wavepad - w0), min(e1 - e0, nwave - w0 + wavepad)
+
+
+def empty_result(nfib, nwave, ndiag):
+    """Result arrays of a bundle in their no-data state.
+
+    Flux 0, ivar 0, mask SOMEBADPIX | ALLBADPIX | NODATA, chi2pix 0 and an identity
+    resolution (rows sum to 1); the patches that are solved overwrite their part.
+    """
+    rdata = np.zeros((nfib, ndiag, nwave))
+    rdata[:, ndiag // 2] = 1.0
+    nodata = specmask.SOMEBADPIX | specmask.ALLBADPIX | specmask.NODATA
+    return dict(flux=np.zeros((nfib, nwave)), ivar=np.zeros((nfib, nwave)),
+                mask=np.full((nfib, nwave), nodata, np.int32), resolution_data=rdata,
+                chi2pix=np.zeros((nfib, nwave)))
+
+
+def resolution_band(R, first, nkeep, ndiag, xp=np):
+    """Diagonal band of decorrelation matrices around the kept rows.
+
+    Parameters
+    ----------
+    R : array (``xp``), shape (..., nw, nw)
+    first, nkeep : int
+        Kept rows ``first .. first + nkeep - 1``.
+    ndiag : int
+    xp : module
+        Array module of ``R`` (numpy or cupy).
+
+    Returns
+    -------
+    band : array (``xp``), shape (..., nkeep, ndiag)
+        ``band[..., r, j] = R[..., first + r, first + r + j - ndiag // 2]`` (0 beyond ``R``).
+    """
+    nw = R.shape[-1]
+    rows = np.arange(first, first + nkeep)
+    cols = rows[:, None] + np.arange(-(ndiag // 2), ndiag // 2 + 1)[None, :]
+    inside = (cols >= 0) & (cols < nw)
+    band = R[..., xp.asarray(np.broadcast_to(rows[:, None], cols.shape)), xp.asarray(np.clip(cols, 0, nw - 1))]
+    return xp.where(xp.asarray(inside), band, 0.0)
+
+
+def store_patch(result, patch, fibers, dw, flux, ivar, nodata, badfrac, chi2, band):
+    """Write the kept part of a solved patch into a bundle result.
+
+    Parameters
+    ----------
+    result : dict
+        Bundle arrays from :func:`empty_result`; modified in place.
+    patch : tuple
+        ``(s0, s1, m0, m1, w0, w1, e0, e1)`` from :func:`plan_patches`.
+    fibers : (int, int)
+        Bundle fiber range.
+    dw : float
+        Output grid step, Angstrom.
+    flux, ivar : array, shape (ncore, nkeep)
+        Decorrelated counts per bin and their inverse variance.
+    nodata, badfrac, chi2 : array, shape (ncore, nkeep)
+        Spots without data, fraction of their light on unweighted pixels, chi2pix.
+    band : array, shape (ncore, nkeep, ndiag)
+        :func:`resolution_band` of the kept rows; rows are renormalised to sum to 1
+        (the decorrelation's small mass beyond ``ndiag // 2`` is dropped).
+    """
+    s0, s1, _, _, w0, w1, _, _ = patch
+    nwave = result["flux"].shape[1]
+    ndiag = band.shape[-1]
+    half = ndiag // 2
+    of, ow = slice(s0 - fibers[0], s1 - fibers[0]), slice(w0, w1)
+    result["flux"][of, ow] = flux / dw
+    result["ivar"][of, ow] = np.where(nodata, 0.0, ivar * dw ** 2)
+    result["chi2pix"][of, ow] = chi2
+    m = np.zeros(badfrac.shape, np.int32)
+    m[badfrac > SOMEBAD_FRACTION] |= specmask.SOMEBADPIX
+    m[badfrac > ALLBAD_FRACTION] |= specmask.ALLBADPIX
+    m[nodata] |= specmask.NODATA
+    result["mask"][of, ow] = m
+    col = w0 + np.arange(w1 - w0)[:, None] + np.arange(-half, half + 1)[None, :]   # output column
+    tot = band.sum(axis=2, keepdims=True)
+    band = np.where(tot != 0, band / np.where(tot != 0, tot, 1.0), 0.0)
+    band[nodata] = 0.0
+    band[nodata, half] = 1.0
+    rdata = result["resolution_data"]
+    for j, off in enumerate(range(-half, half + 1)):
+        c = col[:, j]
+        ok = (c >= 0) & (c < nwave)
+        rdata[of, half - off, c[ok]] = band[:, ok, j]
+
+
+def finish_result(result):
+    """Zero non-finite values and flag every bin without inverse variance NODATA."""
+    result["ivar"][~np.isfinite(result["ivar"])] = 0.0
+    result["flux"][~np.isfinite(result["flux"])] = 0.0
+    result["mask"][result["ivar"] == 0] |= specmask.NODATA
+    return result
+
+
+# --------------------------------------------------------------------------- driver
 def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wavepad=6,
                    ndiag=11):
     """Extract a range of fibers (normally one bundle).
@@ -386,7 +608,8 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
     nwavestep : int
         Output wavelengths kept per patch.
     wavepad : int
-        Extra wavelengths modelled on each side of a patch.
+        Extra wavelengths modelled on each side of a patch, also beyond the
+        ends of the output grid.
     ndiag : int
         Diagonals of the resolution matrix kept.
 
@@ -394,116 +617,64 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
     -------
     dict with ``flux`` (electron/Angstrom), ``ivar``, ``mask`` (nfib, nwave),
     ``resolution_data`` (nfib, ndiag, nwave) and ``chi2pix`` (nfib, nwave).
+    Spots with less than :data:`MIN_ON_CCD` of their light on the image have
+    flux 0, ivar 0, mask NODATA (with SOMEBADPIX, ALLBADPIX) and an identity
+    resolution row; patches made only of such spots are not solved.
     """
     f0, f1 = fibers
-    nfib = f1 - f0
     nwave = wave.size
     dw = float(wave[1] - wave[0])
     half = ndiag // 2
     if wavepad < half:
         raise ValueError(f"wavepad={wavepad} must be at least ndiag//2={half}")
-    # spot cache: fibers f0-2 .. f1+1 over the output grid
-    c0, c1 = max(f0 - 2, 0), min(f1 + 2, psf.nfiber)
-    wext = wave
-    nwext = wext.size
-    cf = np.repeat(np.arange(c0, c1), nwext)
-    cw = np.tile(wext, c1 - c0)
-    xlo_all = np.empty(cf.size, np.int64)
-    ylo_all = np.empty(cf.size, np.int64)
-    stamps_all = None
-    chunk = 20000
-    for s in range(0, cf.size, chunk):
-        xl, yl, st = psf.spots(cf[s:s + chunk], cw[s:s + chunk])
-        if stamps_all is None:
-            stamps_all = np.empty((cf.size,) + st.shape[1:])
-        xlo_all[s:s + chunk], ylo_all[s:s + chunk], stamps_all[s:s + chunk] = xl, yl, st
-    shape3 = (c1 - c0, nwext)
-    xlo_all = xlo_all.reshape(shape3)
-    ylo_all = ylo_all.reshape(shape3)
-    stamps_all = stamps_all.reshape(shape3 + stamps_all.shape[1:])
-
-    flux = np.zeros((nfib, nwave))
-    fivar = np.zeros((nfib, nwave))
-    mask = np.zeros((nfib, nwave), np.int32)
-    rdata = np.zeros((nfib, ndiag, nwave))
-    chi2pix = np.zeros((nfib, nwave))
+    spots = BundleSpots(psf, wave, fibers, wavepad, pix.shape)
+    c0, pad = spots.c0, spots.pad
+    result = empty_result(f1 - f0, nwave, ndiag)
     ny_img, nx_img = pix.shape
-    for s0, s1 in _split(f0, f1, nsubbundles):
-        m0, m1 = max(s0 - 1, 0), min(s1 + 1, psf.nfiber)       # modelled fibers
-        nf = m1 - m0
-        core_rows = np.arange(s0 - m0, s1 - m0)                # core fibers within the patch
-        for w0 in range(0, nwave, nwavestep):
-            w1 = min(w0 + nwavestep, nwave)
-            e0, e1 = max(w0 - wavepad, 0), min(w1 + wavepad, nwave)   # modelled wavelengths
-            nw = e1 - e0
-            sl = (slice(m0 - c0, m1 - c0), slice(e0, e1))
-            st = stamps_all[sl].reshape((nf * nw,) + stamps_all.shape[2:])
-            xl = xlo_all[sl].reshape(-1)
-            yl = ylo_all[sl].reshape(-1)
-            is_core = np.zeros((nf, nw), bool)
-            is_core[core_rows] = True
-            is_core = is_core.reshape(-1)
-            sy, sx = st.shape[1:]
-            y0, y1 = int(yl[is_core].min()), int(yl[is_core].max()) + sy
-            x0, x1 = int(xl[is_core].min()), int(xl[is_core].max()) + sx
-            # unmodelled spots next to the patch: the neighbouring wavelengths of the
-            # modelled fibers and the next fiber on each side
-            ow = [e for e in (e0 - 1, e1) if 0 <= e < nwave]
-            xo = [xlo_all[m0 - c0:m1 - c0, ow].ravel(), ylo_all[m0 - c0:m1 - c0, ow].ravel()]
-            ofib = [f for f in (m0 - 1, m1) if 0 <= f < psf.nfiber]
-            wr = slice(max(e0 - 1, 0), min(e1 + 1, nwave))
-            xout = np.concatenate([xo[0]] + [xlo_all[f - c0, wr] for f in ofib])
-            yout = np.concatenate([xo[1]] + [ylo_all[f - c0, wr] for f in ofib])
-            M, rhs, wloc, dloc = _normal_equations(st, xl, yl, is_core, xout, yout, pix, ivar,
-                                                   y0, x0, y1 - y0, x1 - x0)
-            diag = np.diag(M).copy()
-            scale = diag.max() if diag.size and diag.max() > 0 else 1.0
-            nodata = diag <= 1e3 * RIDGE * scale
-            M[np.diag_indices_from(M)] += RIDGE * scale
-            core_idx = np.arange(core_rows[0] * nw, (core_rows[-1] + 1) * nw)
-            fdec, cov_core = solve_patch(M, rhs, core_idx)
-            keep = slice(w0 - e0, w1 - e0)                      # kept rows in patch wave index
-            blocks = np.stack([cov_core[i * nw:(i + 1) * nw, i * nw:(i + 1) * nw]
-                               for i in range(len(core_rows))])
-            R, rivar = decorrelate(blocks)
-            fcore = fdec.reshape(nf, nw)[core_rows]
-            rflux = np.einsum("fij,fj->fi", R, fcore)
-            wanted = np.zeros((nf, nw), bool)
-            wanted[core_rows, keep] = True
-            chi2, badfrac = _spot_statistics(st, xl, yl, fdec, wloc, dloc, y0, x0, wanted.reshape(-1))
-            out_f = slice(s0 - f0, s1 - f0)
-            out_w = slice(w0, w1)
-            nod = nodata.reshape(nf, nw)[core_rows, keep]
-            flux[out_f, out_w] = rflux[:, keep] / dw
-            fivar[out_f, out_w] = np.where(nod, 0.0, rivar[:, keep] * dw ** 2)
-            chi2pix[out_f, out_w] = chi2.reshape(nf, nw)[core_rows, keep]
-            bf = badfrac.reshape(nf, nw)[core_rows, keep]
-            m = np.zeros(bf.shape, np.int32)
-            m[bf > SOMEBAD_FRACTION] |= specmask.SOMEBADPIX
-            m[bf > ALLBAD_FRACTION] |= specmask.ALLBADPIX
-            m[nod] |= specmask.NODATA
-            mask[out_f, out_w] = m
-            # resolution band of the kept rows, in DESI storage
-            rows = np.arange(w0 - e0, w1 - e0)
-            band = np.zeros((s1 - s0, rows.size, ndiag))
-            for j, off in enumerate(range(-half, half + 1)):
-                col = rows + off
-                ok = (col >= 0) & (col < nw)
-                band[:, ok, j] = R[:, rows[ok], col[ok]]
-            # renormalise the kept band (R's tiny mass beyond ndiag//2 is dropped)
-            tot = band.sum(axis=2, keepdims=True)
-            band = np.where(tot != 0, band / np.where(tot != 0, tot, 1.0), 0.0)
-            band[nod] = 0.0
-            band[nod, half] = 1.0
-            for j, off in enumerate(range(-half, half + 1)):
-                k = half - off
-                c = w0 + np.arange(rows.size) + off
-                ok = (c >= 0) & (c < nwave)
-                rdata[out_f, k, c[ok]] = band[:, ok, j]
-    fivar[~np.isfinite(fivar)] = 0.0
-    flux[~np.isfinite(flux)] = 0.0
-    mask[fivar == 0] |= specmask.NODATA
-    return dict(flux=flux, ivar=fivar, mask=mask, resolution_data=rdata, chi2pix=chi2pix)
+    sy, sx = spots.stamps.shape[2:]
+    for patch, has_data in plan_patches(spots, fibers, psf.nfiber, nwave, nsubbundles, nwavestep, wavepad):
+        if not has_data:
+            continue
+        s0, s1, m0, m1, w0, w1, e0, e1 = patch
+        nf, nw = m1 - m0, e1 - e0
+        core_rows = np.arange(s0 - m0, s1 - m0)
+        sl = (slice(m0 - c0, m1 - c0), slice(e0, e1))
+        st = spots.stamps[sl].reshape((nf * nw, sy, sx))
+        xl = spots.xlo[sl].reshape(-1)
+        yl = spots.ylo[sl].reshape(-1)
+        is_core = np.zeros((nf, nw), bool)
+        is_core[core_rows] = True
+        is_core = is_core.reshape(-1)
+        # the patch rectangle: the core stamps' bounding box, clipped to the image
+        y0, y1 = max(int(yl[is_core].min()), 0), min(int(yl[is_core].max()) + sy, ny_img)
+        x0, x1 = max(int(xl[is_core].min()), 0), min(int(xl[is_core].max()) + sx, nx_img)
+        xout, yout = spots.unmodelled(m0, m1, e0, e1, psf.nfiber)
+        M, rhs, wloc, dloc = _normal_equations(st, xl, yl, is_core, xout, yout, pix, ivar,
+                                               y0, x0, y1 - y0, x1 - x0)
+        diag = np.diag(M).copy()
+        scale = diag.max() if diag.size and diag.max() > 0 else 1.0
+        nodata = diag <= 1e3 * RIDGE * scale
+        M[np.diag_indices_from(M)] += RIDGE * scale
+        core_idx = np.arange(core_rows[0] * nw, (core_rows[-1] + 1) * nw)
+        fdec, cov_core = solve_patch(M, rhs, core_idx)
+        # decorrelate the on-grid wavelengths only: padding bins beyond the grid ends
+        # are marginalised, so that the stored resolution describes the flux exactly
+        lo, hi = grid_columns(patch, wavepad, nwave)
+        blocks = np.stack([cov_core[i * nw + lo:i * nw + hi, i * nw + lo:i * nw + hi]
+                           for i in range(len(core_rows))])
+        R, rivar = decorrelate(blocks)
+        rflux = np.einsum("fij,fj->fi", R, fdec.reshape(nf, nw)[core_rows, lo:hi])
+        keep = slice(wavepad, wavepad + w1 - w0)               # kept columns of the patch
+        keep_r = slice(wavepad - lo, wavepad - lo + w1 - w0)   # kept rows of R
+        wanted = np.zeros((nf, nw), bool)
+        wanted[core_rows, keep] = True
+        chi2, badfrac = _spot_statistics(st, xl, yl, fdec, wloc, dloc, y0, x0, wanted.reshape(-1))
+        nod = nodata.reshape(nf, nw)[core_rows, keep]
+        nod |= spots.on_ccd[s0 - c0:s1 - c0, w0 + pad:w1 + pad] < MIN_ON_CCD
+        store_patch(result, patch, fibers, dw, rflux[:, keep_r], rivar[:, keep_r], nod,
+                    badfrac.reshape(nf, nw)[core_rows, keep], chi2.reshape(nf, nw)[core_rows, keep],
+                    resolution_band(R, wavepad - lo, w1 - w0, ndiag))
+    return finish_result(result)
 
 
 def extract_bundles(pix, ivar, psf, wave, bundles, **options):

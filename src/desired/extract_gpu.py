@@ -23,9 +23,9 @@ import time
 
 import numpy as np
 
-from .extract import (BUNDLESIZE, RIDGE, SOMEBAD_FRACTION, ALLBAD_FRACTION, assemble_frame,
-                      bundle_ranges, plan_bundles, single_threaded_blas, wavelength_grid)
-from .maskbits import specmask
+from .extract import (BUNDLESIZE, MIN_ON_CCD, RIDGE, BundleSpots, assemble_frame, bundle_ranges,
+                      empty_result, finish_result, grid_columns, plan_bundles, plan_patches, resolution_band,
+                      single_threaded_blas, store_patch, wavelength_grid)
 
 try:                                   # optional dependency
     import cupy
@@ -74,20 +74,6 @@ def decorrelate(cov_blocks, xp=None):
     return q / safe[:, :, None], xp.where(s > 0, s ** 2, 0.0)
 
 
-def _patches(f0, f1, nfiber, nwave, nsubbundles, nwavestep, wavepad):
-    """Enumerate patches: (s0, s1, m0, m1, w0, w1, e0, e1)."""
-    out = []
-    edges = np.linspace(f0, f1, max(1, min(nsubbundles, f1 - f0)) + 1).round().astype(int)
-    for s0, s1 in zip(edges[:-1], edges[1:]):
-        if s1 <= s0:
-            continue
-        m0, m1 = max(s0 - 1, 0), min(s1 + 1, nfiber)
-        for w0 in range(0, nwave, nwavestep):
-            w1 = min(w0 + nwavestep, nwave)
-            out.append((s0, s1, m0, m1, w0, w1, max(w0 - wavepad, 0), min(w1 + wavepad, nwave)))
-    return out
-
-
 def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wavepad=6, ndiag=11,
                    xp=None):
     """Extract a fiber range; same arguments and result as :func:`desired.extract.extract_bundle`.
@@ -100,44 +86,37 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
     """
     xp = xp or default_array_module()
     f0, f1 = fibers
-    nfib, nwave = f1 - f0, wave.size
+    nwave = wave.size
     dw = float(wave[1] - wave[0])
     half = ndiag // 2
     if wavepad < half:
         raise ValueError(f"wavepad={wavepad} must be at least ndiag//2={half}")
-    c0, c1 = max(f0 - 2, 0), min(f1 + 2, psf.nfiber)
-    cf = np.repeat(np.arange(c0, c1), nwave)
-    cw = np.tile(wave, c1 - c0)
-    xlo_all, ylo_all, st_all = psf.spots(cf, cw)
-    sy, sx = st_all.shape[1:]
-    xlo_all = xlo_all.reshape(c1 - c0, nwave)
-    ylo_all = ylo_all.reshape(c1 - c0, nwave)
-    stamps_dev = xp.asarray(st_all.reshape(c1 - c0, nwave, sy, sx))
-    pix_d, ivar_d = xp.asarray(pix), xp.asarray(ivar)
     NY, NX = pix.shape
-
-    flux = np.zeros((nfib, nwave))
-    fivar = np.zeros((nfib, nwave))
-    mask = np.zeros((nfib, nwave), np.int32)
-    rdata = np.zeros((nfib, ndiag, nwave))
-    chi2pix = np.zeros((nfib, nwave))
+    spots = BundleSpots(psf, wave, fibers, wavepad, (NY, NX))
+    c0, pad = spots.c0, spots.pad
+    sy, sx = spots.stamps.shape[2:]
+    stamps_dev = xp.asarray(spots.stamps)
+    pix_d, ivar_d = xp.asarray(pix), xp.asarray(ivar)
+    result = empty_result(f1 - f0, nwave, ndiag)
 
     groups = {}
-    for p in _patches(f0, f1, psf.nfiber, nwave, nsubbundles, nwavestep, wavepad):
-        s0, s1, m0, m1, w0, w1, e0, e1 = p
-        key = (m1 - m0, s0 - m0, s1 - s0, e1 - e0, w0 - e0, w1 - w0)
-        groups.setdefault(key, []).append(p)
+    for p, has_data in plan_patches(spots, fibers, psf.nfiber, nwave, nsubbundles, nwavestep, wavepad):
+        if has_data:                   # patches without light on the image keep the no-data result
+            s0, s1, m0, m1, w0, w1, e0, e1 = p
+            key = (m1 - m0, s0 - m0, s1 - s0, e1 - e0, w1 - w0) + grid_columns(p, wavepad, nwave)
+            groups.setdefault(key, []).append(p)
 
     jj, ii = np.meshgrid(np.arange(sy), np.arange(sx), indexing="ij")
-    for key, plist in groups.items():
-        nf, core_off, ncore, nw, keep_off, nkeep = key
+    for (nf, core_off, ncore, nw, nkeep, lo, hi), plist in groups.items():
         n = nf * nw
-        # region size of the group: the largest core-stamp bounding box
+        # patch rectangles: the core stamps' bounding boxes clipped to the image; the
+        # group's region size is the largest of them
         boxes = []
         for (s0, s1, m0, m1, w0, w1, e0, e1) in plist:
-            yl = ylo_all[s0 - c0:s1 - c0, e0:e1]
-            xl = xlo_all[s0 - c0:s1 - c0, e0:e1]
-            boxes.append((int(yl.min()), int(xl.min()), int(yl.max()) + sy, int(xl.max()) + sx))
+            yl = spots.ylo[s0 - c0:s1 - c0, e0:e1]
+            xl = spots.xlo[s0 - c0:s1 - c0, e0:e1]
+            boxes.append((max(int(yl.min()), 0), max(int(xl.min()), 0),
+                          min(int(yl.max()) + sy, NY), min(int(xl.max()) + sx, NX)))
         ny = max(b[2] - b[0] for b in boxes)
         nx = max(b[3] - b[1] for b in boxes)
         npix = ny * nx
@@ -151,25 +130,21 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
             # spot positions of every patch, [P, n]
             fidx = np.array([np.repeat(np.arange(m0, m1) - c0, nw) for (_, _, m0, m1, *_r) in chunk])
             widx = np.array([np.tile(np.arange(e0, e1), nf) for (*_r, e0, e1) in chunk])
-            ry = ylo_all[fidx, widx] - y0[:, None]            # stamp origin within the region
-            rx = xlo_all[fidx, widx] - x0[:, None]
+            ry = spots.ylo[fidx, widx] - y0[:, None]          # stamp origin within the region
+            rx = spots.xlo[fidx, widx] - x0[:, None]
             # inside map: core stamps minus stamps of unmodelled neighbours
             inside = np.zeros((P, ny + 2 * sy, nx + 2 * sx), bool)   # margins absorb off-region stamps
             core = np.zeros((nf, nw), bool)
             core[core_off:core_off + ncore] = True
             core = core.ravel()
             pk = np.arange(P)[:, None, None, None]
-            yy = ry[:, core][:, :, None, None] + jj + sy
-            xx = rx[:, core][:, :, None, None] + ii + sx
+            yy = np.clip(ry[:, core], -sy, ny)[:, :, None, None] + jj + sy
+            xx = np.clip(rx[:, core], -sx, nx)[:, :, None, None] + ii + sx
             inside[pk, yy, xx] = True
             for k, (s0, s1, m0, m1, w0, w1, e0, e1) in enumerate(chunk):
-                ow = [e for e in (e0 - 1, e1) if 0 <= e < nwave]
-                ofib = [f for f in (m0 - 1, m1) if 0 <= f < psf.nfiber]
-                wr = np.arange(max(e0 - 1, 0), min(e1 + 1, nwave))
-                oy = [ylo_all[m0 - c0:m1 - c0, ow].ravel()] + [ylo_all[f - c0, wr] for f in ofib]
-                ox = [xlo_all[m0 - c0:m1 - c0, ow].ravel()] + [xlo_all[f - c0, wr] for f in ofib]
-                oy = np.concatenate(oy) - y0[k]
-                ox = np.concatenate(ox) - x0[k]
+                ox, oy = spots.unmodelled(m0, m1, e0, e1, psf.nfiber)
+                oy = oy - y0[k]
+                ox = ox - x0[k]
                 ok = (oy > -sy) & (oy < ny) & (ox > -sx) & (ox < nx)      # overlaps the region
                 inside[k, oy[ok, None, None] + jj + sy, ox[ok, None, None] + ii + sx] = False
             inside = inside[:, sy:sy + ny, sx:sx + nx]
@@ -202,57 +177,34 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
             cov = xp.linalg.inv(M)
             cov = 0.5 * (cov + xp.swapaxes(cov, 1, 2))
             fdec = xp.matmul(cov, rhs[:, :, None])[:, :, 0]
-            blocks = xp.stack([cov[:, i * nw:(i + 1) * nw, i * nw:(i + 1) * nw]
+            # on-grid wavelengths only (padding beyond the grid ends is marginalised)
+            ng = hi - lo
+            blocks = xp.stack([cov[:, i * nw + lo:i * nw + hi, i * nw + lo:i * nw + hi]
                                for i in range(core_off, core_off + ncore)], axis=1)
-            R, rivar = decorrelate(blocks.reshape(P * ncore, nw, nw), xp=xp)
-            R = R.reshape(P, ncore, nw, nw)
-            rivar = rivar.reshape(P, ncore, nw)
-            fcore = fdec.reshape(P, nf, nw)[:, core_off:core_off + ncore]
+            R, rivar = decorrelate(blocks.reshape(P * ncore, ng, ng), xp=xp)
+            R = R.reshape(P, ncore, ng, ng)
+            rivar = rivar.reshape(P, ncore, ng)
+            fcore = fdec.reshape(P, nf, nw)[:, core_off:core_off + ncore, lo:hi]
             rflux = xp.matmul(R, fcore[..., None])[..., 0]
             resid = d - xp.matmul(A, fdec[:, :, None])[:, :, 0]
             num = xp.matmul(At, (w * resid ** 2)[:, :, None])[:, :, 0]
             good = xp.matmul(At, (w > 0).astype(A.dtype)[:, :, None])[:, :, 0]
             chi2 = xp.where(good > 0, num / xp.where(good > 0, good, 1.0), 0.0)
             badfrac = 1.0 - good
-            # kept band of R
-            kr = np.arange(keep_off, keep_off + nkeep)
-            band = xp.zeros((P, ncore, nkeep, ndiag))
-            for j, off in enumerate(range(-half, half + 1)):
-                col = kr + off
-                ok = (col >= 0) & (col < nw)
-                band[:, :, np.nonzero(ok)[0], j] = R[:, :, kr[ok], col[ok]]
-            tot = band.sum(axis=3, keepdims=True)
-            band = xp.where(tot != 0, band / xp.where(tot != 0, tot, 1.0), 0.0)
             # back to the host
-            band = _to_numpy(band)
-            rflux, rivar = _to_numpy(rflux), _to_numpy(rivar)
-            chi2 = _to_numpy(chi2).reshape(P, nf, nw)[:, core_off:core_off + ncore]
-            badfrac = _to_numpy(badfrac).reshape(P, nf, nw)[:, core_off:core_off + ncore]
-            nodata = _to_numpy(nodata).reshape(P, nf, nw)[:, core_off:core_off + ncore]
-            keep = slice(keep_off, keep_off + nkeep)
-            for k, (s0, s1, m0, m1, w0, w1, e0, e1) in enumerate(chunk):
-                of, ow = slice(s0 - f0, s1 - f0), slice(w0, w1)
-                nod = nodata[k][:, keep]
-                flux[of, ow] = rflux[k][:, keep] / dw
-                fivar[of, ow] = np.where(nod, 0.0, rivar[k][:, keep] * dw ** 2)
-                chi2pix[of, ow] = chi2[k][:, keep]
-                bf = badfrac[k][:, keep]
-                m = np.zeros(bf.shape, np.int32)
-                m[bf > SOMEBAD_FRACTION] |= specmask.SOMEBADPIX
-                m[bf > ALLBAD_FRACTION] |= specmask.ALLBADPIX
-                m[nod] |= specmask.NODATA
-                mask[of, ow] = m
-                b = band[k]
-                b[nod] = 0.0
-                b[nod, half] = 1.0
-                for j, off in enumerate(range(-half, half + 1)):
-                    c = w0 + np.arange(nkeep) + off
-                    ok = (c >= 0) & (c < nwave)
-                    rdata[of, half - off, c[ok]] = b[:, ok, j]
-    fivar[~np.isfinite(fivar)] = 0.0
-    flux[~np.isfinite(flux)] = 0.0
-    mask[fivar == 0] |= specmask.NODATA
-    return dict(flux=flux, ivar=fivar, mask=mask, resolution_data=rdata, chi2pix=chi2pix)
+            band = _to_numpy(resolution_band(R, wavepad - lo, nkeep, ndiag, xp=xp))
+            keep = slice(wavepad, wavepad + nkeep)                  # kept columns of the patch
+            keep_r = slice(wavepad - lo, wavepad - lo + nkeep)      # kept rows of R
+            rflux, rivar = _to_numpy(rflux)[..., keep_r], _to_numpy(rivar)[..., keep_r]
+            core_keep = (slice(None), slice(core_off, core_off + ncore), keep)
+            chi2 = _to_numpy(chi2).reshape(P, nf, nw)[core_keep]
+            badfrac = _to_numpy(badfrac).reshape(P, nf, nw)[core_keep]
+            nodata = _to_numpy(nodata).reshape(P, nf, nw)[core_keep]
+            for k, p in enumerate(chunk):
+                s0, s1, _, _, w0, w1, _, _ = p
+                nod = nodata[k] | (spots.on_ccd[s0 - c0:s1 - c0, w0 + pad:w1 + pad] < MIN_ON_CCD)
+                store_patch(result, p, fibers, dw, rflux[k], rivar[k], nod, badfrac[k], chi2[k], band[k])
+    return finish_result(result)
 
 
 def extract_bundles(pix, ivar, psf, wave, bundles, xp=None, **options):
