@@ -66,9 +66,15 @@ def full_psf(nfiber=500, ghdeg=2):
                            npix_x=4096, npix_y=4096, fibermin=0, meta={"CAMERA": "b0"})
 
 
-def full_image(psf, wave, nfiber, seed=2):
-    """Render random continuum + line spectra of the first ``nfiber`` fibers; return (Image, truth)."""
+def full_image(psf, wave, nfiber, seed=2, extra=20):
+    """Render random continuum + line spectra of the first ``nfiber`` fibers; return (Image, truth).
+
+    The spectra run ``extra`` bins beyond both ends of ``wave`` (as real spectra do);
+    the returned truth is on ``wave``.
+    """
     rng = np.random.default_rng(seed)
+    dw = wave[1] - wave[0]
+    wave = np.concatenate([wave[0] - dw * np.arange(extra, 0, -1), wave, wave[-1] + dw * np.arange(1, extra + 1)])
     truth = (rng.uniform(50, 400, (nfiber, 1))
              * (1 + 0.3 * np.sin((wave[None, :] - wave[0]) / rng.uniform(20, 60, (nfiber, 1)))))
     for _ in range(20):
@@ -78,7 +84,17 @@ def full_image(psf, wave, nfiber, seed=2):
     model = psf.project(fib, np.tile(wave, nfiber), (truth * 0.8).ravel())
     pix = rng.poisson(model).astype(float) + rng.normal(0, READNOISE, model.shape)
     ivar = 1.0 / (model + READNOISE ** 2)
-    return Image(pix, ivar, readnoise=READNOISE, camera="b0"), truth
+    return Image(pix, ivar, readnoise=READNOISE, camera="b0"), truth[:, extra:truth.shape[1] - extra]
+
+
+def print_pulls(label, flux, ivar, rdata, truth, edge):
+    """Pulls ``(flux - R truth) sqrt(ivar)`` at the 10 end bins and in the interior."""
+    from desired.resolution import apply_resolution
+    chi = (flux - apply_resolution(rdata, truth)) * np.sqrt(ivar)
+    for where, sel in (("10 bins at the ends", edge), ("interior", ~edge)):
+        c = chi[:, sel][ivar[:, sel] > 0]
+        print(f"  {label} pull vs its own R truth, {where}: mean {c.mean():+.4f} rms {c.std():.4f} "
+              f"max |pull| {np.abs(c).max():.2f} n={c.size}")
 
 
 def peak_rss_gib():
@@ -185,9 +201,8 @@ def main():
             print(f"  flux difference / sigma, {label}: median |d| {np.median(np.abs(d)):.4f}, "
                   f"rms {d.std():.4f}, max |d| {np.abs(d).max():.3f}; "
                   f"ivar ratio median {np.median(ours.ivar[good] / sivar[good]):.4f}")
-        from desired.resolution import apply_resolution
-        schi = ((sflux - apply_resolution(srdata, truth[:ns])) * np.sqrt(sivar))[sivar > 0]
-        print(f"  specter pull vs its own R truth: mean {schi.mean():+.4f} rms {schi.std():.4f}")
+        print_pulls("desired", ours.flux, ours.ivar, ours.resolution_data, truth[:ns], edge)
+        print_pulls("specter", sflux, sivar, srdata, truth[:ns], edge)
         rd = srdata.shape[1] // 2
         ours_r = ours.resolution_data[:, 5 - min(5, rd):6 + min(5, rd)]
         rdiff = np.abs(ours_r - srdata[:, rd - min(5, rd):rd + 1 + min(5, rd)])
