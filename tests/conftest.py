@@ -5,7 +5,7 @@ rows; 3 arcs, 1 flat, 1 science) into a session temporary directory and runs
 the real CLI steps in this process, in order::
 
     simulate -> preproc (every exposure) -> psf (every arc, from the nominal PSF)
-    -> psfnight -> traceshift (default sky-line mode, as the workflow rule)
+    -> psfnight -> traceshift (sky-template mode, as the workflow rule)
     -> extract with the pipeline's shifted PSF (frame-*), with the true PSF moved
        by the simulator's injected trace shift (frame-truepsf-*), and with the
        psfnight PSF moved by the injected shift (frame-fitpsf-trueshift-*)
@@ -109,9 +109,10 @@ def run_chain(night, true_psf_frames=True, extract_nproc=1):
         for expid in night.flats + night.science:
             shifted = night.path("shifted_psf", expid=expid, camera=cam)
             shifted.parent.mkdir(parents=True, exist_ok=True)
-            # the default (sky-line) mode for flats and science, as rules/psf.smk runs it
+            # sky mode with the calibration tree's sky template, as the workflow's traceshift rule runs it
             run(["traceshift", "--image", night.path("preproc", expid=expid, camera=cam),
-                 "--psf", psfnight, "--outfile", shifted])
+                 "--psf", psfnight, "--outfile", shifted,
+                 "--sky-template", night.path("calib_sky_template")])
             run(["extract", "--image", night.path("preproc", expid=expid, camera=cam),
                  "--psf", shifted, "--outfile", night.path("frame", expid=expid, camera=cam),
                  "--nproc", extract_nproc, *grid])
@@ -138,5 +139,7 @@ def run_chain(night, true_psf_frames=True, extract_nproc=1):
 def chain_night(tmp_path_factory):
     """A tiny simulated night (b0) run through the whole pixel chain (about a minute)."""
     root = tmp_path_factory.mktemp("chain_night")
-    night = simulate_night(root, preset="tiny", narc=3, nflat=1, nscience=1)
+    # three times the nominal cosmic-ray rate, so that the single small science frame holds
+    # enough bright hits to measure the detection rate
+    night = simulate_night(root, preset="tiny", narc=3, nflat=1, nscience=1, extra=("--cosmic-rate", 3.0))
     return run_chain(night)

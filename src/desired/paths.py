@@ -27,6 +27,8 @@ PATTERNS = {
     # and a nominal PSF used as the starting guess of the arc fit
     "calib_ccd": ("calib", "ccd-{camera}.yaml"),
     "calib_psf": ("calib", "psf-nominal-{camera}.fits"),
+    # mean night-sky spectrum (wavelength, flux) used to measure y trace shifts
+    "calib_sky_template": ("calib", "spec-sky.dat"),
     # production tree ($DESI_SPECTRO_REDUX/$SPECPROD)
     "exposure_table": ("redux", "exposure_tables/{month}/exposure_table_{night}.csv"),
     "fibermap": ("redux", "preproc/{night}/{expid}/fibermap-{expid}.fits"),

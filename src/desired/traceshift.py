@@ -87,7 +87,7 @@ def _profile(psf, fiber, wave, center, pixels, axis):
     return np.einsum("ni,nip->np", coef, ints)
 
 
-def _gauss_newton_shift(data, weight, model_fn, nbasis, niter=5, h=0.01):
+def _gauss_newton_shift(data, weight, model_fn, nbasis, niter=5, h=0.01, shift0=None, basis=None):
     """Fit ``data ≈ Σ_k a_k B_k + amp * model(shift)`` per row of ``data`` by Gauss-Newton.
 
     Parameters
@@ -96,23 +96,31 @@ def _gauss_newton_shift(data, weight, model_fn, nbasis, niter=5, h=0.01):
     model_fn : callable
         ``model_fn(shift [n]) -> (n, npix)`` profile moved by ``shift``.
     nbasis : int
-        Extra linear background terms: 0 (none), 1 (constant).
+        Extra linear background terms: 0 (none), 1 (constant), 2 (constant and slope).
+    shift0 : array, shape (n,), optional
+        Starting shifts (0 by default).
+    basis : array, shape (n, nextra, npix), optional
+        Further fixed linear terms (not moved by the shift).
 
     Returns
     -------
     shift, shift_err, amp : ndarray, shape (n,)
     """
     n = data.shape[0]
-    shift = np.zeros(n)
+    shift = np.zeros(n) if shift0 is None else np.array(shift0, dtype=np.float64)
     err = np.full(n, np.inf)
     amp = np.zeros(n)
     for _ in range(niter):
         m0 = model_fn(shift)
         dm = (model_fn(shift + h) - model_fn(shift - h)) / (2 * h)
         cols = [m0]
-        if nbasis:
+        if nbasis >= 1:
             cols.append(np.ones_like(m0))
+        if nbasis >= 2:
+            cols.append(np.broadcast_to(np.linspace(-1.0, 1.0, m0.shape[1]), m0.shape))
         base = np.stack(cols, axis=1)                                  # [n, nb, npix]
+        if basis is not None:
+            base = np.concatenate([base, basis], axis=1)
         # linear part at the current shift
         a_mat = np.einsum("nkp,np,nlp->nkl", base, weight, base) + 1e-12 * np.eye(base.shape[1])
         lin = np.linalg.solve(a_mat, np.einsum("nkp,np,np->nk", base, weight, data)[..., None])[..., 0]
@@ -187,15 +195,24 @@ def measure_x_shifts(image, psf, row_step=40, half_block=4, half_width=3, min_sn
     return fib[good], wav[good], dx[good], err[good]
 
 
-def _boxcar(image, psf, fiber, rows, half_width=3):
-    """Sum of the pixels within ``half_width`` columns of the trace, and its variance, per row."""
-    ny, nx = image.shape
+def _variance(image):
+    """Pixel variance (0 where the pixel is unusable) and the usable-pixel ivar, [ny, nx]."""
     ivar = image.good_ivar()
-    var = np.where(ivar > 0, 1.0 / np.where(ivar > 0, ivar, 1.0), 0.0)
+    return np.where(ivar > 0, 1.0 / np.where(ivar > 0, ivar, 1.0), 0.0), ivar
+
+
+def _boxcar(image, psf, fiber, rows, half_width=3, variance=None):
+    """Sum of the pixels within ``half_width`` columns of the trace, and its variance, per row.
+
+    Rows with a masked pixel inside the box get variance 0 (weight 0 downstream).
+    """
+    ny, nx = image.shape
+    var, ivar = variance if variance is not None else _variance(image)
     x = psf.x(fiber, psf.wavelength(fiber, rows))
     cols = np.rint(x).astype(np.int64)[:, None] + np.arange(-half_width, half_width + 1)[None, :]
     cols = np.clip(cols, 0, nx - 1)
-    return image.pix[rows[:, None], cols].sum(axis=1), var[rows[:, None], cols].sum(axis=1)
+    masked = (ivar[rows[:, None], cols] == 0).any(axis=1)
+    return image.pix[rows[:, None], cols].sum(axis=1), np.where(masked, 0.0, var[rows[:, None], cols].sum(axis=1))
 
 
 def measure_y_shifts_lines(image, psf, line_wave, half_window=6, min_snr=10.0):
@@ -220,8 +237,9 @@ def measure_y_shifts_lines(image, psf, line_wave, half_window=6, min_snr=10.0):
     line_wave = line_wave[(line_wave > psf.wavemin) & (line_wave < psf.wavemax)]
     fib, wav, data, weight, rowsel, yc = [], [], [], [], [], []
     all_rows = np.arange(ny)
+    variance = _variance(image)
     for f in range(psf.nfiber):
-        spec, var = _boxcar(image, psf, f, all_rows)
+        spec, var = _boxcar(image, psf, f, all_rows, variance=variance)
         for lw in line_wave:
             y0 = float(np.ravel(psf.y(f, lw))[0])
             r0 = int(np.rint(y0)) - half_window
@@ -246,6 +264,209 @@ def measure_y_shifts_lines(image, psf, line_wave, half_window=6, min_snr=10.0):
     return fib[good], wav[good], dy[good], err[good]
 
 
+def _template_rows(psf, fiber, spot_wave, spot_flux, ny, step):
+    """Template spots of one fiber deposited on sub-row bins of width ``step``.
+
+    Each spot's flux is split linearly between the two bins around its row, which
+    keeps every line's centroid.
+
+    Returns
+    -------
+    centres : ndarray, shape (nbin,)
+        Bin centres, CCD rows (``-0.5 + (k + 0.5) * step``).
+    flux : ndarray, shape (nbin,)
+        Template flux per bin (0 outside the trace's wavelength range).
+    """
+    nbin = int(np.ceil(ny / step))
+    centres = -0.5 + (np.arange(nbin) + 0.5) * step
+    inside = (spot_wave > psf.wavemin) & (spot_wave < psf.wavemax)
+    pos = (psf.y(fiber, spot_wave[inside]) + 0.5) / step - 0.5
+    k = np.floor(pos).astype(np.int64)
+    t = pos - k
+    flux = np.zeros(nbin + 2)
+    for kk, ww in ((k, 1 - t), (k + 1, t)):
+        ok = (kk >= 0) & (kk < nbin)
+        np.add.at(flux, kk[ok] + 1, ww[ok] * spot_flux[inside][ok])
+    return centres, flux[1:-1]
+
+
+def template_spots(template_wave, template_flux, grid_step=None, grid_origin=None):
+    """Turn a sky template into spots (wavelength, flux) for the projection of :func:`measure_y_shifts_template`.
+
+    Parameters
+    ----------
+    template_wave, template_flux : array, shape (ntemplate,)
+        Angstrom and flux per Angstrom.
+    grid_step, grid_origin : float, optional
+        When given, the template is represented as the extraction represents any
+        spectrum: flux at the points ``grid_origin + k * grid_step`` (Angstrom),
+        each template sample's flux split linearly between its two neighbours.
+        An unresolved line then falls on the CCD exactly as an extracted spectrum
+        on that grid would put it (two spots, same centroid).  Otherwise every
+        template sample is a spot.
+
+    Returns
+    -------
+    wave, flux : ndarray
+        Spot wavelengths (Angstrom) and fluxes (flux per Angstrom × Angstrom).
+    """
+    wave = np.asarray(template_wave, dtype=np.float64)
+    sample = np.asarray(template_flux, dtype=np.float64) * np.gradient(wave)
+    if grid_step is None:
+        return wave, sample
+    pos = (wave - grid_origin) / grid_step
+    k0 = int(np.floor(pos.min()))
+    k = np.floor(pos).astype(np.int64) - k0
+    t = pos - np.floor(pos)
+    flux = np.zeros(k.max() + 2)
+    np.add.at(flux, k, (1 - t) * sample)
+    np.add.at(flux, k + 1, t * sample)
+    return grid_origin + grid_step * (k0 + np.arange(flux.size)), flux
+
+
+def _split_template(wave, flux, width=10.0):
+    """Split a sky template into a line part and a smooth continuum (running median over ``width`` Å)."""
+    from scipy.ndimage import median_filter, uniform_filter1d
+
+    nsample = max(int(round(width / np.median(np.diff(wave)))), 3)
+    cont = uniform_filter1d(median_filter(flux, size=nsample, mode="nearest"), nsample, mode="nearest")
+    return flux - cont, cont
+
+
+def _sample_shifted(fine, grid0, rows, shift, step):
+    """Linear interpolation of fine-grid models [n, nfine] (row of sample 0: ``grid0``) at ``rows - shift``."""
+    pos = (rows - shift[:, None] - grid0[:, None]) / step
+    i = np.clip(np.floor(pos).astype(np.int64), 0, fine.shape[1] - 2)
+    t = pos - i
+    return np.take_along_axis(fine, i, axis=1) * (1 - t) + np.take_along_axis(fine, i + 1, axis=1) * t
+
+
+def _linear_chi2(data, weight, base):
+    """Weighted linear least squares per row: coefficients [n, k] and chi2 [n] of ``data ≈ Σ c_k base_k``."""
+    a_mat = np.einsum("nkp,np,nlp->nkl", base, weight, base) + 1e-12 * np.eye(base.shape[1])
+    coef = np.linalg.solve(a_mat, np.einsum("nkp,np,np->nk", base, weight, data)[..., None])[..., 0]
+    res = data - np.einsum("nk,nkp->np", coef, base)
+    return coef, (weight * res ** 2).sum(axis=1)
+
+
+def measure_y_shifts_template(image, psf, template_wave, template_flux, window=256, max_shift=2.0,
+                              step=0.1, half_kernel=7.0, max_err=0.1, fibers=None, grid=None):
+    """Measure wavelength-direction shifts by fitting a night-sky template to every fiber.
+
+    The template is split into its lines and a smooth continuum.  Each fiber's
+    boxcar spectrum is cut into windows of ``window`` rows; in each, both parts are
+    projected onto the rows through the PSF (template flux in sub-row bins of
+    ``step`` rows convolved with the pixel-integrated along-dispersion profile at
+    the window's centre) and the data are fitted with the line part moved by a
+    shift ``dy`` and free amplitudes for the lines, the continuum and a linear
+    background.  ``dy`` starts from the best of a coarse scan over ±``max_shift``
+    rows and is refined by Gauss-Newton.  Blended lines are modelled as they are,
+    so no line list is needed.
+
+    Parameters
+    ----------
+    image : desired.image.Image
+    psf : GaussHermitePSF
+    template_wave, template_flux : array, shape (ntemplate,)
+        Night-sky spectrum: increasing vacuum wavelengths (Angstrom) and flux
+        (any linear unit per Angstrom).
+    window : int
+        Rows per fitted window.
+    max_shift : float
+        Half range of the coarse scan, rows.
+    step : float
+        Sub-row bin width of the projected template, rows.
+    half_kernel : float
+        Half support of the along-dispersion profile, rows.
+    max_err : float
+        Windows whose shift uncertainty (scaled by sqrt(chi2/dof) when above 1)
+        exceeds this, in rows, are dropped.
+    fibers : array of int, optional
+        Fibers to measure (e.g. the sky fibers); all by default.
+    grid : (origin, step), optional
+        Represent the template on this wavelength grid (Angstrom), as the
+        extraction does (see :func:`template_spots`); the template's own samples otherwise.
+
+    Returns
+    -------
+    fiber, wave, dy, dy_err : ndarray, shape (nmeas,)
+        Fiber index, window-centre wavelength (Angstrom), shift and its uncertainty (rows).
+    """
+    ny = image.shape[0]
+    template_wave = np.asarray(template_wave, dtype=np.float64)
+    origin, gstep = grid if grid is not None else (None, None)
+    parts = [template_spots(template_wave, part, gstep, origin)
+             for part in _split_template(template_wave, np.asarray(template_flux, dtype=np.float64))]
+    variance = _variance(image)
+    all_rows = np.arange(ny)
+    margin = int(np.ceil(max_shift + 1))
+    starts = np.arange(margin, ny - margin - window // 2, window)
+    kern_off = np.arange(-int(round(half_kernel / step)), int(round(half_kernel / step)) + 1) * step
+    pad = len(kern_off) // 2
+    nfine = int(np.ceil((window + 2 * margin) / step)) + 1
+    fib, wav, data, weight, rowsel, models, grid0 = [], [], [], [], [], [], []
+    for f in (range(psf.nfiber) if fibers is None else fibers):
+        spec, var = _boxcar(image, psf, f, all_rows, variance=variance)
+        projected = [_template_rows(psf, f, pw, pf, ny, step) for pw, pf in parts]
+        centres = projected[0][0]
+        for r0 in starts:
+            rr = np.arange(r0, r0 + window)
+            rr = rr[rr < ny - margin]
+            good = var[rr] > 0
+            if good.sum() < window // 2:
+                continue
+            wc = float(psf.wavelength(f, np.array([rr.mean()]))[0])
+            if not (psf.wavemin < wc < psf.wavemax):
+                continue
+            i0 = int(np.floor((rr[0] - margin) / step))
+            idx = np.arange(i0 - pad, i0 + nfine + pad)
+            inside = (idx >= 0) & (idx < centres.size)
+            kern = _profile(psf, np.full(kern_off.size, f), np.full(kern_off.size, wc), -kern_off,
+                            np.zeros((kern_off.size, 1)), "y")[:, 0]
+            fine = [np.convolve(np.where(inside, flux[np.clip(idx, 0, centres.size - 1)], 0.0), kern, mode="valid")
+                    for _, flux in projected]
+            if not np.any(fine[0] != 0):
+                continue
+            fib.append(f)
+            wav.append(wc)
+            data.append(np.pad(spec[rr], (0, window - rr.size)))
+            weight.append(np.pad(np.where(good, 1.0 / np.where(good, var[rr], 1.0), 0.0), (0, window - rr.size)))
+            rowsel.append(np.pad(rr, (0, window - rr.size), mode="edge").astype(np.float64))
+            models.append(fine)
+            grid0.append((i0 + 0.5) * step - 0.5)                  # row of fine sample 0
+    if not fib:
+        return (np.zeros(0, dtype=np.int64),) + (np.zeros(0),) * 3
+    fib, wav, grid0 = np.array(fib), np.array(wav), np.array(grid0)
+    data, weight, rows = np.array(data), np.array(weight), np.array(rowsel)
+    fine_lines = np.array([m[0] for m in models])
+    fine_cont = np.array([m[1] for m in models])
+    n = fib.size
+    slope = np.broadcast_to(np.linspace(-1.0, 1.0, window), data.shape)
+
+    def design(shift):
+        return np.stack([_sample_shifted(fine_lines, grid0, rows, shift, step),
+                         _sample_shifted(fine_cont, grid0, rows, shift, step),
+                         np.ones_like(data), slope], axis=1)
+
+    # coarse scan: chi2 of the linear fit at each trial shift (positive line amplitude only)
+    trials = np.arange(-max_shift, max_shift + 1e-9, 0.25)
+    chi2 = np.empty((trials.size, n))
+    for j, trial in enumerate(trials):
+        coef, chi2[j] = _linear_chi2(data, weight, design(np.full(n, trial)))
+        chi2[j][coef[:, 0] <= 0] = np.inf
+    start = trials[np.argmin(chi2, axis=0)]
+    fixed = design(start)[:, 1:]
+    dy, err, amp = _gauss_newton_shift(data, weight, lambda sh: _sample_shifted(fine_lines, grid0, rows, sh, step),
+                                       0, niter=6, shift0=start, basis=fixed)
+    _, chi2_best = _linear_chi2(data, weight, design(dy))
+    dof = np.maximum((weight > 0).sum(axis=1) - 5, 1)
+    err = err * np.sqrt(np.maximum(chi2_best / dof, 1.0))
+    good = np.isfinite(err) & (err > 0) & (err < max_err) & (amp > 0) & (np.abs(dy) < max_shift)
+    log.info("template y shifts: %d of %d windows kept (median error %.3f px)", good.sum(), n,
+             float(np.median(err[good])) if good.any() else np.nan)
+    return fib[good], wav[good], dy[good], err[good]
+
+
 def measure_y_shifts_edges(image, psf, edge_wave, half_window=12, min_snr=10.0):
     """Measure wavelength-direction shifts from the edges of a continuum at known wavelengths.
 
@@ -265,8 +486,9 @@ def measure_y_shifts_edges(image, psf, edge_wave, half_window=12, min_snr=10.0):
     ny = image.shape[0]
     fib, wav, data, weight, rowsel, yc, sign = [], [], [], [], [], [], []
     all_rows = np.arange(ny)
+    variance = _variance(image)
     for f in range(psf.nfiber):
-        spec, var = _boxcar(image, psf, f, all_rows)
+        spec, var = _boxcar(image, psf, f, all_rows, variance=variance)
         for lw, rising in zip(edge_wave, (True, False)):
             if lw is None:
                 continue
@@ -305,26 +527,9 @@ def measure_y_shifts_edges(image, psf, edge_wave, half_window=12, min_snr=10.0):
     return fib[good], wav[good], dy[good], err[good]
 
 
-def fit_shift_model(psf, fiber, wave, shift, err, fiber_degree=1, wave_degree=2, nsig=4.0):
-    """Fit a smooth shift model to per-(fiber, wavelength) measurements with clipping.
-
-    Degrees are lowered when the measurements do not constrain them (few fibers or
-    wavelengths).
-
-    Returns
-    -------
-    ShiftModel
-    """
-    fiber = np.asarray(fiber)
-    if fiber.size == 0:
-        return ShiftModel(np.zeros((1, 1)), psf.nfiber, psf.wavemin, psf.wavemax)
-    fiber_degree = min(fiber_degree, max(np.unique(fiber).size - 1, 0))
-    wave_degree = min(wave_degree, max(np.unique(np.round(wave, 1)).size - 1, 0))
-    f = _reduced_fiber(fiber, psf.nfiber)
-    u = reduced_wavelength(wave, psf.wavemin, psf.wavemax)
-    design = legendre.legvander2d(f, u, [fiber_degree, wave_degree])
-    sig = np.sqrt(np.asarray(err) ** 2 + 0.002 ** 2)
-    keep = np.ones(fiber.size, dtype=bool)
+def _clipped_lstsq(design, shift, sig, nsig):
+    """Weighted least squares with iterative clipping at ``nsig`` robust sigmas: (coef, keep)."""
+    keep = np.ones(shift.size, dtype=bool)
     for _ in range(5):
         c, *_ = np.linalg.lstsq(design[keep] / sig[keep, None], shift[keep] / sig[keep], rcond=None)
         res = (shift - design @ c) / sig
@@ -333,9 +538,66 @@ def fit_shift_model(psf, fiber, wave, shift, err, fiber_degree=1, wave_degree=2,
         if np.array_equal(newkeep, keep) or newkeep.sum() < design.shape[1] + 1:
             break
         keep = newkeep
+    return c, keep
+
+
+def fit_shift_model(psf, fiber, wave, shift, err, fiber_degree=1, wave_degree=2, nsig=4.0, choose_degrees=True):
+    """Fit a smooth shift model to per-(fiber, wavelength) measurements with clipping.
+
+    Parameters
+    ----------
+    psf : GaussHermitePSF
+        Gives the fiber count and wavelength domain of the model.
+    fiber, wave, shift, err : array, shape (nmeas,)
+        Fiber index, wavelength (Angstrom), measured shift and its error (pixels).
+    fiber_degree, wave_degree : int
+        Highest Legendre degrees across fibers and along wavelength.  Degrees are
+        lowered when the measurements do not constrain them (few fibers or wavelengths).
+    nsig : float
+        Clipping threshold, robust sigmas.
+    choose_degrees : bool
+        Keep a higher degree only where it pays for itself: among all degree pairs up
+        to the highest, take the one with the lowest Bayesian information criterion
+        (chi2 + number of coefficients × ln(nmeas), chi2 rescaled by the full model's
+        reduced chi2 when that exceeds 1) on the measurements the full model kept.
+        Two well-measured wavelengths and one poor one thus give a constant, not a
+        slope pinned by noise.
+
+    Returns
+    -------
+    ShiftModel
+    """
+    fiber = np.asarray(fiber)
+    if fiber.size == 0:
+        return ShiftModel(np.zeros((1, 1)), psf.nfiber, psf.wavemin, psf.wavemax)
+    shift = np.asarray(shift, dtype=np.float64)
+    fiber_degree = min(fiber_degree, max(np.unique(fiber).size - 1, 0))
+    wave_degree = min(wave_degree, max(np.unique(np.round(wave, 1)).size - 1, 0))
+    f = _reduced_fiber(fiber, psf.nfiber)
+    u = reduced_wavelength(wave, psf.wavemin, psf.wavemax)
+    sig = np.sqrt(np.asarray(err) ** 2 + 0.002 ** 2)
+    full = legendre.legvander2d(f, u, [fiber_degree, wave_degree])
+    c, keep = _clipped_lstsq(full, shift, sig, nsig)
+    degrees = (fiber_degree, wave_degree)
+    if choose_degrees and keep.sum() > full.shape[1] + 1:
+        rchi2 = max(float((((shift - full @ c) / sig)[keep] ** 2).sum()) / (keep.sum() - full.shape[1]), 1.0)
+        best = None
+        for fd in range(fiber_degree + 1):
+            for wd in range(wave_degree + 1):
+                cols = [i * (wave_degree + 1) + j for i in range(fd + 1) for j in range(wd + 1)]
+                d = full[keep][:, cols]
+                cc, *_ = np.linalg.lstsq(d / sig[keep, None], shift[keep] / sig[keep], rcond=None)
+                chi2 = float((((shift[keep] - d @ cc) / sig[keep]) ** 2).sum()) / rchi2
+                bic = chi2 + len(cols) * np.log(keep.sum())
+                if best is None or bic < best[0] - 1e-9:
+                    best = (bic, (fd, wd))
+        degrees = best[1]
+        if degrees != (fiber_degree, wave_degree):
+            c, keep = _clipped_lstsq(legendre.legvander2d(f, u, list(degrees)), shift, sig, nsig)
+    design = legendre.legvander2d(f, u, list(degrees))
     resid = shift[keep] - design[keep] @ c
     rms = float(np.sqrt(np.average(resid ** 2, weights=1 / sig[keep] ** 2)))
-    return ShiftModel(c.reshape(fiber_degree + 1, wave_degree + 1), psf.nfiber, psf.wavemin, psf.wavemax,
+    return ShiftModel(c.reshape(degrees[0] + 1, degrees[1] + 1), psf.nfiber, psf.wavemin, psf.wavemax,
                       rms, int(keep.sum()))
 
 
@@ -360,7 +622,8 @@ def apply_shifts(psf, xmodel, ymodel):
     return out
 
 
-def compute_trace_shifts(image, psf, lines_from="sky", line_wave=None, edge_wave=None):
+def compute_trace_shifts(image, psf, lines_from="sky", line_wave=None, edge_wave=None, sky_template=None,
+                         template_grid=None):
     """Measure the trace shifts of an exposure and return the shifted PSF.
 
     Parameters
@@ -376,6 +639,13 @@ def compute_trace_shifts(image, psf, lines_from="sky", line_wave=None, edge_wave
     edge_wave : (float or None, float or None), optional
         Start and end wavelengths of the continuum; without them only x shifts are
         measured in continuum mode.
+    sky_template : (wave, flux) arrays, optional
+        Night-sky spectrum (vacuum Angstrom, flux per Angstrom).  In sky mode the y
+        shifts are then measured by fitting it to every fiber
+        (:func:`measure_y_shifts_template`) instead of fitting isolated lines.
+    template_grid : (origin, step), optional
+        Wavelength grid (Angstrom) the template is represented on, normally the
+        extraction's output grid (see :func:`template_spots`).
 
     Returns
     -------
@@ -388,7 +658,10 @@ def compute_trace_shifts(image, psf, lines_from="sky", line_wave=None, edge_wave
     fib, wav, dx, dxe = measure_x_shifts(image, psf, avoid_wave=avoid)
     xmodel = fit_shift_model(psf, fib, wav, dx, dxe)
     log.info("x shifts: %d measurements, rms about the model %.4f px", xmodel.nmeas, xmodel.rms)
-    if lines_from == "sky":
+    if lines_from == "sky" and sky_template is not None:
+        fy, wy, dy, dye = measure_y_shifts_template(image, apply_shifts(psf, xmodel, None), *sky_template,
+                                                     grid=template_grid)
+    elif lines_from == "sky":
         lw = SKY_LINES if line_wave is None else line_wave
         fy, wy, dy, dye = measure_y_shifts_lines(image, apply_shifts(psf, xmodel, None), lw)
     elif lines_from == "continuum":
@@ -411,5 +684,6 @@ def compute_trace_shifts(image, psf, lines_from="sky", line_wave=None, edge_wave
     shifted.meta.update({"TRSHIFTX": float(np.mean(xmodel(allf, grid))),
                          "TRSHIFTY": float(np.mean(ymodel(allf, grid))),
                          "TRRMSX": xmodel.rms, "TRRMSY": ymodel.rms,
-                         "TRLINES": lines_from})
+                         "TRLINES": "template" if (lines_from == "sky" and sky_template is not None)
+                         else lines_from})
     return shifted, xmodel, ymodel

@@ -100,3 +100,56 @@ def write_ccd_calib(path, calib):
     with atomic_path(path) as tmp:
         with open(tmp, "w") as fh:
             yaml.safe_dump(doc, fh, sort_keys=False)
+
+
+def read_sky_template(path):
+    """Read a night-sky template: two ASCII columns, vacuum wavelength (Angstrom) and flux.
+
+    The format of desispec's ``spec-sky.dat`` (``#`` comment lines, then rows of
+    wavelength and flux in any linear flux unit).
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    wave, flux : ndarray, shape (nwave,)
+        Increasing wavelengths (Angstrom) and the flux at them.
+
+    Raises
+    ------
+    DataModelError
+        If the file is missing, not two numeric columns, or its wavelengths do not increase.
+    """
+    import numpy as np
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataModelError(path, "sky template does not exist")
+    try:
+        data = np.loadtxt(path, comments="#", ndmin=2)
+    except ValueError as err:
+        raise DataModelError(path, f"not two numeric columns ({err})") from err
+    if data.shape[1] < 2 or data.shape[0] < 10:
+        raise DataModelError(path, f"needs >= 10 rows of (wavelength, flux), got shape {data.shape}")
+    wave, flux = data[:, 0].astype(np.float64), data[:, 1].astype(np.float64)
+    if not np.all(np.diff(wave) > 0) or not np.all(np.isfinite(flux)):
+        raise DataModelError(path, "wavelengths must increase and fluxes be finite")
+    return wave, flux
+
+
+def write_sky_template(path, wave, flux):
+    """Write a night-sky template in the two-column format of :func:`read_sky_template`.
+
+    Parameters
+    ----------
+    path : str
+    wave, flux : array, shape (nwave,)
+        Vacuum wavelength (Angstrom) and flux.
+    """
+    import numpy as np
+
+    with atomic_path(path) as tmp:
+        np.savetxt(tmp, np.column_stack([wave, flux]), fmt=["%.3f", "%.6g"],
+                   header="WAVELENGTH FLUX  (vacuum Angstrom; mean night sky)")

@@ -38,7 +38,7 @@ from astropy.time import Time
 
 from .. import paths
 from ..fibermap import empty_fibermap
-from ..io.calib import write_ccd_calib
+from ..io.calib import write_ccd_calib, write_sky_template
 from ..io.fibermap import table_to_hdu, write_fibermap
 from ..io.psf import write_psf
 from ..io.raw import write_raw
@@ -475,7 +475,10 @@ def write_exposure_truth(path, cfg, exp, shifts):
 
 
 def write_calibration(cfg, calib_dir, truth_dir):
-    """Write ccd-{camera}.yaml + nominal PSFs (calib tree) and true PSFs + CCD truth (truth tree)."""
+    """Write ccd-{camera}.yaml, nominal PSFs, the sky template (calib tree), true PSFs + CCD truth (truth tree)."""
+    if calib_dir:
+        write_sky_template(paths.findfile("calib_sky_template", root=calib_dir),
+                           *targets.mean_sky_spectrum(cfg.data_dir))
     for camera in cfg.geometry.cameras:
         opt = _optics(camera, cfg.preset, cfg.seed)
         ccd = detector.draw_ccd_truth(camera, cfg.seed, opt.shape, cfg.bad_column)

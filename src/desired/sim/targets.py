@@ -144,6 +144,26 @@ def _sky_components(data_dir):
     return wave, cont, lines
 
 
+def mean_sky_spectrum(data_dir=None):
+    """The mean dark sky (continuum plus lines) that exposures vary about.
+
+    Written to the calibration tree as the sky template of the trace-shift step,
+    the role desispec's ``spec-sky.dat`` plays for DESI.
+
+    Parameters
+    ----------
+    data_dir : str, optional
+        Directory with ``spec-sky-2018.dat``; the parametric model otherwise.
+
+    Returns
+    -------
+    wave, flux : ndarray, shape (nwave,)
+        Angstrom (0.1 Å steps) and 1e-17 erg/s/cm²/Å/arcsec².
+    """
+    swave, cont, lines = _sky_components(data_dir)
+    return swave.copy(), cont + lines
+
+
 def sky_spectrum(wave, step, rng, data_dir=None, condition="dark"):
     """Dark-sky surface brightness on a grid, varying between exposures.
 
@@ -181,13 +201,41 @@ def sky_spectrum(wave, step, rng, data_dir=None, condition="dark"):
         total = total + moon * (4.0 * cont[ref] / moon[ref]) * rng.uniform(0.8, 1.2)
     elif condition != "dark":
         raise ValueError(f"sky condition must be 'dark' or 'bright', got {condition!r}")
-    ds = swave[1] - swave[0]
-    cum = np.concatenate([[0.0], np.cumsum(total * ds)])
-    edges = swave[0] - 0.5 * ds + ds * np.arange(cum.size)
+    return _deposit_linear(swave, total * (swave[1] - swave[0]), wave, step)
+
+
+def _deposit_linear(sample_wave, sample_flux, wave, step):
+    """Flux density on a uniform grid by linear (cloud-in-cell) deposit of fine samples.
+
+    Each sample's flux is split between the two grid points around it in
+    proportion to proximity, so every feature keeps its flux-weighted centroid: a
+    sky line much narrower than the grid step is drawn where it is, not moved to the
+    centre of the bin it falls in (as a plain bin average would do, by up to half a
+    step).
+
+    Parameters
+    ----------
+    sample_wave, sample_flux : array, shape (nsample,)
+        Fine sample wavelengths (Angstrom) and the flux in each sample.
+    wave : array, shape (nwave,)
+        Uniform grid, Angstrom.
+    step : float
+        Grid step, Angstrom.
+
+    Returns
+    -------
+    ndarray, shape (nwave,)
+        Flux density per Angstrom at the grid points.
+    """
     wave = np.asarray(wave, dtype=np.float64)
-    hi = np.interp(wave + 0.5 * step, edges, cum)
-    lo = np.interp(wave - 0.5 * step, edges, cum)
-    return (hi - lo) / step
+    pos = (np.asarray(sample_wave) - wave[0]) / step
+    k = np.floor(pos).astype(np.int64)
+    t = pos - k
+    out = np.zeros(wave.size + 2)
+    np.add.at(out, np.clip(k, -1, wave.size) + 1, np.where((k >= -1) & (k <= wave.size), (1 - t) * sample_flux, 0.0))
+    np.add.at(out, np.clip(k + 1, -1, wave.size) + 1, np.where((k + 1 >= -1) & (k + 1 <= wave.size),
+                                                               t * sample_flux, 0.0))
+    return out[1:-1] / step
 
 
 # ------------------------------------------------------------------------- targets
