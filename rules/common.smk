@@ -55,7 +55,9 @@ def benchmark_pattern(step, *fields):
 def tolerant(command, status="{output.status}"):
     """Shell snippet running `command` and recording ok/failed in a sidecar; always exits 0.
 
-    Used for the arc chain so that psfnight (a barrier over the night's arcs) can
+    Used for the psf checkpoint (a shell rule: it runs under srun); the
+    script rules use desired.workflow_status.run_absorbing_failure instead.  The
+    arc chain absorbs failures so that psfnight (a barrier over the night's arcs) can
     run with --keep-going when one arc fails: it combines the arcs whose sidecar
     says ok.
     """
@@ -166,9 +168,6 @@ def fibermap_input(wildcards):
     return [path("fibermap", night=wildcards.night, expid=wildcards.expid)] if os.path.exists(raw) else []
 
 
-PREPROC_OPTIONS = "" if config["preproc"]["cosmics"] else "--no-cosmics"
-
-
 @register_targets
 def preproc_targets(night):
     """Preproc images of every flat and science camera (arcs are reached through psf)."""
@@ -190,16 +189,19 @@ def psfnight_inputs(wildcards):
     return psfs
 
 
-def psfnight_command(wildcards, input, output):
-    """Shell command of psfnight: combine, copy the fallback, or fail with a clear message."""
-    log = log_pattern("psfnight", "night", "camera").format(night=wildcards.night, camera=wildcards.camera)
-    if not input:
-        return (f"echo 'psfnight {wildcards.night} {wildcards.camera}: no arc PSF succeeded this night"
-                f" and psfnight.fallback_psf is not configured' | tee -a {log} >&2; exit 1")
-    if config["psfnight"]["fallback_psf"] and len(input) == 1 and not input[0].startswith(REDUX):
-        return (f"echo 'psfnight {wildcards.night} {wildcards.camera}: no arc PSF; using fallback {input[0]}'"
-                f" >> {log}; cp {input[0]} {output[0]}.tmp && mv {output[0]}.tmp {output[0]}")
-    return f"desired --log-file {log} psfnight --infiles {' '.join(input)} --outfile {output[0]}"
+def psfnight_fallback(wildcards):
+    """The configured fallback PSF of this night/camera, or None (the adapter fails clearly then)."""
+    fallback = config["psfnight"]["fallback_psf"]
+    return fallback.format(camera=wildcards.camera, night=wildcards.night) if fallback else None
+
+
+def traceshift_sky_template(wildcards):
+    """Night-sky template for the y shifts: the configured one, else the calib tree's when present, else None."""
+    configured = config["traceshift"]["sky_template"]
+    if configured:
+        return configured
+    calib = path("calib_sky_template")
+    return calib if os.path.exists(calib) else None
 
 
 @register_targets

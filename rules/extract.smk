@@ -23,6 +23,7 @@ rule extract:
         benchmark_pattern("extract", "night", "camera", "expid")
     conda:
         "../envs/desired.yaml"
+    # shell, not script: the SLURM profile starts this step under `srun -n N` ({params.launch})
     shell:
         "{params.launch} desired --log-file {log} extract --image {input.image} --psf {input.psf}"
         " --outfile {output.frame} {params.fibermap} {params.options} {params.mpi}"

@@ -23,6 +23,7 @@ checkpoint psf:
         benchmark_pattern("psf", "night", "camera", "expid")
     conda:
         "../envs/desired.yaml"
+    # shell, not script: the SLURM profile starts this step under `srun -n N` ({params.launch})
     shell:
         "rm -f {params.psf}; "
         + tolerant("grep -qx ok {input.preproc} && {params.launch} desired --log-file {log} psf"
@@ -36,15 +37,15 @@ rule psfnight:
     output:
         psf=pattern("psfnight"),
     params:
-        command=psfnight_command,
+        fallback=psfnight_fallback,
     log:
         log_pattern("psfnight", "night", "camera"),
     benchmark:
         benchmark_pattern("psfnight", "night", "camera")
     conda:
         "../envs/desired.yaml"
-    shell:
-        "{params.command}"
+    script:
+        "../workflow/scripts/psfnight.py"
 
 
 rule traceshift:
@@ -54,11 +55,13 @@ rule traceshift:
         psf=pattern("psfnight"),
     output:
         psf=pattern("shifted_psf"),
+    params:
+        sky_template=traceshift_sky_template,
     log:
         log_pattern("traceshift", "night", "camera", "expid"),
     benchmark:
         benchmark_pattern("traceshift", "night", "camera", "expid")
     conda:
         "../envs/desired.yaml"
-    shell:
-        "desired --log-file {log} traceshift --image {input.image} --psf {input.psf} --outfile {output.psf}"
+    script:
+        "../workflow/scripts/traceshift.py"

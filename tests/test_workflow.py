@@ -1,12 +1,16 @@
 """The Snakemake workflow: DAG, config schema, failure isolation, reruns, new data, resume.
 
-Most tests drive the real Snakefile with a *stand-in* ``desired`` executable put
-first on PATH: it runs the real ``exposure-table``/``fibermap``/``status`` steps,
-reads raw cameras with the real reader (so a corrupt raw exposure fails exactly
-where the real preproc would), and for the compute steps writes a small output
-naming its inputs.  That exercises the workflow logic (which jobs run, in what
-order, with which inputs) in seconds.  ``test_real_tiny_night`` runs the real
-steps on a simulated ``tiny`` night once they exist.
+Most tests drive the real Snakefile with *stand-in* compute steps: the shell
+rules (psf, extract: they run under srun) call a stand-in ``desired`` executable
+put first on PATH, and the script rules' adapters (workflow/scripts/*.py) call
+``desired.scripts.<step>`` functions that a ``sitecustomize`` module on
+PYTHONPATH replaces (preproc's ``run``, psfnight's ``combine_files``,
+traceshift's ``run``).  The real ``exposure-table``/``fibermap``/``status``
+steps and the adapters themselves run; the stand-ins read raw cameras with the
+real reader (so a corrupt raw exposure fails exactly where the real preproc
+would) and write a small output naming their inputs.  That exercises the
+workflow logic (which jobs run, in what order, with which inputs) in seconds.
+``test_real_tiny_night`` runs the real steps on a simulated ``tiny`` night.
 """
 from __future__ import annotations
 
@@ -80,6 +84,37 @@ FAKE_DESIRED = textwrap.dedent('''\
 ''')
 
 
+#: stand-ins of the library steps the script rules' adapters call (imported at interpreter start)
+FAKE_STEPS = textwrap.dedent('''\
+    """Stand-in steps used by tests/test_workflow.py (see its docstring)."""
+    import os, time
+    import desired.scripts.preproc, desired.scripts.psfnight, desired.scripts.traceshift
+
+    def _write(step, outfile, inputs, extra=""):
+        with open(outfile, "w") as fh:
+            fh.write("partial\\n")
+        if os.environ.get("FAKE_SLEEP_STEP") == step:
+            time.sleep(float(os.environ.get("FAKE_SLEEP", "30")))
+        with open(outfile, "w") as fh:
+            fh.write(step + "\\n" + "\\n".join(sorted(i for i in inputs if i)) + "\\n" + extra)
+
+    def preproc(infile, camera, outfile, fibermap=None, **options):
+        from desired.io.raw import read_raw_camera
+        read_raw_camera(infile, camera)
+        _write("preproc", outfile, [infile, fibermap])
+
+    def combine_files(infiles, outfile, nsig=4.0):
+        _write("psfnight", outfile, infiles)
+
+    def traceshift(image, psf, outfile, sky_template=None, **options):
+        _write("traceshift", outfile, [image, psf], extra=f"sky_template {sky_template}\\n")
+
+    desired.scripts.preproc.run = preproc
+    desired.scripts.psfnight.combine_files = combine_files
+    desired.scripts.traceshift.run = traceshift
+''')
+
+
 def _write_exposure(raw, expid, obstype, bad=False):
     header = {"EXPID": expid, "NIGHT": NIGHT, "OBSTYPE": obstype, "EXPTIME": 10.0,
               "TILEID": 1000 if obstype == "SCIENCE" else -1}
@@ -112,12 +147,14 @@ def workdir(source_tree, tmp_path):
     fake = fakebin / "desired"
     fake.write_text(FAKE_DESIRED.format(python=sys.executable))
     fake.chmod(0o755)
+    (fakebin / "sitecustomize.py").write_text(FAKE_STEPS)
     return tmp_path
 
 
 def _env(workdir, **extra):
     env = dict(os.environ)
     env["PATH"] = f"{workdir / 'fakebin'}{os.pathsep}{BIN}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = os.pathsep.join([str(workdir / "fakebin")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.update(extra)
     return env
 
@@ -223,6 +260,9 @@ def test_full_run_and_status(workdir):
     psfnight = workdir / findfile("psfnight", root="prod", night=NIGHT, camera="b0")
     combined = [line for line in psfnight.read_text().splitlines()[1:]]
     assert len(combined) == 3 and all("psf-b0-0000000" in p for p in combined)
+    # no configured template and none in the calib tree: traceshift gets None (built-in line list)
+    shifted = workdir / findfile("shifted_psf", root="prod", night=NIGHT, expid=6, camera="r0")
+    assert shifted.read_text().splitlines()[-1] == "sky_template None"
     status = subprocess.run([str(BIN / "desired"), "status", "--configfile", "config.yaml", "--schema",
                              str(REPO / "config" / "config.schema.yaml")], cwd=workdir, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -242,6 +282,12 @@ def test_failure_isolation_keep_going(workdir):
         psfnight = workdir / findfile("psfnight", root="prod", night=NIGHT, camera=cam)
         used = psfnight.read_text().splitlines()[1:]
         assert sorted(os.path.basename(p) for p in used) == [f"psf-{cam}-00000001.fits", f"psf-{cam}-00000003.fits"]
+        # the adapter logged the absorbed failure with its traceback and left no image behind
+        arc = {"night": NIGHT, "expid": 2, "camera": cam}
+        assert open(sidecar_path(str(workdir / findfile("preproc", root="prod", **arc)))).read() == "failed\n"
+        assert not (workdir / findfile("preproc", root="prod", **arc)).exists()
+        log = (workdir / "prod" / "logs" / "preproc" / str(NIGHT) / f"preproc_{NIGHT}_{cam}_00000002.log").read_text()
+        assert "Traceback" in log and "recorded in" in log and "desi-00000002" in log, log
     for f in science_frames(workdir):
         assert f.exists(), f
     # now a science exposure is corrupt: only its chain fails, with a non-zero exit
@@ -272,6 +318,45 @@ def test_night_without_arcs(workdir):
     psfnight = workdir / findfile("psfnight", root="prod", night=NIGHT, camera="r0")
     assert psfnight.read_text() == "calib_psf r0\n"
     assert all(f.exists() for f in science_frames(workdir))
+
+
+def test_traceshift_sky_template(workdir):
+    """null: the calibration tree's spec-sky.dat when it exists; a configured path wins."""
+    target = findfile("shifted_psf", root="prod", night=NIGHT, expid=6, camera="b0")
+    shifted = workdir / target
+    template = workdir / findfile("calib_sky_template", root="calib")
+    template.write_text("3600.0 1.0\n9800.0 1.0\n")
+    run = snakemake(workdir, "--cores", "2", target)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert shifted.read_text().splitlines()[-1] == f"sky_template {findfile('calib_sky_template', root='calib')}"
+    (workdir / "sky.yaml").write_text("raw_dir: raw\ncalib_dir: calib\nredux_dir: prod\n"
+                                      "traceshift:\n  sky_template: mysky.dat\n")
+    run = snakemake(workdir, "--cores", "2", target, configfile="sky.yaml")   # params changed: reruns
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert shifted.read_text().splitlines()[-1] == "sky_template mysky.dat"
+
+
+def test_sidecar_records_failure_without_raising(tmp_path, caplog):
+    from desired.workflow_status import read_step_status, run_absorbing_failure
+
+    def broken(path):
+        raise OSError(f"{path}: unreadable")
+
+    status = tmp_path / "a.status"
+    assert run_absorbing_failure(str(status), broken, path="x.fits") == "failed"
+    assert read_step_status(str(status)) == "failed" and "x.fits: unreadable" in caplog.text
+    assert run_absorbing_failure(str(status), lambda: None) == "ok"
+    assert status.read_text() == "ok\n" and [p.name for p in tmp_path.iterdir()] == ["a.status"]
+
+
+def test_psfnight_without_input_or_fallback_writes_nothing(tmp_path):
+    from desired.scripts.psfnight import run
+    out = tmp_path / "psfnight.fits"
+    with pytest.raises(ValueError, match="no input PSF and no fallback"):
+        run(infiles=[], outfile=str(out))
+    with pytest.raises(FileNotFoundError, match="fallback PSF does not exist"):
+        run(infiles=[], outfile=str(out), fallback=str(tmp_path / "missing.fits"))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_targeted_rerun_and_new_data(workdir):

@@ -4,12 +4,16 @@ Example::
 
     desired psfnight --infiles psf-r0-00000010.fits psf-r0-00000011.fits --outfile psfnight-r0-20261124.fits
 
-Missing or unreadable inputs are skipped with a warning.  Exit status: 0 on
-success, 1 when no input is usable or they are inconsistent (nothing written).
+Missing or unreadable inputs are skipped with a warning.  With no input at all
+a fallback PSF (``run(..., fallback=...)``, used by the workflow's
+``psfnight.fallback_psf``) is copied instead.  Exit status: 0 on success, 1 when
+no input is usable or they are inconsistent (nothing written).
 """
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 
 log = logging.getLogger(__name__)
 
@@ -21,30 +25,93 @@ def add_arguments(parser):
     parser.add_argument("--nsig", type=float, default=4.0, help="outlier rejection threshold (robust sigmas)")
 
 
-def main(args):
-    """Combine the PSFs; return the exit status."""
-    import os
+def combine_files(infiles, outfile, nsig=4.0):
+    """Read the PSF files, combine them and write the result.
 
+    Parameters
+    ----------
+    infiles : list of str
+        Arc PSF files of one night and camera; unreadable ones are skipped with a warning.
+    outfile : str
+        Output psfnight file (header INPSFnnn names the inputs used).
+    nsig : float
+        Outlier rejection threshold, robust sigmas.
+
+    Raises
+    ------
+    ValueError
+        If no input is readable or the PSFs cannot be combined (nothing written).
+    """
     from ..io.psf import read_psf, write_psf
     from ..io.util import DataModelError
     from ..psfnight import combine_psfs
 
     psfs, used = [], []
-    for path in args.infiles:
+    for path in infiles:
         try:
             psfs.append(read_psf(path))
             used.append(os.path.basename(path))
         except DataModelError as err:
             log.warning("skipping %s", err)
     if not psfs:
-        log.error("no readable PSF among %d inputs; nothing written", len(args.infiles))
-        return 1
+        raise ValueError(f"{outfile}: no readable PSF among {len(infiles)} inputs; nothing written")
     try:
-        psf = combine_psfs(psfs, nsig=args.nsig)
+        psf = combine_psfs(psfs, nsig=nsig)
     except ValueError as err:
-        log.error("cannot combine the PSFs: %s", err)
-        return 1
+        raise ValueError(f"{outfile}: cannot combine the PSFs: {err}") from err
     header = {f"INPSF{i:03d}": name for i, name in enumerate(used)}
-    write_psf(args.outfile, psf, header=header)
-    log.info("wrote %s from %d of %d PSFs", args.outfile, len(psfs), len(args.infiles))
+    write_psf(outfile, psf, header=header)
+    log.info("wrote %s from %d of %d PSFs", outfile, len(psfs), len(infiles))
+
+
+def copy_fallback(fallback, outfile):
+    """Copy the fallback PSF file byte for byte onto ``outfile`` (atomic).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``fallback`` does not exist.
+    """
+    from ..io.util import atomic_path
+    if not os.path.isfile(fallback):
+        raise FileNotFoundError(f"{fallback}: fallback PSF does not exist")
+    with atomic_path(outfile) as tmp:
+        shutil.copyfile(fallback, tmp)
+    log.warning("no arc PSF: %s is a copy of the fallback %s", outfile, fallback)
+
+
+def run(infiles, outfile, nsig=4.0, fallback=None):
+    """Combine a night's arc PSFs of one camera, or copy the fallback when there are none.
+
+    Parameters
+    ----------
+    infiles : list of str
+        Arc PSF files (may be empty when every arc failed).
+    outfile : str
+        Output psfnight file.
+    nsig : float
+        Outlier rejection threshold, robust sigmas.
+    fallback : str, optional
+        PSF copied to ``outfile`` when ``infiles`` is empty.
+
+    Raises
+    ------
+    ValueError
+        No input and no fallback, no readable input, or inconsistent inputs (nothing written).
+    """
+    if infiles:
+        combine_files(list(infiles), outfile, nsig=nsig)
+    elif fallback:
+        copy_fallback(fallback, outfile)
+    else:
+        raise ValueError(f"{outfile}: no input PSF and no fallback PSF; nothing written")
+
+
+def main(args):
+    """Combine the PSFs; return the exit status."""
+    try:
+        run(infiles=args.infiles, outfile=args.outfile, nsig=args.nsig)
+    except ValueError as err:
+        log.error("%s", err)
+        return 1
     return 0

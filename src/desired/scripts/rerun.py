@@ -32,14 +32,36 @@ def add_arguments(parser):
     parser.add_argument("--profile", default=None, help="Snakemake profile (e.g. profiles/slurm)")
 
 
-def rerun_command(args, config):
-    """Return (snakemake argv list, output file) for the task."""
-    step, fields = parse_task_name(args.task)
+def rerun_command(task, config, configfile="config/config.yaml", snakefile="Snakefile", directory=".",
+                  cores="1", profile=None, dry_run=False):
+    """Return (snakemake argv list, output file) forcing one task and its dependents.
+
+    Parameters
+    ----------
+    task : str
+        Task name, e.g. ``extract_20261124_r0_00000012``.
+    config : dict
+        Validated workflow config.
+    configfile, snakefile, directory : str
+        Passed to snakemake.
+    cores : str
+        Cores when no profile is given.
+    profile : str, optional
+        Snakemake profile.
+    dry_run : bool
+        Add ``--dry-run``.
+
+    Raises
+    ------
+    ValueError
+        If the task name does not parse.
+    """
+    step, fields = parse_task_name(task)
     roots = production_roots(config)
     obstype = None
     if step == "preproc":
         table = findfile("exposure_table", root=roots["redux"], night=fields["night"])
-        table = table if os.path.isabs(table) else os.path.join(args.directory, table)
+        table = table if os.path.isabs(table) else os.path.join(directory, table)
         if os.path.exists(table):
             for row in read_exposure_table(table):
                 if int(row["EXPID"]) == int(fields["expid"]):
@@ -48,20 +70,45 @@ def rerun_command(args, config):
     snakemake = os.path.join(os.path.dirname(sys.executable), "snakemake")
     if not os.path.exists(snakemake):
         snakemake = "snakemake"
-    cmd = [snakemake, "--snakefile", args.snakefile, "--configfile", args.configfile,
-           "--directory", args.directory, "--forcerun", output]
-    cmd += ["--profile", args.profile] if args.profile else ["--cores", str(args.cores)]
-    if args.dry_run:
+    cmd = [snakemake, "--snakefile", snakefile, "--configfile", configfile,
+           "--directory", directory, "--forcerun", output]
+    cmd += ["--profile", profile] if profile else ["--cores", str(cores)]
+    if dry_run:
         cmd.append("--dry-run")
     return cmd, output
 
 
+def run(task, configfile="config/config.yaml", schema=None, snakefile="Snakefile", directory=".", cores="1",
+        profile=None, dry_run=False, execute=True):
+    """Force one task and its dependents to run again; return (command, exit status or None).
+
+    Parameters
+    ----------
+    task : str
+        Task name.
+    configfile, schema, snakefile, directory, cores, profile, dry_run
+        See :func:`rerun_command`; schema None = ``config.schema.yaml`` next to the config.
+    execute : bool
+        Run the command (False: only build it; the status is None then).
+
+    Raises
+    ------
+    ValueError
+        Invalid config or task name.
+    """
+    schema = schema or os.path.join(os.path.dirname(os.path.abspath(configfile)), "config.schema.yaml")
+    config = load_config(configfile, schema)
+    cmd, output = rerun_command(task, config, configfile=configfile, snakefile=snakefile, directory=directory,
+                                cores=cores, profile=profile, dry_run=dry_run)
+    log.info("task %s -> output %s", task, output)
+    return cmd, (subprocess.call(cmd) if execute else None)
+
+
 def main(args):
     """Map the task, print the command, run it (unless --print-only); return its exit code."""
-    schema = args.schema or os.path.join(os.path.dirname(os.path.abspath(args.configfile)), "config.schema.yaml")
-    config = load_config(args.configfile, schema)
-    cmd, output = rerun_command(args, config)
-    log.info("task %s -> output %s", args.task, output)
+    cmd, _ = run(args.task, configfile=args.configfile, schema=args.schema, snakefile=args.snakefile,
+                 directory=args.directory, cores=args.cores, profile=args.profile, dry_run=args.dry_run,
+                 execute=False)
     print(shlex.join(cmd))
     if args.print_only:
         return 0
