@@ -1156,7 +1156,6 @@ def line_profile_chi2(image, psf, line_wave, line_flux=None, isolation=8.0, min_
             current = [line]
     if current:
         groups.append(current)
-    xtrace_rows = None
     out = {k: [] for k in ("fiber", "wave", "flux", "snr", "chi2", "ndof")}
     for group in groups:
         fib = np.repeat(fibers, len(group))
@@ -1168,11 +1167,9 @@ def line_profile_chi2(image, psf, line_wave, line_flux=None, isolation=8.0, min_
         inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
         flat = np.unique((rows * nx + cols)[inside])
         r, c = flat // nx, flat % nx
-        # nearest fiber of every pixel (traces at the pixel's row)
-        if xtrace_rows is None:
-            grid = np.linspace(psf.wavemin, psf.wavemax, 2001)
-            xtrace_rows = np.array([np.interp(np.arange(ny), psf.y(f, grid), psf.x(f, grid)) for f in fibers])
-        owner = np.argmin(np.abs(xtrace_rows[:, r] - c[None, :]), axis=0)
+        # nearest fiber of every pixel (trace columns at the group's mean wavelength)
+        xgroup = psf.x(fibers, np.full(fibers.size, line_wave[group].mean()))
+        owner = np.argmin(np.abs(xgroup[:, None] - c[None, :]), axis=0)
         nspot = fib.size
         index = np.searchsorted(flat, (rows * nx + cols)[inside])
         spot_of = np.broadcast_to(np.arange(nspot)[:, None, None], rows.shape)[inside]
