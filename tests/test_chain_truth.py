@@ -194,8 +194,6 @@ def test_psfnight_core_widths_within_two_percent(chain_night):
     assert np.abs(wx).max() <= 0.04 and np.abs(wy).max() <= 0.04
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (issue 6): the fit holds the even Gauss-Hermite "
-                   "terms at their nominal values, so GHSIGX/GHSIGY absorb the true ones (~3 % off)")
 def test_psfnight_gauss_hermite_sigmas_within_two_percent(chain_night):
     true = read_psf(chain_night.path("truth_psf", camera=CAMERA))
     fit = read_psf(chain_night.path("psfnight", camera=CAMERA))
