@@ -551,7 +551,8 @@ def store_patch(result, patch, fibers, dw, flux, ivar, nodata, badfrac, chi2, ba
     flux, ivar : array, shape (ncore, nkeep)
         Decorrelated counts per bin and their inverse variance.
     nodata, badfrac, chi2 : array, shape (ncore, nkeep)
-        Spots without data, fraction of their light on unweighted pixels, chi2pix.
+        Spots without data (stored with flux 0, ivar 0, NODATA and an identity
+        resolution row), fraction of their light on unweighted pixels, chi2pix.
     band : array, shape (ncore, nkeep, ndiag)
         :func:`resolution_band` of the kept rows; rows are renormalised to sum to 1
         (the decorrelation's small mass beyond ``ndiag // 2`` is dropped).
@@ -561,7 +562,7 @@ def store_patch(result, patch, fibers, dw, flux, ivar, nodata, badfrac, chi2, ba
     ndiag = band.shape[-1]
     half = ndiag // 2
     of, ow = slice(s0 - fibers[0], s1 - fibers[0]), slice(w0, w1)
-    result["flux"][of, ow] = flux / dw
+    result["flux"][of, ow] = np.where(nodata, 0.0, flux / dw)
     result["ivar"][of, ow] = np.where(nodata, 0.0, ivar * dw ** 2)
     result["chi2pix"][of, ow] = chi2
     m = np.zeros(badfrac.shape, np.int32)

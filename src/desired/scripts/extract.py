@@ -36,7 +36,7 @@ def add_arguments(parser):
     parser.add_argument("--bundlesize", type=int, default=25, help="fibers per bundle (default 25)")
     parser.add_argument("--nsubbundle", type=int, default=5, help="sub-bundles per bundle (default 5)")
     parser.add_argument("--nwavestep", type=int, default=30, help="wavelengths kept per patch (default 30)")
-    parser.add_argument("--wavepad", type=int, default=6, help="wavelengths of padding per side (default 6)")
+    parser.add_argument("--wavepad", type=int, default=6, help="wavelengths of padding per side of a patch, also beyond the grid ends (default 6)")
     parser.add_argument("--boxcar", action="store_true", help="quick-look boxcar extraction instead")
     parser.add_argument("--boxcar-width", type=int, default=3, help="boxcar half width in columns (default 3)")
     parser.add_argument("--nproc", type=int, default=1, help="worker processes (default 1)")
