@@ -18,10 +18,13 @@ parallel:
 4. traces: x(λ) and y(λ) of each fiber as the nominal Legendre series plus a
    Legendre correction fitted to the spot centroids (degree lowered when lines are
    few, outliers clipped);
-5. shape: GHSIGX, GHSIGY and chosen Gauss-Hermite coefficients as Legendre series
-   in wavelength (plus a linear term across the bundle's fibers), by
-   Levenberg-Marquardt on the stamps of bright isolated spots with the spot
-   fluxes solved linearly inside the residual;
+5. shape: GHSIGX, GHSIGY and the Gauss-Hermite coefficients GH-2-0, GH-0-2,
+   GH-1-1 as Legendre series in wavelength (plus a linear term across the bundle's
+   fibers and, for the widths, a per-fiber offset), by Levenberg-Marquardt on the
+   stamps of bright isolated spots with the spot fluxes solved linearly inside the
+   residual (variable projection) and analytic stamp derivatives
+   (:func:`fill_stamps_derivatives`), so a fitted parameter costs no extra stamp
+   evaluation;
 6. steps 3-5 are iterated; fibers without enough lines are flagged and their
    trace corrections interpolated from their neighbours.
 
@@ -67,7 +70,9 @@ class FitOptions:
     shape_degree : int
         Legendre degree in wavelength of the fitted shape parameters.
     shape_params : tuple of str
-        Spot parameters fitted (others are copied from the nominal PSF).
+        Spot parameters fitted (others are copied from the nominal PSF): GHSIGX,
+        GHSIGY and GH-i-j only.  The even terms GH-2-0/GH-0-2 must be fitted for
+        the widths to be right (otherwise the widths absorb them, ~3 %).
     fiber_slope : bool
         Fit a linear variation of each shape parameter across the bundle's fibers.
     min_snr : float
@@ -83,6 +88,15 @@ class FitOptions:
         Outer iterations of spot fit, trace fit and shape fit.
     max_shape_spots : int
         Brightest isolated spots used in the shape fit of one bundle.
+    shape_max_iter : int
+        Levenberg-Marquardt iterations of each shape fit (warm-started from the
+        previous outer iteration).
+    fiber_offsets : tuple of str
+        Shape parameters that get one constant offset per fiber on top of the
+        bundle's smooth model.
+    fiber_offset_prior : float
+        Width of the zero-mean Gaussian prior on those offsets (parameter units), so
+        that fibers without spots keep the bundle's smooth model.
     """
 
     trace_degree: int = 5
