@@ -11,8 +11,8 @@ from psf_synth import WAVEMAX, WAVEMIN, arc_image, nominal_psf, true_psf  # noqa
 from desired.arcs import lamp_lines  # noqa: E402
 from desired.io.psf import read_psf, write_psf  # noqa: E402
 from desired.psf import TAIL_PARAMS, fill_stamps  # noqa: E402
-from desired.psffit import (STATUS_INTERPOLATED, STATUS_MISSING_LINES, deriv_slot, fit_psf,  # noqa: E402
-                            render_stamps, render_stamps_derivatives)
+from desired.psffit import (STATUS_INTERPOLATED, STATUS_MISSING_LINES, FitOptions, deriv_slot,  # noqa: E402
+                            fit_psf, render_stamps, render_stamps_derivatives)
 from desired.psfnight import combine_psfs  # noqa: E402
 
 READNOISE = 3.0
@@ -226,14 +226,15 @@ def test_stamp_derivatives_match_finite_differences():
         deriv_slot("TAILAMP", 2)
 
 
-def test_even_gauss_hermite_terms_fitted_from_a_gaussian_nominal(lines):
+@pytest.mark.parametrize("model_weights", [False, True])
+def test_even_gauss_hermite_terms_fitted_from_a_gaussian_nominal(lines, model_weights):
     """Nominal without GH-2-0/GH-0-2 (as the simulator's): widths still within 2 % of the truth."""
     truth = true_psf(25, npix_y=2048)
     image, _ = arc_image(truth, *lines, readnoise=READNOISE, seed=9)
     nominal = nominal_psf(truth)
     for name in ("GH-2-0", "GH-0-2"):
         nominal.params[name] = np.zeros_like(truth.params[name])
-    psf, _ = fit_psf(image, nominal, *lines)
+    psf, _ = fit_psf(image, nominal, *lines, options=FitOptions(model_weights=model_weights))
     lam = np.linspace(5800, 6600, 40)
     fib = np.arange(truth.nfiber)[:, None]
     for name in ("GHSIGX", "GHSIGY"):
