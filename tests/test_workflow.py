@@ -243,6 +243,27 @@ def test_lint_clean(workdir):
     assert "Congratulations" in lint.stdout, lint.stdout[-3000:]
 
 
+def test_rules_shape():
+    """Every rule logs and names the conda env; only the srun-launched MPI rules use shell:, the others
+    a thin workflow/scripts adapter calling one desired.scripts.<step>.run."""
+    text = "".join((REPO / "rules" / name).read_text() for name in sorted(os.listdir(REPO / "rules")))
+    blocks = re.split(r"^(?=(?:rule|checkpoint) )", text, flags=re.M)[1:]
+    rules = {re.match(r"\w+ (\w+):", b).group(1): b for b in blocks}
+    assert {"simulate", "exposure_table", "fibermap", "preproc", "preproc_arc", "psf", "psfnight",
+            "traceshift", "extract"} <= set(rules)
+    for name, block in rules.items():
+        assert "    log:" in block and 'conda:\n        "../envs/desired.yaml"' in block, name
+        if name in ("psf", "extract"):
+            assert "    shell:" in block and "{params.launch}" in block and "    script:" not in block, name
+            continue
+        assert "    shell:" not in block, name
+        script = re.search(r'script:\n\s+"\.\./(workflow/scripts/\w+\.py)"', block).group(1)
+        source = (REPO / script).read_text()
+        assert len(source.splitlines()) <= 30, script
+        assert re.search(r"^from desired\.scripts\.\w+ import run$", source, re.M), script
+        assert "step_logging(snakemake.log[0])" in source, script
+
+
 def test_misspelled_config_key_fails_before_running(workdir):
     (workdir / "bad.yaml").write_text("raw_dir: raw\ncalib_dir: calib\nredux_dir: prod\npreproc:\n  cosmic: false\n")
     run = snakemake(workdir, "--cores", "1", configfile="bad.yaml")
