@@ -7,7 +7,9 @@
 #
 # Stages live in rules/*.smk (helpers in rules/common.smk); every path comes from
 # desired.paths.PATTERNS.  Later stages add a rules file, `include:` it below and
-# register their outputs with @register_targets.
+# register their outputs with @register_targets.  Rules run thin
+# workflow/scripts/<step>.py adapters (each calls desired.scripts.<step>.run);
+# only the MPI steps psf and extract are shell rules, started under srun.
 from snakemake.utils import min_version, validate
 
 min_version("8.20")
