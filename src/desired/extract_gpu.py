@@ -25,7 +25,7 @@ import numpy as np
 
 from .extract import (BUNDLESIZE, MIN_ON_CCD, RIDGE, BundleSpots, assemble_frame, bundle_ranges,
                       empty_result, finish_result, grid_columns, plan_bundles, plan_patches, resolution_band,
-                      single_threaded_blas, store_patch, wavelength_grid)
+                      single_threaded_blas, smooth_solution, store_patch, variance_options, wavelength_grid)
 
 try:                                   # optional dependency
     import cupy
@@ -75,7 +75,7 @@ def decorrelate(cov_blocks, xp=None):
 
 
 def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wavepad=6, ndiag=11,
-                   xp=None):
+                   readnoise=None, xp=None):
     """Extract a fiber range; same arguments and result as :func:`desired.extract.extract_bundle`.
 
     Parameters
@@ -97,6 +97,7 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
     sy, sx = spots.stamps.shape[2:]
     stamps_dev = xp.asarray(spots.stamps)
     pix_d, ivar_d = xp.asarray(pix), xp.asarray(ivar)
+    rn_d = None if readnoise is None else xp.asarray(readnoise)
     result = empty_result(f1 - f0, nwave, ndiag)
 
     groups = {}
@@ -166,17 +167,21 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
             A[xp.asarray(pidx), xp.asarray(py[valid] * nx + px[valid]), xp.asarray(aidx)] = \
                 stamps_dev[xp.asarray(fidx[pidx, aidx]), xp.asarray(widx[pidx, aidx]),
                            xp.asarray(jv), xp.asarray(iv)]
-            WA = A * w[:, :, None]
             At = xp.swapaxes(A, 1, 2)
-            M = xp.matmul(At, WA)
-            rhs = xp.matmul(At, (w * d)[:, :, None])[:, :, 0]
+            M = xp.matmul(At, A * w[:, :, None])
             diag = xp.diagonal(M, axis1=1, axis2=2)
             scale = xp.where(diag.max(axis=1) > 0, diag.max(axis=1), 1.0)
             nodata = diag <= 1e3 * RIDGE * scale[:, None]
-            M = M + (RIDGE * scale)[:, None, None] * xp.eye(n)[None]
-            cov = xp.linalg.inv(M)
-            cov = 0.5 * (cov + xp.swapaxes(cov, 1, 2))
-            fdec = xp.matmul(cov, rhs[:, :, None])[:, :, 0]
+            ridge = (RIDGE * scale)[:, None, None] * xp.eye(n)[None]
+            cov, fdec = _solve_batch(M + ridge, At, w, d, xp)
+            if rn_d is not None:
+                # model-variance weights from the smoothed first solution (see extract.model_weights)
+                rn = xp.where(on_d, rn_d[xp.asarray(gy_c.reshape(P, npix)), xp.asarray(gx_c.reshape(P, npix))], 0.0)
+                model = xp.matmul(A, smooth_solution(fdec, nw, xp=xp)[:, :, None])[:, :, 0]
+                var = xp.clip(model, 0.0, None) + rn ** 2
+                usable = (w > 0) & (var > 0)
+                w = xp.where(usable, 1.0 / xp.where(usable, var, 1.0), 0.0)
+                cov, fdec = _solve_batch(xp.matmul(At, A * w[:, :, None]) + ridge, At, w, d, xp)
             # on-grid wavelengths only (padding beyond the grid ends is marginalised)
             ng = hi - lo
             blocks = xp.stack([cov[:, i * nw + lo:i * nw + hi, i * nw + lo:i * nw + hi]
@@ -207,6 +212,14 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
     return finish_result(result)
 
 
+def _solve_batch(M, At, w, d, xp):
+    """Covariance ``M^-1`` (symmetrised) and solution ``M^-1 A^T W d`` of a batch of patches."""
+    cov = xp.linalg.inv(M)
+    cov = 0.5 * (cov + xp.swapaxes(cov, 1, 2))
+    rhs = xp.matmul(At, (w * d)[:, :, None])[:, :, 0]
+    return cov, xp.matmul(cov, rhs[:, :, None])[:, :, 0]
+
+
 def extract_bundles(pix, ivar, psf, wave, bundles, xp=None, **options):
     """Extract several fiber ranges in turn; list of :func:`extract_bundle` results."""
     xp = xp or default_array_module()
@@ -220,14 +233,16 @@ def extract_bundles(pix, ivar, psf, wave, bundles, xp=None, **options):
 
 
 def extract_frame(image, psf, wave=None, fibers=None, bundlesize=BUNDLESIZE, nproc=1,
-                  fibermap=None, xp=None, **options):
+                  fibermap=None, model_variance=True, xp=None, **options):
     """Batched-backend equivalent of :func:`desired.extract.extract_frame` (``nproc`` is ignored)."""
     xp = xp or default_array_module()
     wave, (lo, hi), bundles = plan_bundles(image, psf, wave, fibers, bundlesize)
+    options = variance_options(image, model_variance, options)
     t0 = time.perf_counter()
     results = extract_bundles(image.pix, image.good_ivar(), psf, wave, bundles, xp=xp, **options)
     log.info("extracted %d fibers x %d wavelengths in %.1f s (%s)", hi - lo, wave.size,
              time.perf_counter() - t0, xp.__name__)
     header = dict(image.header)
     header["BUNIT"] = "electron/Angstrom"
+    header["EXTVAR"] = "model" if "readnoise" in options else "data"
     return assemble_frame(results, bundles, wave, psf, header, fibermap)

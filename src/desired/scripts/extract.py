@@ -37,6 +37,9 @@ def add_arguments(parser):
     parser.add_argument("--nsubbundle", type=int, default=5, help="sub-bundles per bundle (default 5)")
     parser.add_argument("--nwavestep", type=int, default=30, help="wavelengths kept per patch (default 30)")
     parser.add_argument("--wavepad", type=int, default=6, help="wavelengths of padding per side of a patch, also beyond the grid ends (default 6)")
+    parser.add_argument("--data-variance", action="store_true",
+                        help="weight pixels by the preproc ivar (the data's own counts) instead of by a first "
+                             "model of each patch plus read noise (the default, which avoids a low flux bias)")
     parser.add_argument("--boxcar", action="store_true", help="quick-look boxcar extraction instead")
     parser.add_argument("--boxcar-width", type=int, default=3, help="boxcar half width in columns (default 3)")
     parser.add_argument("--nproc", type=int, default=1, help="worker processes (default 1)")
@@ -88,7 +91,7 @@ def main(args):
         from .. import extract_gpu as backend
     else:
         from .. import extract as backend
-    from ..extract import assemble_frame, bundle_ranges, wavelength_grid
+    from ..extract import assemble_frame, bundle_ranges, variance_options, wavelength_grid
 
     t0 = time.perf_counter()
     try:
@@ -127,12 +130,13 @@ def main(args):
     options = dict(nsubbundles=args.nsubbundle, nwavestep=args.nwavestep, wavepad=args.wavepad)
     if comm is None:
         frame = backend.extract_frame(image, psf, wave, fibers=(lo, hi), bundlesize=args.bundlesize,
-                                      nproc=args.nproc, **options)
+                                      nproc=args.nproc, model_variance=not args.data_variance, **options)
     else:
         bundles = [(max(a, lo), min(b, hi)) for a, b in bundle_ranges(psf.nfiber, args.bundlesize)
                    if b > lo and a < hi]
         mine = bundles[rank::size]
         ivar = image.good_ivar()
+        options = variance_options(image, not args.data_variance, options)
         with backend.single_threaded_blas():
             results = backend.extract_bundles(image.pix, ivar, psf, wave, mine, **options)
         gathered = comm.gather((mine, results), root=0)
@@ -142,6 +146,7 @@ def main(args):
         allr = [r for _, rs in gathered for r in rs]
         header = dict(image.header)
         header["BUNIT"] = "electron/Angstrom"
+        header["EXTVAR"] = "model" if "readnoise" in options else "data"
         frame = assemble_frame(allr, allb, wave, psf, header)
     frame.fibermap = fibermap
     frame.header["IN_PSF"] = str(args.psf)[-68:]
