@@ -66,6 +66,9 @@ ALLBAD_FRACTION = 0.99
 #: relative ridge added to the normal matrix so that spots without data stay solvable
 RIDGE = 1e-9
 
+#: pixels this many sigma above the first model keep their data variance (model-variance weights)
+OUTLIER_NSIG = 3.0
+
 #: spots with a smaller fraction of their light on the image get no data (ivar 0, NODATA)
 MIN_ON_CCD = 0.01
 
@@ -283,6 +286,13 @@ def _spot_statistics(stamps, xlo, ylo, coef, w, d, y0, x0, wanted):
     return chi2, badfrac
 
 
+def outlier_safe_variance(smooth, fitted, d, readnoise, nsig, xp=np):
+    """``max(smooth, 0) + rn^2``, or the pixel's own count variance where it sits ``nsig`` sigma above ``fitted``."""
+    var = xp.clip(smooth, 0.0, None) + readnoise ** 2
+    high = (d - fitted) > nsig * xp.sqrt(var)
+    return xp.where(high, xp.maximum(var, xp.clip(d, 0.0, None) + readnoise ** 2), var)
+
+
 def smooth_solution(f, nwave, width=3, xp=np):
     """Running mean of a patch solution over ``width`` wavelengths of each fiber.
 
@@ -307,7 +317,7 @@ def smooth_solution(f, nwave, width=3, xp=np):
     return ((csum[..., width:] - csum[..., :-width]) / width).reshape(f.shape)
 
 
-def model_weights(stamps, xlo, ylo, M, rhs, w, readnoise, y0, x0, nwave):
+def model_weights(stamps, xlo, ylo, M, rhs, w, d, readnoise, y0, x0, nwave, nsig=OUTLIER_NSIG):
     """Pixel weights from a first solution of the patch instead of from the data.
 
     Weighting pixels by the inverse of their own counts (the preproc ivar) biases
@@ -317,6 +327,10 @@ def model_weights(stamps, xlo, ylo, M, rhs, w, readnoise, y0, x0, nwave):
     smoothed over 3 output wavelengths per fiber.  The smoothing matters: the
     deconvolved solution follows the pixels so closely that a model made from it
     unsmoothed keeps each pixel's own noise, and with it the bias.
+
+    Pixels above the unsmoothed model by more than ``nsig`` sigma (cosmic-ray
+    residuals the preproc missed) keep the variance of their own counts, so they
+    stay as down-weighted as with the preproc ivar.
 
     Parameters
     ----------
@@ -328,12 +342,16 @@ def model_weights(stamps, xlo, ylo, M, rhs, w, readnoise, y0, x0, nwave):
     rhs : array, shape (n,)
     w : array, shape (ny, nx)
         Data weights of the patch rectangle (1/electron^2).
+    d : array, shape (ny, nx)
+        Pixel values of the rectangle, electrons.
     readnoise : array, shape (ny, nx)
         Read noise of the rectangle's pixels, electrons.
     y0, x0 : int
         CCD position of the rectangle.
     nwave : int
         Wavelengths per fiber in the patch.
+    nsig : float
+        Outlier threshold, sigma.
 
     Returns
     -------
@@ -343,9 +361,11 @@ def model_weights(stamps, xlo, ylo, M, rhs, w, readnoise, y0, x0, nwave):
     if info != 0:
         return w
     f, info = lapack.dpotrs(chol, rhs, lower=True)
-    model = np.zeros(w.shape)
-    _add_stamps(model, xlo - x0, ylo - y0, stamps, np.ascontiguousarray(smooth_solution(f, nwave)))
-    var = np.clip(model, 0.0, None) + readnoise ** 2
+    smooth = np.zeros(w.shape)
+    _add_stamps(smooth, xlo - x0, ylo - y0, stamps, np.ascontiguousarray(smooth_solution(f, nwave)))
+    fitted = np.zeros(w.shape)
+    _add_stamps(fitted, xlo - x0, ylo - y0, stamps, np.ascontiguousarray(f))
+    var = outlier_safe_variance(smooth, fitted, d, readnoise, nsig)
     usable = (w > 0) & (var > 0)
     return np.where(usable, 1.0 / np.where(usable, var, 1.0), 0.0)
 
@@ -738,7 +758,7 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
         nodata = diag <= 1e3 * RIDGE * scale
         M[np.diag_indices_from(M)] += RIDGE * scale
         if readnoise is not None:
-            wloc = model_weights(st, xl, yl, M, rhs, wloc, readnoise[y0:y1, x0:x1], y0, x0, nw)
+            wloc = model_weights(st, xl, yl, M, rhs, wloc, dloc, readnoise[y0:y1, x0:x1], y0, x0, nw)
             M, rhs = _accumulate_normal(st, xl, yl, wloc, dloc, y0, x0)
             M[np.diag_indices_from(M)] += RIDGE * scale
         core_idx = np.arange(core_rows[0] * nw, (core_rows[-1] + 1) * nw)

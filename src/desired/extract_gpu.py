@@ -23,9 +23,10 @@ import time
 
 import numpy as np
 
-from .extract import (BUNDLESIZE, MIN_ON_CCD, RIDGE, BundleSpots, assemble_frame, bundle_ranges,
+from .extract import (BUNDLESIZE, MIN_ON_CCD, OUTLIER_NSIG, RIDGE, BundleSpots, assemble_frame, bundle_ranges,
                       empty_result, finish_result, grid_columns, plan_bundles, plan_patches, resolution_band,
-                      single_threaded_blas, smooth_solution, store_patch, variance_options, wavelength_grid)
+                      outlier_safe_variance, single_threaded_blas, smooth_solution, store_patch,
+                      variance_options, wavelength_grid)
 
 try:                                   # optional dependency
     import cupy
@@ -177,8 +178,9 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
             if rn_d is not None:
                 # model-variance weights from the smoothed first solution (see extract.model_weights)
                 rn = xp.where(on_d, rn_d[xp.asarray(gy_c.reshape(P, npix)), xp.asarray(gx_c.reshape(P, npix))], 0.0)
-                model = xp.matmul(A, smooth_solution(fdec, nw, xp=xp)[:, :, None])[:, :, 0]
-                var = xp.clip(model, 0.0, None) + rn ** 2
+                smooth = xp.matmul(A, smooth_solution(fdec, nw, xp=xp)[:, :, None])[:, :, 0]
+                fitted = xp.matmul(A, fdec[:, :, None])[:, :, 0]
+                var = outlier_safe_variance(smooth, fitted, d, rn, OUTLIER_NSIG, xp=xp)
                 usable = (w > 0) & (var > 0)
                 w = xp.where(usable, 1.0 / xp.where(usable, var, 1.0), 0.0)
                 cov, fdec = _solve_batch(xp.matmul(At, A * w[:, :, None]) + ridge, At, w, d, xp)
