@@ -1,4 +1,4 @@
-"""Combine the arc PSFs of a night into one PSF (per-fiber robust median of coefficients)."""
+"""Combine the arc PSFs of a night into one PSF (per-fiber mean of the agreeing inputs' coefficients)."""
 from __future__ import annotations
 
 import logging
@@ -11,36 +11,41 @@ from .psffit import STATUS_INTERPOLATED
 log = logging.getLogger(__name__)
 
 
-def _robust_combine(stack, usable, nsig=4.0):
-    """Median of ``stack`` along axis 0 over usable entries after outlier rejection.
+def _outliers(deviation, usable, nsig, floor):
+    """(PSF, fiber) entries whose deviation exceeds ``nsig`` times the typical one (pooled over fibers) or ``floor``."""
+    typical = np.median(deviation[usable]) if usable.any() else 0.0
+    return usable & (deviation > max(nsig * 1.4826 * typical, floor))
 
-    Parameters
-    ----------
-    stack : array, shape (npsf, nfiber, ncoef)
-    usable : array of bool, shape (npsf, nfiber)
-    nsig : float
-        Entries further than ``nsig`` robust sigmas (1.4826 MAD across PSFs, per fiber
-        and coefficient) from the median are rejected before the final median.
+
+def _select(psfs, usable, nsig, trace_floor=0.02, width_floor=0.01):
+    """Which (PSF, fiber) entries agree with the others.
+
+    Each fiber's trace and core widths in each PSF are compared with their
+    median over the PSFs on a wavelength grid.  The deviations (largest trace
+    offset in pixels, largest relative GHSIGX/GHSIGY difference) are pooled over
+    all fibers to set the typical scatter, which a handful of arcs per fiber
+    could not; an entry more than ``nsig`` times that (and more than the floor)
+    away is rejected.
 
     Returns
     -------
-    combined : ndarray, shape (nfiber, ncoef)
-    nused : ndarray of int, shape (nfiber,)
-        PSFs kept for each fiber (all coefficients agreeing).
+    keep : ndarray of bool, shape (npsf, nfiber)
     """
-    data = np.where(usable[:, :, None], stack, np.nan)
-    med = np.nanmedian(data, axis=0)
-    mad = 1.4826 * np.nanmedian(np.abs(data - med[None]), axis=0)
-    # a floor avoids rejecting everything when the PSFs agree to rounding error
-    scale = np.maximum(mad, 1e-6 * np.maximum(np.abs(med), 1.0))
-    outlier = np.abs(data - med[None]) > nsig * scale[None]
-    bad_psf = outlier.any(axis=2) & usable                 # one bad coefficient rejects the fiber's PSF
-    keep = usable & ~bad_psf
+    ref = psfs[0]
+    grid = np.linspace(ref.wavemin, ref.wavemax, 25)
+    fibers = np.arange(ref.nfiber)[:, None]
+    xy = np.array([[p.x(fibers, grid), p.y(fibers, grid)] for p in psfs])          # [npsf, 2, nfiber, ngrid]
+    widths = np.array([[p.param(name, fibers, grid) for name in ("GHSIGX", "GHSIGY")] for p in psfs])
+    masked = np.where(usable[:, None, :, None], xy, np.nan)
+    trace_dev = np.nanmax(np.abs(xy - np.nanmedian(masked, axis=0)[None]), axis=(1, 3))
+    wmed = np.nanmedian(np.where(usable[:, None, :, None], widths, np.nan), axis=0)[None]
+    width_dev = np.nanmax(np.abs(widths / wmed - 1), axis=(1, 3))
+    bad = _outliers(trace_dev, usable, nsig, trace_floor) | _outliers(width_dev, usable, nsig, width_floor)
+    keep = usable & ~bad
     # when rejection would leave nothing, fall back to all usable entries
     none_left = ~keep.any(axis=0)
     keep[:, none_left] = usable[:, none_left]
-    combined = np.nanmedian(np.where(keep[:, :, None], stack, np.nan), axis=0)
-    return combined, keep.sum(axis=0)
+    return keep
 
 
 def combine_psfs(psfs, nsig=4.0):
@@ -56,7 +61,7 @@ def combine_psfs(psfs, nsig=4.0):
     Returns
     -------
     GaussHermitePSF
-        Median coefficients; ``STATUS`` is the bitwise AND of the inputs' status bits
+        Mean coefficients of the agreeing inputs (see :func:`_select`); ``STATUS`` is the bitwise AND of the inputs' status bits
         over the PSFs used (a fiber is flagged only when every input flags it), and
         BADFIBER lists fibers no input could fit.
 
@@ -98,7 +103,10 @@ def combine_psfs(psfs, nsig=4.0):
     blocks = [stacked(lambda p: p.xcoef), stacked(lambda p: p.ycoef)]
     blocks += [stacked(lambda p, k=k: p.params[k]) for k in names]
     sizes = [b.shape[2] for b in blocks]
-    combined, nused = _robust_combine(np.concatenate(blocks, axis=2), usable, nsig)
+    keep = _select(psfs, usable, nsig)
+    nused = keep.sum(axis=0)
+    stack = np.concatenate(blocks, axis=2)
+    combined = (stack * keep[:, :, None]).sum(axis=0) / nused[:, None]
     parts = np.split(combined, np.cumsum(sizes)[:-1], axis=1)
     xcoef, ycoef = parts[0], parts[1]
     params = {k: parts[2 + i] for i, k in enumerate(names)}
