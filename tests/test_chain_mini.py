@@ -22,10 +22,14 @@ CAMERAS = ("b0", "r0", "z0")
 
 @pytest.fixture(scope="module")
 def mini_night(tmp_path_factory):
-    """Mini night with 2 arcs and 1 science exposure through preproc, psf, psfnight, traceshift, extract."""
+    """Mini night with 2 arcs and 1 science exposure through preproc, psf, psfnight, traceshift, extract.
+
+    The science frame is also extracted with the simulator's true PSF moved by the
+    injected shift (``frame-truepsf-*``).
+    """
     night = simulate_night(tmp_path_factory.mktemp("mini_night"), preset="mini", narc=2, nflat=0, nscience=1,
                            extra=("--nproc", 2))
-    return run_chain(night, true_psf_frames=False, extract_nproc=2)
+    return run_chain(night, true_psf_frames=True, extract_nproc=2)
 
 
 @pytest.mark.parametrize("camera", CAMERAS)
@@ -57,3 +61,12 @@ def test_science_extraction_with_pipeline_psf(mini_night, camera):
                       wave_range=(grid[0], grid[-1]))
     assert chi.size > 0.8 * 50 * grid.size
     assert abs(chi.std() - 1) <= 0.1, (camera, chi.mean(), chi.std())
+
+
+@pytest.mark.parametrize("camera", CAMERAS)
+def test_science_extraction_with_true_psf(mini_night, camera):
+    """With the true PSF: pulls mean within +-0.02 and rms within 1 +- 0.05 over the whole grid (issue 7)."""
+    expid = mini_night.science[0]
+    chi = frame_pulls(mini_night.true_frame_path(expid, camera), mini_night, expid, camera)
+    assert abs(chi.mean()) <= 0.02, (camera, chi.mean(), chi.std())
+    assert abs(chi.std() - 1) <= 0.05, (camera, chi.mean(), chi.std())
