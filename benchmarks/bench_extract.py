@@ -143,6 +143,8 @@ def main():
     p.add_argument("--nsubbundles", type=int, default=5)
     p.add_argument("--nwavestep", type=int, default=30)
     p.add_argument("--wavepad", type=int, default=6)
+    p.add_argument("--data-variance", action="store_true",
+                   help="time the extraction with the image ivar as weights instead of the default model variance")
     p.add_argument("--specter", action="store_true", help="also run specter (must be importable)")
     p.add_argument("--specter-nbundle", type=int, default=1, help="bundles to extract with specter")
     args = p.parse_args()
@@ -154,7 +156,7 @@ def main():
     image, truth = full_image(psf, wave, nfib)
     print(f"rendered {nfib} fibers x {wave.size} wavelengths on 4096x4096 in {time.perf_counter() - t0:.1f} s")
     opts = dict(nsubbundles=args.nsubbundles, nwavestep=args.nwavestep, wavepad=args.wavepad)
-    print(f"options: {opts}")
+    print(f"options: {opts}, weights: {'image ivar' if args.data_variance else 'model variance'}")
     # warm the numba cache outside the timing
     extract_frame(image, psf, wave[:60], fibers=(0, 5), **opts)
     frame = None
@@ -162,7 +164,8 @@ def main():
     for nproc in [int(n) for n in args.nproc.split(",")]:
         t0 = time.perf_counter()
         c0 = cpu_seconds()
-        frame = extract_frame(image, psf, wave, fibers=(0, nfib), nproc=nproc, **opts)
+        frame = extract_frame(image, psf, wave, fibers=(0, nfib), nproc=nproc,
+                              model_variance=not args.data_variance, **opts)
         dt = time.perf_counter() - t0
         dc = cpu_seconds() - c0
         label = "measured" if args.nbundle == 20 else f"{args.nbundle} bundles measured"
@@ -184,24 +187,27 @@ def main():
             return 0
         ns = BUNDLE * args.specter_nbundle
         sflux, sivar, srdata, st = run_specter(image, psf, wave, ns, nsub=6)   # DESI's production settings
-        t0 = time.perf_counter()
-        c0 = cpu_seconds()
-        ours = extract_frame(image, psf, wave, fibers=(0, ns), nproc=1, **opts)
-        ot = time.perf_counter() - t0
-        print(f"desired CPU time: {cpu_seconds() - c0:.1f} s")
-        print(f"specter ex2d: {st:.1f} s for {ns} fibers; desired: {ot:.1f} s (1 core): "
-              f"speed ratio {st / ot:.1f}x")
-        print(f"  full frame extrapolated: specter {st * 500 / ns:.0f} s, desired {ot * 500 / ns:.0f} s")
         edge = np.zeros(wave.size, bool)
         edge[:10] = edge[-10:] = True
-        for label, sel in (("all wavelengths", np.ones(wave.size, bool)), ("10 bins at the ends", edge),
-                           ("interior", ~edge)):
-            good = (sivar > 0) & (ours.ivar > 0) & sel[None, :]
-            d = (ours.flux[good] - sflux[good]) * np.sqrt(ours.ivar[good])
-            print(f"  flux difference / sigma, {label}: median |d| {np.median(np.abs(d)):.4f}, "
-                  f"rms {d.std():.4f}, max |d| {np.abs(d).max():.3f}; "
-                  f"ivar ratio median {np.median(ours.ivar[good] / sivar[good]):.4f}")
-        print_pulls("desired", ours.flux, ours.ivar, ours.resolution_data, truth[:ns], edge)
+        # like for like first: the same pixel weights as specter (the image ivar), then the default
+        for model_variance, what in ((False, "image-ivar weights, as specter"),
+                                     (True, "model-variance weights, the default")):
+            t0 = time.perf_counter()
+            c0 = cpu_seconds()
+            ours = extract_frame(image, psf, wave, fibers=(0, ns), nproc=1, model_variance=model_variance, **opts)
+            ot = time.perf_counter() - t0
+            print(f"desired ({what}): CPU time {cpu_seconds() - c0:.1f} s")
+            print(f"  specter ex2d: {st:.1f} s for {ns} fibers; desired: {ot:.1f} s (1 core): "
+                  f"speed ratio {st / ot:.1f}x")
+            print(f"  full frame extrapolated: specter {st * 500 / ns:.0f} s, desired {ot * 500 / ns:.0f} s")
+            for label, sel in (("all wavelengths", np.ones(wave.size, bool)), ("10 bins at the ends", edge),
+                               ("interior", ~edge)):
+                good = (sivar > 0) & (ours.ivar > 0) & sel[None, :]
+                d = (ours.flux[good] - sflux[good]) * np.sqrt(ours.ivar[good])
+                print(f"  flux difference / sigma, {label}: median |d| {np.median(np.abs(d)):.4f}, "
+                      f"rms {d.std():.4f}, max |d| {np.abs(d).max():.3f}; "
+                      f"ivar ratio median {np.median(ours.ivar[good] / sivar[good]):.4f}")
+            print_pulls("desired", ours.flux, ours.ivar, ours.resolution_data, truth[:ns], edge)
         print_pulls("specter", sflux, sivar, srdata, truth[:ns], edge)
         rd = srdata.shape[1] // 2
         ours_r = ours.resolution_data[:, 5 - min(5, rd):6 + min(5, rd)]

@@ -286,10 +286,10 @@ def _spot_statistics(stamps, xlo, ylo, coef, w, d, y0, x0, wanted):
     return chi2, badfrac
 
 
-def outlier_safe_variance(smooth, fitted, d, readnoise, nsig, xp=np):
-    """``max(smooth, 0) + rn^2``, or the pixel's own count variance where it sits ``nsig`` sigma above ``fitted``."""
-    var = xp.clip(smooth, 0.0, None) + readnoise ** 2
-    high = (d - fitted) > nsig * xp.sqrt(var)
+def outlier_safe_variance(model, d, readnoise, nsig, xp=np):
+    """``max(model, 0) + rn^2``, or the pixel's own count variance where it sits ``nsig`` sigma above the model."""
+    var = xp.clip(model, 0.0, None) + readnoise ** 2
+    high = (d - model) > nsig * xp.sqrt(var)
     return xp.where(high, xp.maximum(var, xp.clip(d, 0.0, None) + readnoise ** 2), var)
 
 
@@ -317,20 +317,27 @@ def smooth_solution(f, nwave, width=3, xp=np):
     return ((csum[..., width:] - csum[..., :-width]) / width).reshape(f.shape)
 
 
-def model_weights(stamps, xlo, ylo, M, rhs, w, d, readnoise, y0, x0, nwave, nsig=OUTLIER_NSIG):
-    """Pixel weights from a first solution of the patch instead of from the data.
+def checkerboard(shape):
+    """Boolean checkerboard over a patch rectangle (True where row + column is even)."""
+    return (np.arange(shape[0])[:, None] + np.arange(shape[1])[None, :]) % 2 == 0
+
+
+def model_weights(stamps, xlo, ylo, M, rhs, w, d, readnoise, y0, x0, nwave, ridge, nsig=OUTLIER_NSIG):
+    """Pixel weights from the patch's model instead of from the pixels' own counts.
 
     Weighting pixels by the inverse of their own counts (the preproc ivar) biases
     the flux low: a pixel that fluctuated up gets less weight (on simulated z
     frames the pulls average -0.06).  The weights here are ``1 / (model +
-    readnoise^2)``, where ``model`` renders a first solution ``M^-1 rhs``
-    smoothed over 3 output wavelengths per fiber.  The smoothing matters: the
-    deconvolved solution follows the pixels so closely that a model made from it
-    unsmoothed keeps each pixel's own noise, and with it the bias.
+    readnoise^2)`` with a model that never saw the pixel: the patch is solved on
+    the black squares of a checkerboard to model the white ones and the other
+    way round, each solution smoothed over 3 output wavelengths per fiber before
+    it is rendered (the deconvolved solution is noisy; smoothing keeps the
+    weights' noise down).  A model made from all the pixels follows each one
+    closely enough to keep part of its noise, and with it part of the bias.
 
-    Pixels above the unsmoothed model by more than ``nsig`` sigma (cosmic-ray
-    residuals the preproc missed) keep the variance of their own counts, so they
-    stay as down-weighted as with the preproc ivar.
+    Pixels above their model by more than ``nsig`` sigma (cosmic-ray residuals
+    the preproc missed) keep the variance of their own counts, so they stay as
+    down-weighted as with the preproc ivar.
 
     Parameters
     ----------
@@ -338,7 +345,7 @@ def model_weights(stamps, xlo, ylo, M, rhs, w, d, readnoise, y0, x0, nwave, nsig
         Spot stamps, fiber-major (``n = nfiber * nwave``).
     xlo, ylo : array of int, shape (n,)
     M : array, shape (n, n)
-        Normal matrix with the ridge added.
+        Normal matrix of the data weights ``w`` (without ridge).
     rhs : array, shape (n,)
     w : array, shape (ny, nx)
         Data weights of the patch rectangle (1/electron^2).
@@ -350,6 +357,8 @@ def model_weights(stamps, xlo, ylo, M, rhs, w, d, readnoise, y0, x0, nwave, nsig
         CCD position of the rectangle.
     nwave : int
         Wavelengths per fiber in the patch.
+    ridge : float
+        Added to the diagonal of each half's normal matrix.
     nsig : float
         Outlier threshold, sigma.
 
@@ -357,15 +366,20 @@ def model_weights(stamps, xlo, ylo, M, rhs, w, d, readnoise, y0, x0, nwave, nsig
     -------
     ndarray, shape (ny, nx)
     """
-    chol, info = lapack.dpotrf(M, lower=True, clean=False)
-    if info != 0:
-        return w
-    f, info = lapack.dpotrs(chol, rhs, lower=True)
-    smooth = np.zeros(w.shape)
-    _add_stamps(smooth, xlo - x0, ylo - y0, stamps, np.ascontiguousarray(smooth_solution(f, nwave)))
-    fitted = np.zeros(w.shape)
-    _add_stamps(fitted, xlo - x0, ylo - y0, stamps, np.ascontiguousarray(f))
-    var = outlier_safe_variance(smooth, fitted, d, readnoise, nsig)
+    black = checkerboard(w.shape)
+    m_black, rhs_black = _accumulate_normal(stamps, xlo, ylo, np.where(black, w, 0.0), d, y0, x0)
+    halves = []
+    for mh, rh in ((m_black, rhs_black), (M - m_black, rhs - rhs_black)):
+        mh = mh + ridge * np.eye(mh.shape[0])
+        chol, info = lapack.dpotrf(mh, lower=True, clean=False)
+        if info != 0:
+            return w
+        f, info = lapack.dpotrs(chol, rh, lower=True)
+        rendered = np.zeros(w.shape)
+        _add_stamps(rendered, xlo - x0, ylo - y0, stamps, np.ascontiguousarray(smooth_solution(f, nwave)))
+        halves.append(rendered)
+    model = np.where(black, halves[1], halves[0])          # each pixel from the half that did not see it
+    var = outlier_safe_variance(model, d, readnoise, nsig)
     usable = (w > 0) & (var > 0)
     return np.where(usable, 1.0 / np.where(usable, var, 1.0), 0.0)
 
@@ -710,10 +724,10 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
     ndiag : int
         Diagonals of the resolution matrix kept.
     readnoise : array, shape (ny, nx), optional
-        Read noise (electrons).  When given, each patch is solved twice: the pixel
-        weights of the second solution are ``1 / (model + readnoise^2)`` from the
-        first, smoothed (:func:`model_weights`), which removes the low bias of
-        weighting by the data's own counts.  Without it the weights are ``ivar``.
+        Read noise (electrons).  When given, the pixel weights are ``1 / (model +
+        readnoise^2)`` with a model of each pixel from the patch solved without it
+        (:func:`model_weights`), which removes the low bias of weighting by the
+        data's own counts.  Without it the weights are ``ivar``.
 
     Returns
     -------
@@ -756,11 +770,11 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
         diag = np.diag(M).copy()
         scale = diag.max() if diag.size and diag.max() > 0 else 1.0
         nodata = diag <= 1e3 * RIDGE * scale
-        M[np.diag_indices_from(M)] += RIDGE * scale
         if readnoise is not None:
-            wloc = model_weights(st, xl, yl, M, rhs, wloc, dloc, readnoise[y0:y1, x0:x1], y0, x0, nw)
+            wloc = model_weights(st, xl, yl, M, rhs, wloc, dloc, readnoise[y0:y1, x0:x1], y0, x0, nw,
+                                 RIDGE * scale)
             M, rhs = _accumulate_normal(st, xl, yl, wloc, dloc, y0, x0)
-            M[np.diag_indices_from(M)] += RIDGE * scale
+        M[np.diag_indices_from(M)] += RIDGE * scale
         core_idx = np.arange(core_rows[0] * nw, (core_rows[-1] + 1) * nw)
         fdec, cov_core = solve_patch(M, rhs, core_idx)
         # decorrelate the on-grid wavelengths only: padding bins beyond the grid ends

@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from .extract import (BUNDLESIZE, MIN_ON_CCD, OUTLIER_NSIG, RIDGE, BundleSpots, assemble_frame, bundle_ranges,
-                      empty_result, finish_result, grid_columns, plan_bundles, plan_patches, resolution_band,
+                      checkerboard, empty_result, finish_result, grid_columns, plan_bundles, plan_patches, resolution_band,
                       outlier_safe_variance, single_threaded_blas, smooth_solution, store_patch,
                       variance_options, wavelength_grid)
 
@@ -170,20 +170,31 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
                            xp.asarray(jv), xp.asarray(iv)]
             At = xp.swapaxes(A, 1, 2)
             M = xp.matmul(At, A * w[:, :, None])
+            rhs = xp.matmul(At, (w * d)[:, :, None])[:, :, 0]
             diag = xp.diagonal(M, axis1=1, axis2=2)
             scale = xp.where(diag.max(axis=1) > 0, diag.max(axis=1), 1.0)
             nodata = diag <= 1e3 * RIDGE * scale[:, None]
             ridge = (RIDGE * scale)[:, None, None] * xp.eye(n)[None]
-            cov, fdec = _solve_batch(M + ridge, At, w, d, xp)
             if rn_d is not None:
-                # model-variance weights from the smoothed first solution (see extract.model_weights)
+                # model-variance weights, each pixel modelled without itself (see extract.model_weights)
                 rn = xp.where(on_d, rn_d[xp.asarray(gy_c.reshape(P, npix)), xp.asarray(gx_c.reshape(P, npix))], 0.0)
-                smooth = xp.matmul(A, smooth_solution(fdec, nw, xp=xp)[:, :, None])[:, :, 0]
-                fitted = xp.matmul(A, fdec[:, :, None])[:, :, 0]
-                var = outlier_safe_variance(smooth, fitted, d, rn, OUTLIER_NSIG, xp=xp)
+                black = xp.asarray(checkerboard((ny, nx)).reshape(1, npix))
+                wb = xp.where(black, w, 0.0)
+                m_black = xp.matmul(At, A * wb[:, :, None])
+                rhs_black = xp.matmul(At, (wb * d)[:, :, None])[:, :, 0]
+                halves = []
+                for mh, rh in ((m_black, rhs_black), (M - m_black, rhs - rhs_black)):
+                    fh = xp.linalg.solve(mh + ridge, rh[:, :, None])[:, :, 0]
+                    halves.append(xp.matmul(A, smooth_solution(fh, nw, xp=xp)[:, :, None])[:, :, 0])
+                model = xp.where(black, halves[1], halves[0])
+                var = outlier_safe_variance(model, d, rn, OUTLIER_NSIG, xp=xp)
                 usable = (w > 0) & (var > 0)
                 w = xp.where(usable, 1.0 / xp.where(usable, var, 1.0), 0.0)
-                cov, fdec = _solve_batch(xp.matmul(At, A * w[:, :, None]) + ridge, At, w, d, xp)
+                M = xp.matmul(At, A * w[:, :, None])
+                rhs = xp.matmul(At, (w * d)[:, :, None])[:, :, 0]
+            cov = xp.linalg.inv(M + ridge)
+            cov = 0.5 * (cov + xp.swapaxes(cov, 1, 2))
+            fdec = xp.matmul(cov, rhs[:, :, None])[:, :, 0]
             # on-grid wavelengths only (padding beyond the grid ends is marginalised)
             ng = hi - lo
             blocks = xp.stack([cov[:, i * nw + lo:i * nw + hi, i * nw + lo:i * nw + hi]
@@ -212,14 +223,6 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
                 nod = nodata[k] | (spots.on_ccd[s0 - c0:s1 - c0, w0 + pad:w1 + pad] < MIN_ON_CCD)
                 store_patch(result, p, fibers, dw, rflux[k], rivar[k], nod, badfrac[k], chi2[k], band[k])
     return finish_result(result)
-
-
-def _solve_batch(M, At, w, d, xp):
-    """Covariance ``M^-1`` (symmetrised) and solution ``M^-1 A^T W d`` of a batch of patches."""
-    cov = xp.linalg.inv(M)
-    cov = 0.5 * (cov + xp.swapaxes(cov, 1, 2))
-    rhs = xp.matmul(At, (w * d)[:, :, None])[:, :, 0]
-    return cov, xp.matmul(cov, rhs[:, :, None])[:, :, 0]
 
 
 def extract_bundles(pix, ivar, psf, wave, bundles, xp=None, **options):
