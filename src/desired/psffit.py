@@ -48,6 +48,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from .arcs import isolated_lines
 from .psf import TAIL_PARAMS, GaussHermitePSF, fill_stamps, reduced_wavelength
+from .threads import single_threaded_blas
 
 log = logging.getLogger(__name__)
 
@@ -1086,6 +1087,12 @@ def assemble_psf(nominal, slices, results, options=None, meta=None):
                            nominal.param_wavemax, nominal.fibermin, out_meta)
 
 
+def fit_bundle_one_thread(task):
+    """:func:`fit_bundle` with BLAS on one thread (bundles are the unit of parallelism)."""
+    with single_threaded_blas():
+        return fit_bundle(task)
+
+
 def fit_psf(image, nominal, line_wave, line_intensity, options=None, bundle_size=BUNDLE_SIZE,
             nproc=1, mapper=None):
     """Fit a GAUSS-HERMITE PSF to an arc image, bundle by bundle.
@@ -1116,13 +1123,13 @@ def fit_psf(image, nominal, line_wave, line_intensity, options=None, bundle_size
     slices, tasks = make_tasks(image, nominal, line_wave, line_intensity, options, bundle_size)
     log.info("fitting %d fibers in %d bundles with %d lines", nominal.nfiber, len(tasks), tasks[0].line_wave.size)
     if mapper is not None:
-        results = list(mapper(fit_bundle, tasks))
+        results = list(mapper(fit_bundle_one_thread, tasks))
     elif nproc > 1 and len(tasks) > 1:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(max_workers=nproc) as pool:
-            results = list(pool.map(fit_bundle, tasks))
+            results = list(pool.map(fit_bundle_one_thread, tasks))
     else:
-        results = [fit_bundle(t) for t in tasks]
+        results = [fit_bundle_one_thread(t) for t in tasks]
     psf = assemble_psf(nominal, slices, results, options)
     nbad = psf.meta["NBADFIB"]
     if nbad:

@@ -69,7 +69,7 @@ def main(args):
     from ..io.image import read_image
     from ..io.psf import read_psf, write_psf
     from ..io.util import DataModelError
-    from ..psffit import FitOptions, assemble_psf, fit_bundle, make_tasks
+    from ..psffit import FitOptions, assemble_psf, fit_bundle_one_thread, make_tasks
 
     start = time.perf_counter()
     try:
@@ -88,13 +88,13 @@ def main(args):
     rank = 0
     if args.mpi or launched_under_mpi():
         mapper, rank = mpi_mapper()
-        results = mapper(fit_bundle, tasks)
+        results = mapper(fit_bundle_one_thread, tasks)
     elif args.nproc > 1 and len(tasks) > 1:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(max_workers=args.nproc) as pool:
-            results = list(pool.map(fit_bundle, tasks))
+            results = list(pool.map(fit_bundle_one_thread, tasks))
     else:
-        results = [fit_bundle(t) for t in tasks]
+        results = [fit_bundle_one_thread(t) for t in tasks]
     if rank != 0:
         return 0
     meta = {"CAMERA": image.camera, "IN_PSF": os.path.basename(args.input_psf),
