@@ -143,6 +143,8 @@ def main():
     p.add_argument("--nsubbundles", type=int, default=5)
     p.add_argument("--nwavestep", type=int, default=30)
     p.add_argument("--wavepad", type=int, default=6)
+    p.add_argument("--gpu", action="store_true",
+                   help="also time the CuPy backend on the same frame (skipped without cupy and a CUDA device)")
     p.add_argument("--data-variance", action="store_true",
                    help="time the extraction with the image ivar as weights instead of the default model variance")
     p.add_argument("--specter", action="store_true", help="also run specter (must be importable)")
@@ -178,6 +180,8 @@ def main():
     print(f"peak RSS: main process {own:.2f} GiB, largest worker {kids:.2f} GiB")
     chi = ((frame.flux - frame.convolve(truth)) * np.sqrt(frame.ivar))[frame.ivar > 0]
     print(f"pull (flux - R truth) sqrt(ivar): mean {chi.mean():+.4f} rms {chi.std():.4f} n={chi.size}")
+    if args.gpu:
+        time_gpu(image, psf, wave, nfib, frame, not args.data_variance, opts)
 
     if args.specter:
         try:
@@ -215,6 +219,27 @@ def main():
         print(f"  resolution data |ours - specter| (common diagonals): max {rdiff.max():.4f}, "
               f"interior max {rdiff[:, :, ~edge].max():.4f}, interior median {np.median(rdiff[:, :, ~edge]):.2e}")
     return 0
+
+
+def time_gpu(image, psf, wave, nfib, cpu_frame, model_variance, opts):
+    """Time the CuPy backend on the frame and compare it with the CPU result (prints; skips without a GPU)."""
+    try:
+        import cupy
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:                     # no cupy or no device
+        print(f"GPU backend skipped: {err.__class__.__name__}: {err}")
+        return
+    from desired import extract_gpu
+    extract_gpu.extract_frame(image, psf, wave[:60], fibers=(0, 25), model_variance=model_variance, **opts)
+    cupy.cuda.Device().synchronize()
+    t0 = time.perf_counter()
+    gpu = extract_gpu.extract_frame(image, psf, wave, fibers=(0, nfib), model_variance=model_variance, **opts)
+    cupy.cuda.Device().synchronize()
+    dt = time.perf_counter() - t0
+    good = (cpu_frame.ivar > 0) & (gpu.ivar > 0)
+    d = (gpu.flux - cpu_frame.flux)[good] * np.sqrt(cpu_frame.ivar[good])
+    print(f"GPU ({cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}): {dt:.2f} s for {nfib} fibers; "
+          f"max |GPU - CPU| / sigma {np.abs(d).max():.2e}")
 
 
 if __name__ == "__main__":
