@@ -124,8 +124,8 @@ def _paint_stamps(region, xlo, ylo, sy, sx, y0, x0, value):
 
 
 @numba.njit(cache=True)
-def _normal_equations(stamps, xlo, ylo, is_core, xlo_out, ylo_out, pix, ivar, y0, x0, ny, nx):
-    """Accumulate ``M = A^T W A`` and ``A^T W pix`` of one patch.
+def _patch_pixels(stamps, xlo, ylo, is_core, xlo_out, ylo_out, pix, ivar, y0, x0, ny, nx):
+    """Weights and values of the pixels of one patch rectangle that enter its fit.
 
     Parameters
     ----------
@@ -139,7 +139,7 @@ def _normal_equations(stamps, xlo, ylo, is_core, xlo_out, ylo_out, pix, ivar, y0
 
     Returns
     -------
-    M : (n, n), rhs : (n,), w : (ny, nx) weights used, d : (ny, nx) pixel values
+    w : (ny, nx) weights used (0 outside the fit), d : (ny, nx) pixel values
     """
     n, sy, sx = stamps.shape
     NY, NX = pix.shape
@@ -158,6 +158,12 @@ def _normal_equations(stamps, xlo, ylo, is_core, xlo_out, ylo_out, pix, ivar, y0
                 continue
             w[yy, xx] = ivar[Y, X]
             d[yy, xx] = pix[Y, X]
+    return w, d
+
+
+def _normal_equations(stamps, xlo, ylo, is_core, xlo_out, ylo_out, pix, ivar, y0, x0, ny, nx):
+    """``M = A^T W A``, ``A^T W pix`` and the pixel weights/values (:func:`_patch_pixels`) of one patch."""
+    w, d = _patch_pixels(stamps, xlo, ylo, is_core, xlo_out, ylo_out, pix, ivar, y0, x0, ny, nx)
     M, rhs = _accumulate_normal(stamps, xlo, ylo, w, d, y0, x0)
     return M, rhs, w, d
 
@@ -196,6 +202,55 @@ def _accumulate_normal(stamps, xlo, ylo, w, d, y0, x0):
                         s += stamps[a, Y - ylo[a], X - xlo[a]] * stamps[c, Y - ylo[c], X - xlo[c]] * ww
             M[a, c] = s
             M[c, a] = s
+    return M, rhs
+
+
+@numba.njit(cache=True)
+def _accumulate_halves(stamps, xlo, ylo, w, d, y0, x0):
+    """:func:`_accumulate_normal` split over the two colours of a checkerboard, in one pass.
+
+    Returns
+    -------
+    M : (2, n, n), rhs : (2, n)
+        Index 0: pixels with even (row + column) in the rectangle (:func:`checkerboard` True), 1: odd.
+    """
+    n, sy, sx = stamps.shape
+    ny, nx = w.shape
+    M = np.zeros((2, n, n))
+    rhs = np.zeros((2, n))
+    for a in range(n):
+        ya0 = max(ylo[a], y0)
+        ya1 = min(ylo[a] + sy, y0 + ny)
+        xa0 = max(xlo[a], x0)
+        xa1 = min(xlo[a] + sx, x0 + nx)
+        for Y in range(ya0, ya1):
+            for X in range(xa0, xa1):
+                rhs[(Y - y0 + X - x0) % 2, a] += stamps[a, Y - ylo[a], X - xlo[a]] * w[Y - y0, X - x0] * d[Y - y0, X - x0]
+        for c in range(a, n):
+            yc0 = max(ya0, ylo[c])
+            yc1 = min(ya1, ylo[c] + sy)
+            if yc0 >= yc1:
+                continue
+            xc0 = max(xa0, xlo[c])
+            xc1 = min(xa1, xlo[c] + sx)
+            if xc0 >= xc1:
+                continue
+            s0 = 0.0
+            s1 = 0.0
+            for Y in range(yc0, yc1):
+                odd_first = (Y - y0 + xc0 - x0) % 2          # colour of the row's first column
+                for X in range(xc0 + odd_first, xc1, 2):     # even (row + column): colour 0
+                    ww = w[Y - y0, X - x0]
+                    if ww != 0.0:
+                        s0 += stamps[a, Y - ylo[a], X - xlo[a]] * stamps[c, Y - ylo[c], X - xlo[c]] * ww
+                for X in range(xc0 + 1 - odd_first, xc1, 2):  # odd: colour 1
+                    ww = w[Y - y0, X - x0]
+                    if ww != 0.0:
+                        s1 += stamps[a, Y - ylo[a], X - xlo[a]] * stamps[c, Y - ylo[c], X - xlo[c]] * ww
+            M[0, a, c] = s0
+            M[0, c, a] = s0
+            M[1, a, c] = s1
+            M[1, c, a] = s1
     return M, rhs
 
 
@@ -273,7 +328,7 @@ def checkerboard(shape):
     return (np.arange(shape[0])[:, None] + np.arange(shape[1])[None, :]) % 2 == 0
 
 
-def model_weights(stamps, xlo, ylo, M, rhs, w, d, readnoise, y0, x0, nwave, ridge, nsig=OUTLIER_NSIG):
+def model_weights(stamps, xlo, ylo, halves, w, d, readnoise, y0, x0, nwave, ridge, nsig=OUTLIER_NSIG):
     """Pixel weights from the patch's model instead of from the pixels' own counts.
 
     Weighting pixels by the inverse of their own counts (the preproc ivar) biases
@@ -295,9 +350,9 @@ def model_weights(stamps, xlo, ylo, M, rhs, w, d, readnoise, y0, x0, nwave, ridg
     stamps : array, shape (n, sy, sx)
         Spot stamps, fiber-major (``n = nfiber * nwave``).
     xlo, ylo : array of int, shape (n,)
-    M : array, shape (n, n)
-        Normal matrix of the data weights ``w`` (without ridge).
-    rhs : array, shape (n,)
+    halves : (array, array), shapes (2, n, n) and (2, n)
+        Normal matrices and right-hand sides of the data weights ``w`` on the two
+        checkerboard colours (:func:`_accumulate_halves`, without ridge).
     w : array, shape (ny, nx)
         Data weights of the patch rectangle (1/electron^2).
     d : array, shape (ny, nx)
@@ -318,18 +373,16 @@ def model_weights(stamps, xlo, ylo, M, rhs, w, d, readnoise, y0, x0, nwave, ridg
     ndarray, shape (ny, nx)
     """
     black = checkerboard(w.shape)
-    m_black, rhs_black = _accumulate_normal(stamps, xlo, ylo, np.where(black, w, 0.0), d, y0, x0)
-    halves = []
-    for mh, rh in ((m_black, rhs_black), (M - m_black, rhs - rhs_black)):
-        mh = mh + ridge * np.eye(mh.shape[0])
-        chol, info = lapack.dpotrf(mh, lower=True, clean=False)
+    rendered_halves = []
+    for mh, rh in zip(*halves):
+        chol, info = lapack.dpotrf(mh + ridge * np.eye(mh.shape[0]), lower=True, clean=False)
         if info != 0:
             return w
         f, info = lapack.dpotrs(chol, rh, lower=True)
         rendered = np.zeros(w.shape)
         _add_stamps(rendered, xlo - x0, ylo - y0, stamps, np.ascontiguousarray(smooth_solution(f, nwave)))
-        halves.append(rendered)
-    model = np.where(black, halves[1], halves[0])          # each pixel from the half that did not see it
+        rendered_halves.append(rendered)
+    model = np.where(black, rendered_halves[1], rendered_halves[0])   # each pixel from the half that did not see it
     var = outlier_safe_variance(model, d, readnoise, nsig)
     usable = (w > 0) & (var > 0)
     return np.where(usable, 1.0 / np.where(usable, var, 1.0), 0.0)
@@ -716,13 +769,18 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
         y0, y1 = max(int(yl[is_core].min()), 0), min(int(yl[is_core].max()) + sy, ny_img)
         x0, x1 = max(int(xl[is_core].min()), 0), min(int(xl[is_core].max()) + sx, nx_img)
         xout, yout = spots.unmodelled(m0, m1, e0, e1, psf.nfiber)
-        M, rhs, wloc, dloc = _normal_equations(st, xl, yl, is_core, xout, yout, pix, ivar,
-                                               y0, x0, y1 - y0, x1 - x0)
+        if readnoise is None:
+            M, rhs, wloc, dloc = _normal_equations(st, xl, yl, is_core, xout, yout, pix, ivar,
+                                                   y0, x0, y1 - y0, x1 - x0)
+        else:
+            wloc, dloc = _patch_pixels(st, xl, yl, is_core, xout, yout, pix, ivar, y0, x0, y1 - y0, x1 - x0)
+            halves = _accumulate_halves(st, xl, yl, wloc, dloc, y0, x0)
+            M = halves[0].sum(axis=0)
         diag = np.diag(M).copy()
         scale = diag.max() if diag.size and diag.max() > 0 else 1.0
         nodata = diag <= 1e3 * RIDGE * scale
         if readnoise is not None:
-            wloc = model_weights(st, xl, yl, M, rhs, wloc, dloc, readnoise[y0:y1, x0:x1], y0, x0, nw,
+            wloc = model_weights(st, xl, yl, halves, wloc, dloc, readnoise[y0:y1, x0:x1], y0, x0, nw,
                                  RIDGE * scale)
             M, rhs = _accumulate_normal(st, xl, yl, wloc, dloc, y0, x0)
         M[np.diag_indices_from(M)] += RIDGE * scale
