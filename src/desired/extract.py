@@ -206,55 +206,6 @@ def _accumulate_normal(stamps, xlo, ylo, w, d, y0, x0):
 
 
 @numba.njit(cache=True)
-def _accumulate_halves(stamps, xlo, ylo, w, d, y0, x0):
-    """:func:`_accumulate_normal` split over the two colours of a checkerboard, in one pass.
-
-    Returns
-    -------
-    M : (2, n, n), rhs : (2, n)
-        Index 0: pixels with even (row + column) in the rectangle (:func:`checkerboard` True), 1: odd.
-    """
-    n, sy, sx = stamps.shape
-    ny, nx = w.shape
-    M = np.zeros((2, n, n))
-    rhs = np.zeros((2, n))
-    for a in range(n):
-        ya0 = max(ylo[a], y0)
-        ya1 = min(ylo[a] + sy, y0 + ny)
-        xa0 = max(xlo[a], x0)
-        xa1 = min(xlo[a] + sx, x0 + nx)
-        for Y in range(ya0, ya1):
-            for X in range(xa0, xa1):
-                rhs[(Y - y0 + X - x0) % 2, a] += stamps[a, Y - ylo[a], X - xlo[a]] * w[Y - y0, X - x0] * d[Y - y0, X - x0]
-        for c in range(a, n):
-            yc0 = max(ya0, ylo[c])
-            yc1 = min(ya1, ylo[c] + sy)
-            if yc0 >= yc1:
-                continue
-            xc0 = max(xa0, xlo[c])
-            xc1 = min(xa1, xlo[c] + sx)
-            if xc0 >= xc1:
-                continue
-            s0 = 0.0
-            s1 = 0.0
-            for Y in range(yc0, yc1):
-                odd_first = (Y - y0 + xc0 - x0) % 2          # colour of the row's first column
-                for X in range(xc0 + odd_first, xc1, 2):     # even (row + column): colour 0
-                    ww = w[Y - y0, X - x0]
-                    if ww != 0.0:
-                        s0 += stamps[a, Y - ylo[a], X - xlo[a]] * stamps[c, Y - ylo[c], X - xlo[c]] * ww
-                for X in range(xc0 + 1 - odd_first, xc1, 2):  # odd: colour 1
-                    ww = w[Y - y0, X - x0]
-                    if ww != 0.0:
-                        s1 += stamps[a, Y - ylo[a], X - xlo[a]] * stamps[c, Y - ylo[c], X - xlo[c]] * ww
-            M[0, a, c] = s0
-            M[0, c, a] = s0
-            M[1, a, c] = s1
-            M[1, c, a] = s1
-    return M, rhs
-
-
-@numba.njit(cache=True)
 def _spot_statistics(stamps, xlo, ylo, coef, w, d, y0, x0, wanted):
     """Model residual statistics around the wanted spots of one patch.
 
@@ -352,7 +303,7 @@ def model_weights(stamps, xlo, ylo, halves, w, d, readnoise, y0, x0, nwave, ridg
     xlo, ylo : array of int, shape (n,)
     halves : (array, array), shapes (2, n, n) and (2, n)
         Normal matrices and right-hand sides of the data weights ``w`` on the two
-        checkerboard colours (:func:`_accumulate_halves`, without ridge).
+        checkerboard colours (:func:`checkerboard` True, then False; without ridge).
     w : array, shape (ny, nx)
         Data weights of the patch rectangle (1/electron^2).
     d : array, shape (ny, nx)
@@ -521,7 +472,6 @@ class BundleSpots:
 
     def __init__(self, psf, wave, fibers, wavepad, shape):
         f0, f1 = fibers
-        nwave = wave.size
         dw = float(wave[1] - wave[0])
         self.pad = pad = wavepad + 1
         self.c0, c1 = max(f0 - 2, 0), min(f1 + 2, psf.nfiber)
@@ -769,17 +719,15 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
         y0, y1 = max(int(yl[is_core].min()), 0), min(int(yl[is_core].max()) + sy, ny_img)
         x0, x1 = max(int(xl[is_core].min()), 0), min(int(xl[is_core].max()) + sx, nx_img)
         xout, yout = spots.unmodelled(m0, m1, e0, e1, psf.nfiber)
-        if readnoise is None:
-            M, rhs, wloc, dloc = _normal_equations(st, xl, yl, is_core, xout, yout, pix, ivar,
-                                                   y0, x0, y1 - y0, x1 - x0)
-        else:
-            wloc, dloc = _patch_pixels(st, xl, yl, is_core, xout, yout, pix, ivar, y0, x0, y1 - y0, x1 - x0)
-            halves = _accumulate_halves(st, xl, yl, wloc, dloc, y0, x0)
-            M = halves[0].sum(axis=0)
+        M, rhs, wloc, dloc = _normal_equations(st, xl, yl, is_core, xout, yout, pix, ivar,
+                                               y0, x0, y1 - y0, x1 - x0)
         diag = np.diag(M).copy()
         scale = diag.max() if diag.size and diag.max() > 0 else 1.0
         nodata = diag <= 1e3 * RIDGE * scale
         if readnoise is not None:
+            m_black, rhs_black = _accumulate_normal(st, xl, yl, np.where(checkerboard(wloc.shape), wloc, 0.0),
+                                                    dloc, y0, x0)
+            halves = (np.stack([m_black, M - m_black]), np.stack([rhs_black, rhs - rhs_black]))
             wloc = model_weights(st, xl, yl, halves, wloc, dloc, readnoise[y0:y1, x0:x1], y0, x0, nw,
                                  RIDGE * scale)
             M, rhs = _accumulate_normal(st, xl, yl, wloc, dloc, y0, x0)
