@@ -87,6 +87,24 @@ def _profile(psf, fiber, wave, center, pixels, axis):
     return np.einsum("ni,nip->np", coef, ints)
 
 
+def _linear_fit(data, weight, base):
+    """Weighted linear least squares per row of ``data ≈ Σ_k c_k base_k``.
+
+    Parameters
+    ----------
+    data, weight : array, shape (n, npix)
+    base : array, shape (n, k, npix)
+
+    Returns
+    -------
+    coef : ndarray, shape (n, k)
+    resid : ndarray, shape (n, npix)
+    """
+    a_mat = np.einsum("nkp,np,nlp->nkl", base, weight, base) + 1e-12 * np.eye(base.shape[1])
+    coef = np.linalg.solve(a_mat, np.einsum("nkp,np,np->nk", base, weight, data)[..., None])[..., 0]
+    return coef, data - np.einsum("nk,nkp->np", coef, base)
+
+
 def _gauss_newton_shift(data, weight, model_fn, nbasis, niter=5, h=0.01, shift0=None, basis=None):
     """Fit ``data ≈ Σ_k a_k B_k + amp * model(shift)`` per row of ``data`` by Gauss-Newton.
 
@@ -121,11 +139,8 @@ def _gauss_newton_shift(data, weight, model_fn, nbasis, niter=5, h=0.01, shift0=
         base = np.stack(cols, axis=1)                                  # [n, nb, npix]
         if basis is not None:
             base = np.concatenate([base, basis], axis=1)
-        # linear part at the current shift
-        a_mat = np.einsum("nkp,np,nlp->nkl", base, weight, base) + 1e-12 * np.eye(base.shape[1])
-        lin = np.linalg.solve(a_mat, np.einsum("nkp,np,np->nk", base, weight, data)[..., None])[..., 0]
+        lin, resid = _linear_fit(data, weight, base)              # linear part at the current shift
         amp = lin[:, 0]
-        resid = data - np.einsum("nk,nkp->np", lin, base)
         jac = np.concatenate([base, (amp[:, None] * dm)[:, None, :]], axis=1)
         mat = np.einsum("nkp,np,nlp->nkl", jac, weight, jac) + 1e-12 * np.eye(jac.shape[1])
         vec = np.einsum("nkp,np,np->nk", jac, weight, resid)
@@ -281,13 +296,31 @@ def _template_rows(psf, fiber, spot_wave, spot_flux, ny, step):
     centres = -0.5 + (np.arange(nbin) + 0.5) * step
     inside = (spot_wave > psf.wavemin) & (spot_wave < psf.wavemax)
     pos = (psf.y(fiber, spot_wave[inside]) + 0.5) / step - 0.5
+    return centres, _deposit_linear(pos, spot_flux[inside], nbin)
+
+
+def _deposit_linear(pos, values, nbin):
+    """Split each value between bins ``floor(pos)`` and the next, in proportion to proximity.
+
+    Parameters
+    ----------
+    pos : array, shape (n,)
+        Positions in bin units (bin ``k`` is centred on ``k``).
+    values : array, shape (n,)
+    nbin : int
+        Bins kept (0 .. nbin - 1); shares falling outside are dropped.
+
+    Returns
+    -------
+    ndarray, shape (nbin,)
+    """
     k = np.floor(pos).astype(np.int64)
     t = pos - k
-    flux = np.zeros(nbin + 2)
-    for kk, ww in ((k, 1 - t), (k + 1, t)):
+    out = np.zeros(nbin)
+    for kk, share in ((k, 1 - t), (k + 1, t)):
         ok = (kk >= 0) & (kk < nbin)
-        np.add.at(flux, kk[ok] + 1, ww[ok] * spot_flux[inside][ok])
-    return centres, flux[1:-1]
+        np.add.at(out, kk[ok], share[ok] * values[ok])
+    return out
 
 
 def template_spots(template_wave, template_flux, grid_step=None, grid_origin=None):
@@ -316,11 +349,7 @@ def template_spots(template_wave, template_flux, grid_step=None, grid_origin=Non
         return wave, sample
     pos = (wave - grid_origin) / grid_step
     k0 = int(np.floor(pos.min()))
-    k = np.floor(pos).astype(np.int64) - k0
-    t = pos - np.floor(pos)
-    flux = np.zeros(k.max() + 2)
-    np.add.at(flux, k, (1 - t) * sample)
-    np.add.at(flux, k + 1, t * sample)
+    flux = _deposit_linear(pos - k0, sample, int(np.floor(pos.max())) - k0 + 2)
     return grid_origin + grid_step * (k0 + np.arange(flux.size)), flux
 
 
@@ -339,14 +368,6 @@ def _sample_shifted(fine, grid0, rows, shift, step):
     i = np.clip(np.floor(pos).astype(np.int64), 0, fine.shape[1] - 2)
     t = pos - i
     return np.take_along_axis(fine, i, axis=1) * (1 - t) + np.take_along_axis(fine, i + 1, axis=1) * t
-
-
-def _linear_chi2(data, weight, base):
-    """Weighted linear least squares per row: coefficients [n, k] and chi2 [n] of ``data ≈ Σ c_k base_k``."""
-    a_mat = np.einsum("nkp,np,nlp->nkl", base, weight, base) + 1e-12 * np.eye(base.shape[1])
-    coef = np.linalg.solve(a_mat, np.einsum("nkp,np,np->nk", base, weight, data)[..., None])[..., 0]
-    res = data - np.einsum("nk,nkp->np", coef, base)
-    return coef, (weight * res ** 2).sum(axis=1)
 
 
 def measure_y_shifts_template(image, psf, template_wave, template_flux, window=256, max_shift=2.0,
@@ -452,13 +473,14 @@ def measure_y_shifts_template(image, psf, template_wave, template_flux, window=2
     trials = np.arange(-max_shift, max_shift + 1e-9, 0.25)
     chi2 = np.empty((trials.size, n))
     for j, trial in enumerate(trials):
-        coef, chi2[j] = _linear_chi2(data, weight, design(np.full(n, trial)))
-        chi2[j][coef[:, 0] <= 0] = np.inf
+        coef, resid = _linear_fit(data, weight, design(np.full(n, trial)))
+        chi2[j] = np.where(coef[:, 0] > 0, (weight * resid ** 2).sum(axis=1), np.inf)
     start = trials[np.argmin(chi2, axis=0)]
     fixed = design(start)[:, 1:]
     dy, err, amp = _gauss_newton_shift(data, weight, lambda sh: _sample_shifted(fine_lines, grid0, rows, sh, step),
                                        0, niter=6, shift0=start, basis=fixed)
-    _, chi2_best = _linear_chi2(data, weight, design(dy))
+    _, resid = _linear_fit(data, weight, design(dy))
+    chi2_best = (weight * resid ** 2).sum(axis=1)
     dof = np.maximum((weight > 0).sum(axis=1) - 5, 1)
     err = err * np.sqrt(np.maximum(chi2_best / dof, 1.0))
     good = np.isfinite(err) & (err > 0) & (err < max_err) & (amp > 0) & (np.abs(dy) < max_shift)
