@@ -135,6 +135,20 @@ def run_chain(night, true_psf_frames=True, extract_nproc=1):
     return night
 
 
+#: optional real DESI calibration files beside the checkout (tests using them skip without it)
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def real_specex_psf():
+    """A real DESI specex PSF (r0, GH degree 6) from ../shared/data; skips when it is absent."""
+    from desired.io.psf import read_psf
+    path = SHARED_DATA / "psf-gausshermite-r0-00051060.fits"
+    if not path.exists():
+        pytest.skip("../shared/data is not available")
+    return read_psf(str(path))
+
+
 @pytest.fixture(scope="session")
 def chain_night(tmp_path_factory):
     """A tiny simulated night (b0) run through the whole pixel chain (about a minute)."""

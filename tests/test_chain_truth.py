@@ -39,24 +39,26 @@ def truth_hdu(night, expid, name, camera=CAMERA):
     return fitsio.read(str(night.path("truth_camera", expid=expid, camera=camera)), name)
 
 
-def preproc_pulls(night, expid, camera=CAMERA):
-    """(image - true electrons) * sqrt(ivar) over unmasked pixels away from true cosmic rays."""
+def preproc_with_truth(night, expid, camera=CAMERA):
+    """(preproc image, true electrons per pixel, boolean map of the true cosmic-ray pixels)."""
     img = read_image(night.path("preproc", expid=expid, camera=camera))
     light = truth_hdu(night, expid, "PIXTRUE", camera).astype(np.float64)
     cr = truth_hdu(night, expid, "CRPIX", camera)
     hit = np.zeros(img.pix.shape, bool)
     hit[cr["ROW"], cr["COL"]] = True
+    return img, light, hit
+
+
+def preproc_pulls(night, expid, camera=CAMERA):
+    """(image - true electrons) * sqrt(ivar) over unmasked pixels away from true cosmic rays."""
+    img, light, hit = preproc_with_truth(night, expid, camera)
     good = (img.mask == 0) & (img.ivar > 0) & ~hit
     return ((img.pix - light) * np.sqrt(img.ivar))[good]
 
 
 def cosmic_stats(night, expid, camera=CAMERA):
     """Fraction of true hits with a > 5 sigma peak that are flagged, and the false-positive pixel rate."""
-    img = read_image(night.path("preproc", expid=expid, camera=camera))
-    light = truth_hdu(night, expid, "PIXTRUE", camera).astype(np.float64)
-    cr = truth_hdu(night, expid, "CRPIX", camera)
-    hit = np.zeros(img.pix.shape, bool)
-    hit[cr["ROW"], cr["COL"]] = True
+    img, light, hit = preproc_with_truth(night, expid, camera)
     flagged = (img.mask & ccdmask.COSMIC) != 0
     sigma = np.sqrt(np.clip(light, 0, None) + img.readnoise ** 2)
     excess = (img.pix - light) / sigma

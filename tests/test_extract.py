@@ -376,15 +376,9 @@ def test_mpi_ranks_give_the_serial_frame(scene, tmp_path):
     np.testing.assert_array_equal(a.fibers, b.fibers)
 
 
-def test_real_desi_psf_file():
+def test_real_desi_psf_file(real_specex_psf):
     """A real specex PSF (GH degree 6): extraction pulls are unit normal."""
-    from pathlib import Path
-
-    from desired.io.psf import read_psf
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "psf-gausshermite-r0-00051060.fits"
-    if not path.exists():
-        pytest.skip("shared/data is not available")
-    psf = read_psf(str(path))
+    psf = real_specex_psf
     rng = np.random.default_rng(1)
     wave = wavelength_grid(wmin=6500.0, wmax=6660.0, dw=DW)
     truth = rng.uniform(100, 1000, (14, wave.size))

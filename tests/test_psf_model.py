@@ -103,13 +103,8 @@ def test_compiled_kernel_matches_numpy_reference():
     np.testing.assert_allclose(sa, sb, rtol=0, atol=1e-13)
 
 
-def test_real_specex_psf_kernel_matches_numpy_reference():
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "psf-gausshermite-r0-00051060.fits"
-    if not path.exists():
-        import pytest
-        pytest.skip("../shared/data is not available")
-    psf = read_psf(str(path))
+def test_real_specex_psf_kernel_matches_numpy_reference(real_specex_psf):
+    psf = real_specex_psf
     rng = np.random.default_rng(1)
     fib, wave = rng.integers(0, psf.nfiber, 300), rng.uniform(5800, 7600, 300)
     np.testing.assert_allclose(psf.spots(fib, wave)[2], _numpy_reference_stamps(psf, fib, wave)[2],
