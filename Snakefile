@@ -10,7 +10,10 @@
 # register their outputs with @register_targets.  Rules run thin
 # workflow/scripts/<step>.py adapters (each calls desired.scripts.<step>.run);
 # only the MPI steps psf and extract are shell rules, started under srun.
-from snakemake.utils import min_version, validate
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
+
+from desired.workflow_status import validate_config
 
 min_version("8.20")
 
@@ -18,7 +21,10 @@ min_version("8.20")
 configfile: "config/config.yaml"
 
 
-validate(config, "config/config.schema.yaml")
+try:
+    validate_config(config, workflow.source_path("config/config.schema.yaml"))
+except ValueError as err:  # one line naming the key, not the whole schema
+    raise WorkflowError(str(err)) from None
 
 
 include: "rules/common.smk"
@@ -32,7 +38,23 @@ include: "rules/extract.smk"
 localrules:
     all,
     exposure_table,
+    check_raw,
     fibermap,
+
+
+# Before any job runs, and when the run ends: remove the products that must not be
+# trusted (downstream of a failed job, or of an exposure marked bad) and print
+# which tasks failed, with the first line of each failure's log.
+onstart:
+    report_production(workflow, "start")
+
+
+onsuccess:
+    report_production(workflow, "end")
+
+
+onerror:
+    report_production(workflow, "end")
 
 
 rule all:

@@ -1,13 +1,23 @@
 # Helpers shared by every stage: roots, path patterns from desired.paths.PATTERNS,
-# exposure discovery (the exposure_table checkpoint), log/benchmark paths,
-# the MPI launcher and the registry of `rule all` targets.
+# exposure discovery (raw headers scanned while the Snakefile is parsed; the
+# exposure_table checkpoint only for a simulated night that does not exist yet),
+# log/benchmark paths, the command that runs `desired` (DESIRED), the MPI launcher
+# and the registry of `rule all` targets.
 import os
+import shlex
+import sys
+from types import SimpleNamespace
 
 from desired import paths as desired_paths
+from desired.errors import EXIT_DATA_ERROR
 from desired.exposures import list_nights, read_exposure_table, select_rows
+from desired.scripts.exposure_table import table_rows
 from desired.workflow_status import (incomplete_outputs, production_roots, read_step_status,
                                      sidecar_path, snakemake_running)
 from snakemake.logging import logger
+
+#: how shell rules start a step: the interpreter Snakemake runs in, never a `desired` found on PATH
+DESIRED = f"{shlex.quote(sys.executable)} -m desired"
 
 SIMULATING = config["raw_dir"] is None
 SIM_DIR = config["sim_dir"]
@@ -52,17 +62,25 @@ def benchmark_pattern(step, *fields):
     return os.path.join(BENCHMARKS, step, night_dir, f"{name}.tsv")
 
 
-def tolerant(command, status="{output.status}"):
-    """Shell snippet running `command` and recording ok/failed in a sidecar; always exits 0.
+def tolerant(command, status="{output.status}", log="{log}"):
+    """Shell snippet running `command`, recording a *data* failure in a sidecar; other failures fail the job.
 
-    Used for the psf checkpoint (a shell rule: it runs under srun); the
-    script rules use desired.workflow_status.run_absorbing_failure instead.  The
-    arc chain absorbs failures so that psfnight (a barrier over the night's arcs) can
-    run with --keep-going when one arc fails: it combines the arcs whose sidecar
-    says ok.
+    Used by psf (a shell-command step, started under srun); the script rules use
+    desired.workflow_status.run_absorbing_failure instead.  `desired STEP` exits
+    65 (desired.errors.EXIT_DATA_ERROR) when its input data are bad: then the
+    sidecar says `failed` with the log's first ERROR line as reason, the job
+    succeeds, and psfnight (a barrier over the night's arcs) combines the arcs
+    whose sidecar says ok.  Any other exit status (127 command not found, 1 an
+    import error or a bug, 137 killed/out of memory...) is an environment failure:
+    no sidecar is written and the job fails with that status.
     """
-    return ("if {cmd}; then s=ok; else s=failed; echo \"step failed; recorded in {st}\" >&2; fi; "
-            "echo $s > {st}.tmp && mv {st}.tmp {st}").format(cmd=command, st=status)
+    return ("rm -f {st}; rc=0; {cmd} || rc=$?; "
+            "if [ $rc -eq 0 ]; then echo ok > {st}.tmp; "
+            "elif [ $rc -eq {data} ]; then "
+            "{{{{ echo failed; echo \"data error: $(grep -m1 ' ERROR ' {log} | cut -c1-250)\"; }}}} > {st}.tmp; "
+            "echo \"data error (exit {data}) recorded in {st}\" >&2; "
+            "else echo \"environment or code failure (exit $rc), not recorded as bad data; see {log}\" >&2; "
+            "exit $rc; fi; mv {st}.tmp {st}").format(cmd=command, st=status, log=log, data=EXIT_DATA_ERROR)
 
 
 # ---------------------------------------------------------------- exposures
@@ -82,14 +100,56 @@ def exposure_table_path(night):
     return path("exposure_table", night=str(night))
 
 
-def exposures(night, obstypes=None, camera=None):
-    """Rows of the night's exposure table (waits for the exposure_table checkpoint)."""
+_ROWS = {}
+
+
+def scanned_rows(night):
+    """Every row (bad ones too) of the night known at parse time, or None while the raw night does not exist.
+
+    The night's exposure table is read when it is at least as new as every raw
+    file (and the override csv); otherwise the raw headers are scanned with the
+    same function the exposure_table rule uses.  None (a simulated night not yet
+    simulated, or no raw directory): the caller waits for the checkpoint.
+    """
     night = str(night)
-    table = checkpoints.exposure_table.get(night=night, month=night[:6]).output.table
+    if night in _ROWS:
+        return _ROWS[night]
+    if SIMULATING and not os.path.exists(os.path.join(SIM_DIR, f"simulate-{night}.done")):
+        return None
+    if not os.path.isdir(os.path.join(ROOTS["raw"], night)):
+        return None
+    table = exposure_table_path(night)
+    sources = [os.path.getmtime(p) for p in exposure_table_inputs(SimpleNamespace(night=night))
+               if os.path.exists(p)]
+    if os.path.exists(table) and os.path.getmtime(table) >= max(sources, default=0):
+        rows = read_exposure_table(table)
+    else:
+        rows = table_rows(ROOTS["raw"], int(night), config["exposure_table"])
+    _ROWS[night] = rows
+    return rows
+
+
+def night_rows(night, bad=False, obstypes=None, camera=None):
+    """Rows of the night (good ones, or only the bad ones with bad=True), restricted to the configured cameras."""
+    night = str(night)
+    rows = scanned_rows(night)
+    if rows is None:
+        table = checkpoints.exposure_table.get(night=night, month=night[:6]).output.table
+        rows = read_exposure_table(table)
     cameras = config["cameras"]
     if camera is not None:
         cameras = [camera] if cameras is None or camera in cameras else []
-    return select_rows(read_exposure_table(table), night=int(night), obstypes=obstypes, cameras=cameras)
+    return select_rows(rows, night=int(night), obstypes=obstypes, cameras=cameras, bad=bad)
+
+
+def exposures(night, obstypes=None, camera=None):
+    """Rows of the night's exposures to process (those marked bad, LASTSTEP ignore, are left out)."""
+    return night_rows(night, obstypes=obstypes, camera=camera)
+
+
+def bad_exposures(night):
+    """Rows of the night's exposures marked bad (unreadable raw file, or an override's LASTSTEP ignore)."""
+    return night_rows(night, bad=True)
 
 
 def exposure_tasks(night, obstypes):
@@ -104,14 +164,22 @@ def night_cameras(night):
 
 # ---------------------------------------------------------------- MPI
 def mpi_launch(wildcards, resources):
-    """Launcher prefix of an MPI-capable step: '' locally, '{mpi} -n {tasks}' under SLURM."""
+    """Launcher prefix of an MPI-capable step: '' locally, '{mpi} -n {tasks}' under SLURM.
+
+    With launcher `auto` a job is launched under MPI when Snakemake submits it to
+    SLURM; in a dry run (Snakemake then hides the executor) a job whose
+    resources carry a SLURM partition (the SLURM profile sets one) shows the
+    srun command it would really run.
+    """
     mode = config["mpi"]["launcher"]
     if mode == "none":
         return ""
     if mode == "auto":
         plugin = workflow.executor_plugin
         name = getattr(plugin, "name", "") or ""
-        if not name.startswith("slurm"):
+        dry = getattr(plugin, "common_settings", None) is not None and plugin.common_settings.dryrun_exec
+        under_slurm = name.startswith("slurm") or (dry and "slurm_partition" in resources.keys())
+        if not under_slurm:
             return ""
         return f"{resources.mpi} -n {resources.tasks}"
     return f"{mode} -n {resources.tasks}"
@@ -161,6 +229,13 @@ def exposure_table_inputs(wildcards):
     return inputs
 
 
+@register_targets
+def exposure_targets(night):
+    """The night's exposure table, and the raw check (a failing job) of every exposure marked bad."""
+    return [exposure_table_path(night)] + [path("raw_check", night=night, expid=row["EXPID"])
+                                           for row in bad_exposures(night)]
+
+
 # ---------------------------------------------------------------- preproc.smk
 def fibermap_input(wildcards):
     """The production fibermap when the raw tree has one for this exposure."""
@@ -176,17 +251,21 @@ def preproc_targets(night):
 
 # ---------------------------------------------------------------- psf.smk
 def psfnight_inputs(wildcards):
-    """The arc PSFs of the night/camera whose fit succeeded (their sidecars say ok)."""
-    psfs = []
-    for expid, camera in exposure_tasks(wildcards.night, ["ARC"]):
-        if camera != wildcards.camera:
-            continue
-        status = checkpoints.psf.get(night=wildcards.night, expid=expid, camera=camera).output.status
-        if read_step_status(status) == "ok":
-            psfs.append(path("psf", night=wildcards.night, expid=expid, camera=camera))
-    if not psfs and config["psfnight"]["fallback_psf"]:
-        psfs.append(config["psfnight"]["fallback_psf"].format(camera=wildcards.camera, night=wildcards.night))
-    return psfs
+    """The ok/failed sidecars of the night's arc PSF fits of this camera (the adapter combines the ok ones)."""
+    return [status_path(kind="psf", night=wildcards.night, expid=e, camera=c)
+            for e, c in exposure_tasks(wildcards.night, ["ARC"]) if c == wildcards.camera]
+
+
+def psfnight_dropped(wildcards):
+    """[name, reason] of the night's arcs marked bad in the exposure table (never fitted), for psfnight's record."""
+    return [[f"desi-{row['EXPID']:08d}.fits.fz", row["COMMENTS"] or "marked bad in the exposure table"]
+            for row in bad_exposures(wildcards.night)
+            if row["OBSTYPE"] == "ARC" and (not row["CAMERAS"] or wildcards.camera in row["CAMERAS"])]
+
+
+def status_path(kind, **fields):
+    """Path of the ok/failed sidecar of one product."""
+    return sidecar_path(path(kind, **fields))
 
 
 def psfnight_fallback(wildcards):
@@ -251,3 +330,30 @@ def remove_incomplete_outputs():
             logger.warning(f"removing incomplete output of a killed job: {output}")
             os.remove(output)
 
+
+
+# ---------------------------------------------------------------- invalidation and the run's summary
+def report_production(workflow, when):
+    """Remove untrusted products (desired.workflow_status.invalidate_stale); at the end, list failed tasks."""
+    from desired.workflow_status import (expected_tasks, failure_line, invalidate_stale, task_states)
+    rows = []
+    for night in NIGHTS:
+        found = scanned_rows(night)
+        if found is None and os.path.exists(exposure_table_path(night)):
+            found = read_exposure_table(exposure_table_path(night))
+        if found is None:
+            continue
+        for bad in (False, True):
+            rows.extend(select_rows(found, night=int(night), cameras=config["cameras"], bad=bad))
+    rows.sort(key=lambda r: (int(r["NIGHT"]), int(r["EXPID"])))
+    tasks = expected_tasks(rows, ROOTS)
+    for removed in invalidate_stale(tasks, ".", rows=rows, roots=ROOTS):
+        logger.warning(f"removed untrusted product (upstream failed or exposure marked bad): {removed}")
+    if when != "end":
+        return
+    states = task_states(tasks, ".", running=False)
+    failed = [t for t in tasks if states[t["name"]] == "failed"]
+    if failed:
+        lines = [f"desired: {len(failed)} task(s) failed (details: desired status --failed):"]
+        lines += [f"  {t['name']}: {failure_line(t, '.')}" for t in failed]
+        logger.error("\n".join(lines))

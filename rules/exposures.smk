@@ -1,8 +1,10 @@
-# Stage 1: discover the exposures of a night (checkpoint) and copy their fibermaps.
+# Stage 1: the night's exposure table (a checkpoint only for a night simulated during
+# the run: otherwise the same scan runs while the Snakefile is parsed), the check
+# that fails visibly for each exposure whose raw file is unreadable, and fibermaps.
 
 
 checkpoint exposure_table:
-    """Scan the night's raw headers into the exposure table (NIGHT, EXPID, OBSTYPE, ...)."""
+    """Scan the night's raw headers into the exposure table (unreadable files kept, marked LASTSTEP ignore)."""
     input:
         exposure_table_inputs,
     output:
@@ -31,3 +33,17 @@ rule fibermap:
         "../envs/desired.yaml"
     script:
         "../workflow/scripts/fibermap.py"
+
+
+rule check_raw:
+    """Fail visibly for an exposure the scan marked bad (reads every camera; the reason goes to the log)."""
+    input:
+        raw=pattern("raw"),
+    output:
+        marker=pattern("raw_check"),
+    log:
+        log_pattern("check_raw", "night", "expid"),
+    conda:
+        "../envs/desired.yaml"
+    script:
+        "../workflow/scripts/check_raw.py"

@@ -25,5 +25,5 @@ rule extract:
         "../envs/desired.yaml"
     # shell, not script: the SLURM profile starts this step under `srun -n N` ({params.launch})
     shell:
-        "{params.launch} desired --log-file {log} extract --image {input.image} --psf {input.psf}"
-        " --outfile {output.frame} {params.fibermap} {params.options} {params.mpi}"
+        f"{{params.launch}} {DESIRED} extract --image {{input.image}} --psf {{input.psf}}"
+        " --outfile {output.frame} {params.fibermap} {params.options} {params.mpi} > {log} 2>&1"

@@ -1,9 +1,9 @@
-# Stage 3: PSF fit per arc camera (checkpoint, ok/failed sidecar), psfnight per
-# (night, camera) over the arcs that succeeded, traceshift per flat/science camera.
+# Stage 3: PSF fit per arc camera (ok/failed sidecar), psfnight per (night, camera)
+# over the arcs whose fit succeeded, traceshift per flat/science camera.
 
 
-checkpoint psf:
-    """Fit the GAUSS-HERMITE PSF of one arc camera, starting from the nominal calib PSF."""
+rule psf:
+    """Fit the GAUSS-HERMITE PSF of one arc camera (a data error is recorded in the sidecar, others fail)."""
     input:
         preproc=status_pattern("preproc"),
         psf=pattern("calib_psf"),
@@ -26,18 +26,22 @@ checkpoint psf:
     # shell, not script: the SLURM profile starts this step under `srun -n N` ({params.launch})
     shell:
         "rm -f {params.psf}; "
-        + tolerant("grep -qx ok {input.preproc} && {params.launch} desired --log-file {log} psf"
-                   " --infile {params.image} --input-psf {input.psf} --outfile {params.psf} {params.mpi}")
+        "if ! grep -qx ok {input.preproc}; then "
+        "{{ echo failed; echo \"preproc of this arc failed: $(sed -n 2p {input.preproc})\"; }} > {output.status}; "
+        "echo \"arc preproc failed: nothing to fit\" > {log}; exit 0; fi; "
+        + tolerant(f"{{params.launch}} {DESIRED} psf --infile {{params.image}} --input-psf {{input.psf}}"
+                   " --outfile {params.psf} {params.mpi} > {log} 2>&1")
 
 
 rule psfnight:
     """Combine the night's successful arc PSFs of one camera (fallback PSF or clear error when none)."""
     input:
-        psfnight_inputs,
+        status=psfnight_inputs,
     output:
         psf=pattern("psfnight"),
     params:
         fallback=psfnight_fallback,
+        dropped=psfnight_dropped,
     log:
         log_pattern("psfnight", "night", "camera"),
     benchmark:

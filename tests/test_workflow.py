@@ -41,56 +41,31 @@ CAMERAS = ("b0", "r0")
 #: expid -> OBSTYPE of the synthetic night
 LAYOUT = {1: "ARC", 2: "ARC", 3: "ARC", 4: "FLAT", 5: "FLAT", 6: "SCIENCE", 7: "SCIENCE"}
 
-FAKE_DESIRED = textwrap.dedent('''\
-    #!{python}
-    """Stand-in for `desired` used by tests/test_workflow.py (see its docstring)."""
-    import os, sys, time
-    argv = sys.argv[1:]
-    log = None
-    if argv[:1] == ["--log-file"]:
-        log, argv = argv[1], argv[2:]
-    step = argv[0]
-    if step in ("exposure-table", "fibermap", "status", "rerun"):
-        from desired.cli import main
-        sys.exit(main(sys.argv[1:]))
-    opts, key = {{}}, None
-    for a in argv[1:]:
-        if a.startswith("--"):
-            key = a[2:]
-            opts.setdefault(key, [])
-        elif key:
-            opts[key].append(a)
-    def fail(msg):
-        if log:
-            open(log, "a").write(msg + "\\n")
-        sys.stderr.write(msg + "\\n")
-        sys.exit(1)
-    if step == "preproc":
-        from desired.io.raw import read_raw_camera
-        try:
-            read_raw_camera(opts["infile"][0], opts["camera"][0])
-        except Exception as err:
-            fail(f"preproc: {{err}}")
-    inputs = sorted(sum((opts.get(k, []) for k in ("infile", "infiles", "image", "psf", "input-psf", "fibermap")), []))
-    out = opts["outfile"][0]
-    if log:
-        open(log, "w").write(f"{{step}} inputs {{inputs}}\\n")
-    with open(out, "w") as fh:
-        fh.write("partial\\n")
-    if os.environ.get("FAKE_SLEEP_STEP") == step:
-        time.sleep(float(os.environ.get("FAKE_SLEEP", "30")))
-    with open(out, "w") as fh:
-        fh.write(step + "\\n" + "\\n".join(inputs) + "\\n")
-''')
-
-
-#: stand-ins of the library steps the script rules' adapters call (imported at interpreter start)
+#: stand-ins of the library steps (imported at interpreter start through sitecustomize on PYTHONPATH):
+#: the script rules' adapters call desired.scripts.<step>.run / combine_files, the shell rules
+#: (psf, extract) run `python -m desired`, whose desired.cli.main is replaced here for those two steps.
+#: FAKE_FAULT="step:substring:kind" makes the job of `step` whose output path contains `substring`
+#: fail with a data error (kind data), an import error (import) or SIGKILL as if out of memory (kill).
 FAKE_STEPS = textwrap.dedent('''\
     """Stand-in steps used by tests/test_workflow.py (see its docstring)."""
-    import os, time
-    import desired.scripts.preproc, desired.scripts.psfnight, desired.scripts.traceshift
+    import os, signal, sys, time
+    import desired.cli, desired.scripts.preproc, desired.scripts.psfnight, desired.scripts.traceshift
+
+    def _fault(step, outfile):
+        spec = os.environ.get("FAKE_FAULT", "")
+        for item in filter(None, spec.split(",")):
+            fstep, sub, kind = item.split(":")
+            if fstep == step and sub in os.path.basename(outfile):
+                if kind == "data":
+                    from desired.io.util import DataModelError
+                    raise DataModelError(outfile, "injected data error")
+                if kind == "import":
+                    raise ModuleNotFoundError("No module named 'injected_missing_module'", name="injected_missing_module")
+                if kind == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
 
     def _write(step, outfile, inputs, extra=""):
+        _fault(step, outfile)
         with open(outfile, "w") as fh:
             fh.write("partial\\n")
         if os.environ.get("FAKE_SLEEP_STEP") == step:
@@ -103,15 +78,38 @@ FAKE_STEPS = textwrap.dedent('''\
         read_raw_camera(infile, camera)
         _write("preproc", outfile, [infile, fibermap])
 
-    def combine_files(infiles, outfile, nsig=4.0):
-        _write("psfnight", outfile, infiles)
+    def combine_files(infiles, outfile, nsig=4.0, dropped=()):
+        _write("psfnight", outfile, infiles, extra="".join(f"dropped {n}: {r}\\n" for n, r in dropped))
 
     def traceshift(image, psf, outfile, sky_template=None, **options):
         _write("traceshift", outfile, [image, psf], extra=f"sky_template {sky_template}\\n")
 
+    _real_main = desired.cli.main
+
+    def main(argv=None):
+        argv = sys.argv[1:] if argv is None else list(argv)
+        step = next((a for a in argv if not a.startswith("-")), None)
+        if step not in ("psf", "extract"):
+            return _real_main(argv)
+        opts, key = {}, None
+        for a in argv[argv.index(step) + 1:]:
+            if a.startswith("--"):
+                key = a[2:]
+                opts.setdefault(key, [])
+            elif key:
+                opts[key].append(a)
+        inputs = sorted(sum((opts.get(k, []) for k in ("infile", "image", "psf", "input-psf", "fibermap")), []))
+        try:
+            _write(step, opts["outfile"][0], inputs)
+        except Exception as err:
+            return desired.cli.report_error(f"desired {step}", err)
+        print(f"{step} inputs {inputs}")
+        return 0
+
     desired.scripts.preproc.run = preproc
     desired.scripts.psfnight.combine_files = combine_files
     desired.scripts.traceshift.run = traceshift
+    desired.cli.main = main
 ''')
 
 
@@ -138,22 +136,23 @@ def source_tree(tmp_path_factory):
 
 @pytest.fixture()
 def workdir(source_tree, tmp_path):
-    """A fresh production directory: copy of the raw/calib tree, config with relative paths, fake desired."""
+    """A fresh production directory: copy of the raw/calib tree, config with relative paths, stand-in steps."""
     shutil.copytree(source_tree / "raw", tmp_path / "raw")
     shutil.copytree(source_tree / "calib", tmp_path / "calib")
     (tmp_path / "config.yaml").write_text("raw_dir: raw\ncalib_dir: calib\nredux_dir: prod\n")
     fakebin = tmp_path / "fakebin"
     fakebin.mkdir()
-    fake = fakebin / "desired"
-    fake.write_text(FAKE_DESIRED.format(python=sys.executable))
-    fake.chmod(0o755)
     (fakebin / "sitecustomize.py").write_text(FAKE_STEPS)
     return tmp_path
 
 
+#: PATH of a fresh shell: the environment's bin directory is NOT on it (commands run as .venv/bin/...)
+PLAIN_PATH = os.pathsep.join(p for p in ("/usr/local/bin", "/usr/bin", "/bin") if os.path.isdir(p))
+
+
 def _env(workdir, **extra):
     env = dict(os.environ)
-    env["PATH"] = f"{workdir / 'fakebin'}{os.pathsep}{BIN}{os.pathsep}{env['PATH']}"
+    env["PATH"] = PLAIN_PATH
     env["PYTHONPATH"] = os.pathsep.join([str(workdir / "fakebin")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.update(extra)
     return env
@@ -231,7 +230,7 @@ def test_dry_run_default_config_simulates(tmp_path):
     dry = subprocess.run([SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
                           "--configfile", str(REPO / "config" / "config.yaml"), "-n"],
                          cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         env=dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}"))
+                         env=dict(os.environ, PATH=PLAIN_PATH))
     assert dry.returncode == 0, dry.stdout[-3000:]
     assert job_counts(dry.stdout) == {"simulate": 1, "exposure_table": 1, "all": 1}
     assert "desired --log-file" in dry.stdout or "simulate" in dry.stdout
@@ -299,13 +298,17 @@ def test_failure_isolation_keep_going(workdir):
     assert run.returncode == 0, run.stdout[-4000:]                   # the arc chain absorbs its failure
     for cam in CAMERAS:
         status = sidecar_path(str(workdir / findfile("psf", root="prod", night=NIGHT, expid=2, camera=cam)))
-        assert open(status).read().strip() == "failed"
+        first, reason = open(status).read().splitlines()
+        assert first == "failed" and "preproc of this arc failed" in reason and "BIASSEC" in reason, reason
         psfnight = workdir / findfile("psfnight", root="prod", night=NIGHT, camera=cam)
-        used = psfnight.read_text().splitlines()[1:]
+        lines = psfnight.read_text().splitlines()[1:]
+        used = [p for p in lines if not p.startswith("dropped")]
         assert sorted(os.path.basename(p) for p in used) == [f"psf-{cam}-00000001.fits", f"psf-{cam}-00000003.fits"]
+        dropped = [p for p in lines if p.startswith("dropped")]        # psfnight records the dropped arc and why
+        assert len(dropped) == 1 and f"psf-{cam}-00000002.fits" in dropped[0] and "BIASSEC" in dropped[0], lines
         # the adapter logged the absorbed failure with its traceback and left no image behind
         arc = {"night": NIGHT, "expid": 2, "camera": cam}
-        assert open(sidecar_path(str(workdir / findfile("preproc", root="prod", **arc)))).read() == "failed\n"
+        assert open(sidecar_path(str(workdir / findfile("preproc", root="prod", **arc)))).read().startswith("failed\ndata error")
         assert not (workdir / findfile("preproc", root="prod", **arc)).exists()
         log = (workdir / "prod" / "logs" / "preproc" / str(NIGHT) / f"preproc_{NIGHT}_{cam}_00000002.log").read_text()
         assert "Traceback" in log and "recorded in" in log and "desi-00000002" in log, log
@@ -357,15 +360,25 @@ def test_traceshift_sky_template(workdir):
     assert shifted.read_text().splitlines()[-1] == "sky_template mysky.dat"
 
 
-def test_sidecar_records_failure_without_raising(tmp_path, caplog):
-    from desired.workflow_status import read_step_status, run_absorbing_failure
+def test_sidecar_records_data_failure_only(tmp_path, caplog):
+    """A data error is recorded (with its reason); an environment error (ImportError, MemoryError, OSError)
+    propagates and leaves no sidecar, so the job fails instead of passing for a bad arc."""
+    from desired.io.util import DataModelError
+    from desired.workflow_status import read_step_reason, read_step_status, run_absorbing_failure
 
-    def broken(path):
-        raise OSError(f"{path}: unreadable")
+    def bad_data(path):
+        raise DataModelError(path, "truncated")
 
     status = tmp_path / "a.status"
-    assert run_absorbing_failure(str(status), broken, path="x.fits") == "failed"
-    assert read_step_status(str(status)) == "failed" and "x.fits: unreadable" in caplog.text
+    assert run_absorbing_failure(str(status), bad_data, path="x.fits") == "failed"
+    assert read_step_status(str(status)) == "failed" and "x.fits: truncated" in caplog.text
+    assert read_step_reason(str(status)) == "data error: x.fits: truncated"
+    for error in (ModuleNotFoundError("No module named 'numba'"), MemoryError(), OSError("disk full")):
+        def broken(error=error):
+            raise error
+        with pytest.raises(type(error)):
+            run_absorbing_failure(str(status), broken)
+        assert not status.exists()                       # the stale 'failed' went too
     assert run_absorbing_failure(str(status), lambda: None) == "ok"
     assert status.read_text() == "ok\n" and [p.name for p in tmp_path.iterdir()] == ["a.status"]
 
@@ -442,7 +455,7 @@ def test_real_tiny_night(tmp_path):
     """The real steps end to end on a simulated tiny night (raw_dir null: the workflow simulates)."""
     (tmp_path / "config.yaml").write_text(
         "simulate:\n  preset: tiny\n  night: 20261124\n  narc: 2\n  nflat: 1\n  nscience: 1\n")
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    env = dict(os.environ, PATH=PLAIN_PATH)
     run = subprocess.run([SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
                           "--configfile", str(tmp_path / "config.yaml"), "--cores", "2"], cwd=tmp_path,
                          env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900)

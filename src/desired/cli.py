@@ -16,6 +16,7 @@ import sys
 SUBCOMMANDS = {
     "simulate": ("simulate", "simulate a raw night (or extracted frames) with truth"),
     "exposure-table": ("exposure_table", "scan a raw data tree and write the exposure table"),
+    "check-raw": ("check_raw", "verify that a raw exposure can be read (every camera)"),
     "fibermap": ("fibermap", "assemble the per-exposure fibermap"),
     "preproc": ("preproc", "raw camera image -> preproc image (electrons, ivar, mask)"),
     "psf": ("psf", "fit a GAUSS-HERMITE PSF to an arc preproc image"),
@@ -71,18 +72,53 @@ def setup_logging(level="INFO", logfile=None):
 
 
 def main(argv=None):
-    """Entry point of the ``desired`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    if getattr(args, "_missing", False):
-        print(f"desired {args.command}: not yet implemented", file=sys.stderr)
-        return 3
-    setup_logging(args.log_level, args.log_file)
-    mod = importlib.import_module(f"desired.scripts.{args._module}")
-    return int(mod.main(args) or 0)
+    """Entry point of the ``desired`` console script.
+
+    Every error ends in one line on stderr and a non-zero exit status (the
+    traceback only with ``--log-level DEBUG``): :data:`desired.errors.EXIT_DATA_ERROR`
+    when the input data are bad, 1 for anything else (a missing module, a bug),
+    130 on Ctrl-C.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "DEBUG" in argv and "--log-level" in argv
+    command = "desired"
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        command = f"desired {args.command}"
+        if getattr(args, "_missing", False):
+            print(f"{command}: not yet implemented", file=sys.stderr)
+            return 3
+        setup_logging(args.log_level, args.log_file)
+        mod = importlib.import_module(f"desired.scripts.{args._module}")
+        return int(mod.main(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:                      # one clear line; the traceback only with DEBUG
+        return report_error(command, err, debug)
+
+
+def report_error(command, err, debug=False):
+    """Log ``err`` as one line (with its traceback when ``debug``); return the exit status."""
+    from .errors import EXIT_DATA_ERROR, is_data_error
+    log = logging.getLogger("desired")
+    if isinstance(err, ModuleNotFoundError):
+        text = (f"{err} (interpreter {sys.executable}); install it into that environment, "
+                f"e.g. {sys.executable} -m pip install {err.name}")
+    else:
+        text = f"{type(err).__name__}: {err}" if not str(err) else str(err)
+    data = is_data_error(err)
+    if debug:
+        log.exception("%s failed", command)
+    if logging.getLogger().handlers:
+        log.error("%s: %s%s", command, "data error: " if data else "error: ", text)
+    else:
+        print(f"{command}: {'data error' if data else 'error'}: {text}", file=sys.stderr)
+    return EXIT_DATA_ERROR if data else 1
 
 
 if __name__ == "__main__":

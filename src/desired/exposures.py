@@ -4,7 +4,9 @@ The workflow discovers its work by scanning the raw tree
 (``{raw}/{night}/{expid}/desi-{expid}.fits.fz``, the ``raw`` entry of
 :data:`desired.paths.PATTERNS`) and reading each file's exposure header.  One row
 per exposure: NIGHT, EXPID, OBSTYPE (``ARC``, ``FLAT``, ``SCIENCE``, ...),
-TILEID, EXPTIME (s) and CAMERAS (the camera HDUs present, ``;``-separated).
+TILEID, EXPTIME (s), CAMERAS (the camera HDUs present, ``;``-separated),
+LASTSTEP (``all``, or ``ignore`` for an exposure not to process: its raw file is
+unreadable, or an override says so) and COMMENTS (why, for an ignored one).
 The table is cached as csv per night (``exposure_table`` in the path table); a
 user-supplied csv in the same format overrides the scan (for example to drop a
 bad exposure or to fix a wrong OBSTYPE).
@@ -23,7 +25,14 @@ from .paths import findfile
 log = logging.getLogger(__name__)
 
 #: the columns of the table, in file order
-COLUMNS = ("NIGHT", "EXPID", "OBSTYPE", "TILEID", "EXPTIME", "CAMERAS")
+COLUMNS = ("NIGHT", "EXPID", "OBSTYPE", "TILEID", "EXPTIME", "CAMERAS", "LASTSTEP", "COMMENTS")
+
+#: columns a table must have (LASTSTEP/COMMENTS default to "all"/"" when absent)
+REQUIRED_COLUMNS = COLUMNS[:6]
+
+#: LASTSTEP of an exposure that is processed / left out (DESI's exposure-table values)
+LASTSTEP_ALL = "all"
+LASTSTEP_IGNORE = "ignore"
 
 #: OBSTYPE values the pipeline processes, normalised to upper case
 OBSTYPES = ("ARC", "FLAT", "SCIENCE", "ZERO", "DARK", "OTHER")
@@ -67,8 +76,10 @@ def scan_night(raw_dir, night):
     list of dict
         One row per exposure directory holding a raw file, sorted by EXPID; keys
         :data:`COLUMNS`.  EXPID and NIGHT are ints, EXPTIME float (s), CAMERAS a
-        list of lower-case camera names.  A raw file whose header cannot be read
-        is logged and left out (its directory name is given in the warning).
+        list of lower-case camera names.  A raw file that cannot be read (truncated,
+        corrupt, not a raw exposure) keeps its row, marked LASTSTEP ``ignore`` with
+        the reason in COMMENTS (OBSTYPE/CAMERAS from whatever header is still
+        readable), and is logged as an error.
     """
     night_dir = os.path.join(raw_dir, str(int(night)))
     rows = []
@@ -83,9 +94,11 @@ def scan_night(raw_dir, night):
         try:
             header = read_raw_header(path)
             cameras = raw_cameras(path)
+            laststep, comment = LASTSTEP_ALL, ""
         except (DataModelError, OSError) as err:
-            log.warning("skipping unreadable raw exposure %s: %s", path, err)
-            continue
+            log.error("unreadable raw exposure, marked bad (LASTSTEP ignore): %s", err)
+            header, cameras = _salvage_header(path)
+            laststep, comment = LASTSTEP_IGNORE, f"unreadable raw file: {getattr(err, 'problem', err)}"
         expid = int(header.get("EXPID", int(name)))
         if expid != int(name):
             log.warning("%s: header EXPID %d differs from its directory %s; using the directory",
@@ -93,8 +106,27 @@ def scan_night(raw_dir, night):
             expid = int(name)
         rows.append({"NIGHT": int(night), "EXPID": expid, "OBSTYPE": _normalise_obstype(header),
                      "TILEID": int(header.get("TILEID", -1) if header.get("TILEID") is not None else -1),
-                     "EXPTIME": float(header.get("EXPTIME", 0.0)), "CAMERAS": list(cameras)})
+                     "EXPTIME": float(header.get("EXPTIME", 0.0)), "CAMERAS": list(cameras),
+                     "LASTSTEP": laststep, "COMMENTS": comment})
     return rows
+
+
+def _salvage_header(path):
+    """Best-effort (exposure header dict, cameras) of an unreadable raw file; ({}, []) if nothing reads."""
+    from astropy.io import fits
+    header, cameras = {}, []
+    try:
+        with fits.open(path, memmap=False, ignore_missing_end=True, lazy_load_hdus=True) as hdus:
+            for hdu in hdus:
+                name = hdu.name
+                if len(name) == 2 and name[0] in "BRZ" and name[1].isdigit():
+                    cameras.append(name.lower())
+                if not header and "EXPTIME" in hdu.header:
+                    header = {k: hdu.header[k] for k in ("EXPID", "OBSTYPE", "FLAVOR", "TILEID", "EXPTIME")
+                              if k in hdu.header}
+    except Exception:                   # a salvage attempt: whatever astropy raises, keep what was read
+        pass
+    return header, cameras
 
 
 def write_exposure_table(path, rows):
@@ -112,7 +144,8 @@ def write_exposure_table(path, rows):
             writer.writerow(COLUMNS)
             for row in rows:
                 writer.writerow([row["NIGHT"], f"{int(row['EXPID']):08d}", row["OBSTYPE"], row["TILEID"],
-                                 f"{float(row['EXPTIME']):.3f}", ";".join(row["CAMERAS"])])
+                                 f"{float(row['EXPTIME']):.3f}", ";".join(row["CAMERAS"]),
+                                 row.get("LASTSTEP") or LASTSTEP_ALL, " ".join(str(row.get("COMMENTS", "")).split())])
 
 
 def read_exposure_table(path):
@@ -136,7 +169,7 @@ def read_exposure_table(path):
         raise DataModelError(path, "exposure table does not exist")
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise DataModelError(path, f"exposure table lacks column(s) {', '.join(missing)}")
         rows = []
@@ -147,13 +180,20 @@ def read_exposure_table(path):
                              "OBSTYPE": obstype if obstype in OBSTYPES else "OTHER",
                              "TILEID": int(rec["TILEID"]) if rec["TILEID"].strip() else -1,
                              "EXPTIME": float(rec["EXPTIME"]) if rec["EXPTIME"].strip() else 0.0,
-                             "CAMERAS": [c for c in rec["CAMERAS"].replace(",", ";").split(";") if c]})
+                             "CAMERAS": [c for c in rec["CAMERAS"].replace(",", ";").split(";") if c],
+                             "LASTSTEP": (rec.get("LASTSTEP") or LASTSTEP_ALL).strip().lower(),
+                             "COMMENTS": (rec.get("COMMENTS") or "").strip()})
             except (ValueError, AttributeError) as err:
                 raise DataModelError(path, f"line {lineno}: {err}") from None
     return rows
 
 
-def select_rows(rows, night=None, obstypes=None, cameras=None):
+def is_bad(row):
+    """True when an exposure-table row is not to be processed (LASTSTEP ``ignore``)."""
+    return row.get("LASTSTEP", LASTSTEP_ALL) == LASTSTEP_IGNORE
+
+
+def select_rows(rows, night=None, obstypes=None, cameras=None, bad=False):
     """Return the rows of one night / obstypes, with CAMERAS restricted to ``cameras``.
 
     Parameters
@@ -165,6 +205,9 @@ def select_rows(rows, night=None, obstypes=None, cameras=None):
     cameras : sequence of str, optional
         Cameras the production processes; rows keep only these (rows left with
         none are dropped).
+    bad : bool
+        False (default): only the exposures to process; True: only the bad ones
+        (LASTSTEP ``ignore``; kept even when no camera could be read).
 
     Returns
     -------
@@ -177,8 +220,10 @@ def select_rows(rows, night=None, obstypes=None, cameras=None):
             continue
         if obstypes is not None and row["OBSTYPE"] not in obstypes:
             continue
+        if is_bad(row) != bool(bad):
+            continue
         cams = [c for c in row["CAMERAS"] if cameras is None or c in cameras]
-        if not cams:
+        if not cams and not bad:
             continue
         out.append({**row, "CAMERAS": cams})
     return out

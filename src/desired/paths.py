@@ -31,6 +31,8 @@ PATTERNS = {
     "calib_sky_template": ("calib", "spec-sky.dat"),
     # production tree ($DESI_SPECTRO_REDUX/$SPECPROD)
     "exposure_table": ("redux", "exposure_tables/{month}/exposure_table_{night}.csv"),
+    # marker of a raw exposure that reads (workflow check of exposures the scan marked bad)
+    "raw_check": ("redux", "preproc/{night}/{expid}/rawcheck-{expid}.txt"),
     "fibermap": ("redux", "preproc/{night}/{expid}/fibermap-{expid}.fits"),
     "preproc": ("redux", "preproc/{night}/{expid}/preproc-{camera}-{expid}.fits"),
     "psf": ("redux", "exposures/{night}/{expid}/psf-{camera}-{expid}.fits"),

@@ -29,6 +29,15 @@ def sidecar_path(product_path):
     return root + ".status" if ext == ".fits" else product_path + ".status"
 
 
+def read_step_reason(path):
+    """Return the reason line of a ``failed`` sidecar ('' when none is recorded or no sidecar)."""
+    if not os.path.exists(path):
+        return ""
+    with open(path) as fh:
+        lines = fh.read().splitlines()
+    return lines[1].strip() if len(lines) > 1 else ""
+
+
 def read_step_status(path):
     """Return ``"ok"``, ``"failed"`` or ``None`` (no sidecar) for a sidecar file.
 
@@ -43,7 +52,7 @@ def read_step_status(path):
     return STATUS_OK if words and words[0] == STATUS_OK else STATUS_FAILED
 
 
-def write_step_status(path, succeeded):
+def write_step_status(path, succeeded, reason=""):
     """Write a sidecar saying ``ok`` or ``failed`` (atomic: temp file renamed into place).
 
     Parameters
@@ -52,6 +61,8 @@ def write_step_status(path, succeeded):
         Sidecar path (see :func:`sidecar_path`).
     succeeded : bool
         True writes ``ok``, False ``failed``.
+    reason : str
+        Why it failed: written as the second line (one line, at most 300 characters).
 
     Returns
     -------
@@ -63,15 +74,21 @@ def write_step_status(path, succeeded):
     with atomic_path(path) as tmp:
         with open(tmp, "w") as fh:
             fh.write(status + "\n")
+            if reason and not succeeded:
+                fh.write(" ".join(str(reason).split())[:300] + "\n")
     return status
 
 
 def run_absorbing_failure(status_path, function, **kwargs):
-    """Call ``function(**kwargs)``; record ok/failed in a sidecar instead of raising.
+    """Call ``function(**kwargs)``; record a *data* failure in a sidecar instead of raising.
 
     Used by the failure-absorbing arc steps, so that one bad arc cannot stop the
-    night: the exception and its traceback go to the ``desired.workflow`` logger
-    and the sidecar says ``failed``.
+    night: a data error (:func:`desired.errors.data_error_types`) and its
+    traceback go to the ``desired.workflow`` logger and the sidecar says
+    ``failed`` with the error as its reason.  Any other exception (ImportError,
+    MemoryError, a bug...) is an environment or code failure: no sidecar is
+    written (a stale one is removed) and the exception propagates, so the job
+    fails loudly instead of passing for a bad arc.
 
     Parameters
     ----------
@@ -88,11 +105,15 @@ def run_absorbing_failure(status_path, function, **kwargs):
         ``"ok"`` or ``"failed"``.
     """
     import logging
+
+    from .errors import data_error_types
+    if os.path.exists(status_path):
+        os.remove(status_path)
     try:
         function(**kwargs)
-    except Exception:
-        logging.getLogger("desired.workflow").exception("step failed; recorded in %s", status_path)
-        return write_step_status(status_path, False)
+    except data_error_types() as err:
+        logging.getLogger("desired.workflow").exception("data error; recorded in %s", status_path)
+        return write_step_status(status_path, False, reason=f"data error: {err}")
     return write_step_status(status_path, True)
 
 
@@ -158,6 +179,7 @@ def production_roots(config):
 #: names are matched longest first, so ``psfnight_...`` is not taken for ``psf``
 STEPS = {
     "exposure_table": ("night",),
+    "check_raw": ("night", "expid"),
     "fibermap": ("night", "expid"),
     "preproc": ("night", "camera", "expid"),
     "psf": ("night", "camera", "expid"),
@@ -167,7 +189,7 @@ STEPS = {
 }
 
 #: step -> product kind of its output in desired.paths.PATTERNS
-OUTPUT_KIND = {"exposure_table": "exposure_table", "fibermap": "fibermap", "preproc": "preproc",
+OUTPUT_KIND = {"exposure_table": "exposure_table", "check_raw": "raw_check", "fibermap": "fibermap", "preproc": "preproc",
                "psf": "psf", "psfnight": "psfnight", "traceshift": "shifted_psf", "extract": "frame"}
 
 #: steps whose declared output is an ok/failed sidecar (only for arcs in the case of preproc)
@@ -243,48 +265,62 @@ def expected_tasks(rows, roots):
     Parameters
     ----------
     rows : list of dict
-        Exposure-table rows (see :mod:`desired.exposures`).
+        Exposure-table rows (see :mod:`desired.exposures`), bad ones included:
+        an exposure marked bad (LASTSTEP ``ignore``) has one ``check_raw`` task,
+        failed from the start, with the table's COMMENTS as its reason.
     roots : dict
         From :func:`production_roots`.
 
     Returns
     -------
-    list of dict
-        Keys: step, name, output, inputs (outputs of the upstream tasks), log.
+    list of dict, in dependency order
+        Keys: step, name, output, inputs (the job's input files as Snakemake sees
+        them: upstream outputs and raw/calib files), log, and ``bad`` (the reason
+        of a known failure, else '').
     """
+    from .exposures import is_bad
     from .paths import findfile
     tasks = []
     redux = roots["redux"]
 
-    def add(step, inputs, obstype=None, **fields):
+    def add(step, inputs, obstype=None, bad="", **fields):
         name = task_name(step, **fields)
         log_dir = os.path.join(redux, "logs", step, str(fields["night"]))
         if step == "exposure_table":
             log_dir = os.path.join(redux, "logs", step, str(fields["night"])[:6])
         tasks.append({"step": step, "name": name, "output": task_output(step, fields, roots, obstype),
-                      "inputs": list(inputs), "log": os.path.join(log_dir, name + ".log")})
+                      "inputs": list(inputs), "log": os.path.join(log_dir, name + ".log"), "bad": bad})
         return tasks[-1]["output"]
 
     nights = sorted({int(r["NIGHT"]) for r in rows})
     for night in nights:
         night_rows = [r for r in rows if int(r["NIGHT"]) == night]
-        table = add("exposure_table", [], night=night)
+        add("exposure_table", [], night=night)
         arcs_by_camera = {}
         cameras = set()
         science = []
         for row in night_rows:
             expid = f"{int(row['EXPID']):08d}"
+            raw = findfile("raw", root=roots["raw"], night=night, expid=expid)
+            if is_bad(row):
+                add("check_raw", [raw], bad=row.get("COMMENTS") or "marked bad in the exposure table",
+                    night=night, expid=expid)
+                continue
             raw_fibermap = findfile("raw_fibermap", root=roots["raw"], night=night, expid=expid)
             fibermap = None
             if os.path.exists(raw_fibermap) and row["OBSTYPE"] != "ARC":
-                fibermap = add("fibermap", [table], night=night, expid=expid)
+                fibermap = add("fibermap", [raw_fibermap, raw], night=night, expid=expid)
             for cam in row["CAMERAS"]:
                 cameras.add(cam)
-                pre = add("preproc", [table], obstype=row["OBSTYPE"], night=night, camera=cam, expid=expid)
+                calib = findfile("calib_ccd", root=roots["calib"], camera=cam)
                 if row["OBSTYPE"] == "ARC":
+                    pre = add("preproc", [raw, calib], obstype="ARC", night=night, camera=cam, expid=expid)
+                    nominal = findfile("calib_psf", root=roots["calib"], camera=cam)
                     arcs_by_camera.setdefault(cam, []).append(
-                        add("psf", [pre], night=night, camera=cam, expid=expid))
+                        add("psf", [pre, nominal], night=night, camera=cam, expid=expid))
                 elif row["OBSTYPE"] in ("FLAT", "SCIENCE"):
+                    pre = add("preproc", [raw, calib] + ([fibermap] if fibermap else []),
+                              obstype=row["OBSTYPE"], night=night, camera=cam, expid=expid)
                     science.append((expid, cam, pre, fibermap))
         psfnights = {cam: add("psfnight", arcs_by_camera.get(cam, []), night=night, camera=cam)
                      for cam in sorted(cameras)}
@@ -320,38 +356,79 @@ def snakemake_running(workdir="."):
     return os.path.isdir(locks) and any(name.endswith(".lock") for name in os.listdir(locks))
 
 
-def task_state(task, workdir=".", incomplete=None, running=None):
-    """Return the state of one task: done, ready, waiting, running or failed.
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
 
-    done: output exists, is not marked incomplete and (for sidecars) says ok;
-    failed: sidecar says failed, or an incomplete/absent output with a log while
-    no Snakemake run is active; running: marked incomplete while a run holds the
-    lock; ready: every input exists (sidecar inputs say ok); waiting: otherwise.
+
+def task_states(tasks, workdir=".", incomplete=None, running=None):
+    """Return {task name: state} for tasks in dependency order (see :func:`expected_tasks`).
+
+    A task is *done* only when its output exists, is not marked incomplete, (for a
+    sidecar) says ok, is at least as new as every input, and every upstream task
+    is settled (done; for a sidecar input, done or failed: the arc chain absorbs
+    data errors).  An output that exists but fails these tests is stale: it counts
+    as ready or waiting, never as done.  *failed*: a known bad exposure, a sidecar
+    saying failed, or a missing/incomplete output with a log while its inputs are
+    settled and no Snakemake run is active.  *running*: marked incomplete while a
+    run holds the lock.  *ready*: every input settled; *waiting*: otherwise.
     """
     def at(p):
         return p if os.path.isabs(p) else os.path.join(workdir, p)
 
     incomplete = incomplete_outputs(workdir) if incomplete is None else incomplete
     running = snakemake_running(workdir) if running is None else running
+    by_output = {}
+    states = {}
+    for task in tasks:
+        state = _task_state(task, at, by_output, incomplete, running)
+        states[task["name"]] = by_output[os.path.normpath(task["output"])] = state
+    return states
+
+
+def _settled(path, by_output, at):
+    """True when an input is usable: its producing task is done (sidecar: done or failed), or, for
+    a file no task produces (raw, calib), it exists."""
+    state = by_output.get(os.path.normpath(path))
+    if state is None:
+        return os.path.exists(at(path))
+    return state == "done" or (path.endswith(".status") and state == "failed" and os.path.exists(at(path)))
+
+
+def _task_state(task, at, by_output, incomplete, running):
+    if task.get("bad"):
+        return "failed"
     output = task["output"]
-    marked = os.path.normpath(output) in incomplete
-    if marked:
+    if os.path.normpath(output) in incomplete:
         return "running" if running else "failed"
-    if os.path.exists(at(output)):
-        if output.endswith(".status"):
-            return "done" if read_step_status(at(output)) == STATUS_OK else "failed"
-        return "done"
+    settled = all(_settled(p, by_output, at) for p in task["inputs"])
+    mtime = _mtime(at(output))
+    if mtime is not None:
+        if output.endswith(".status") and read_step_status(at(output)) != STATUS_OK:
+            return "failed"
+        fresh = all((_mtime(at(p)) or 0) <= mtime for p in task["inputs"])
+        if settled and fresh:
+            return "done"
+        return "ready" if settled else "waiting"           # stale: exists but is not trusted
+    if not settled:
+        return "waiting"
     if os.path.exists(at(task["log"])) and not running:
         return "failed"
-    for inp in task["inputs"]:
-        if not os.path.exists(at(inp)):
-            return "waiting"
-        if inp.endswith(".status") and read_step_status(at(inp)) != STATUS_OK:
-            return "waiting"
     return "ready"
 
 
-def status_table(tasks, workdir="."):
+def task_state(task, workdir=".", incomplete=None, running=None):
+    """Return the state of one task, judged alone (its upstream tasks unknown: inputs must exist).
+
+    See :func:`task_states` for the states; use that with the whole task list to
+    take upstream failures and staleness into account.
+    """
+    return task_states([task], workdir, incomplete, running)[task["name"]]
+
+
+def status_table(tasks, workdir=".", states=None):
     """Count tasks per step and state.
 
     Returns
@@ -359,13 +436,94 @@ def status_table(tasks, workdir="."):
     dict of str to dict of str to int
         step -> state -> count, steps in pipeline order.
     """
-    incomplete = incomplete_outputs(workdir)
-    running = snakemake_running(workdir)
+    states = task_states(tasks, workdir) if states is None else states
     table = {}
     for task in tasks:
         counts = table.setdefault(task["step"], dict.fromkeys(STATES, 0))
-        counts[task_state(task, workdir, incomplete, running)] += 1
+        counts[states[task["name"]]] += 1
     return {step: table[step] for step in STEPS if step in table}
+
+
+def failure_line(task, workdir="."):
+    """One line saying why a failed task failed: the known reason, the sidecar's, or the log's first error line."""
+    def at(p):
+        return p if os.path.isabs(p) else os.path.join(workdir, p)
+    if task.get("bad"):
+        return task["bad"]
+    if task["output"].endswith(".status"):
+        reason = read_step_reason(at(task["output"]))
+        if reason:
+            return reason
+    log = at(task["log"])
+    if not os.path.exists(log):
+        return "(no log; see the Snakemake output of the run)"
+    with open(log, errors="replace") as fh:
+        lines = [line.strip() for line in fh if line.strip()]
+    if not lines:
+        return f"(empty log {task['log']}: the job failed before the step started; see the Snakemake output)"
+    for line in lines:
+        if " ERROR " in line or line.startswith(("Error", "ERROR")) or "Error:" in line:
+            return line[:300]
+    return lines[0][:300]
+
+
+def invalidate_stale(tasks, workdir=".", rows=(), roots=None, dry_run=False):
+    """Remove products that must not be trusted; return the paths removed.
+
+    Removed: every existing output downstream of a failed task (through
+    non-sidecar edges: a failed arc is absorbed by psfnight, which Snakemake
+    rebuilds because its input sidecar changed), and every product of an
+    exposure marked bad in the exposure table (files in its preproc and
+    exposures directories).  Raw data, logs and failed sidecars are kept.
+
+    Parameters
+    ----------
+    tasks : list of dict
+        From :func:`expected_tasks`.
+    workdir : str
+    rows : list of dict
+        Exposure-table rows (bad ones are looked for).
+    roots : dict, optional
+        From :func:`production_roots` (needed with ``rows``).
+    dry_run : bool
+        Only return what would be removed.
+    """
+    from .exposures import is_bad
+    from .paths import findfile
+
+    def at(p):
+        return p if os.path.isabs(p) else os.path.join(workdir, p)
+
+    states = task_states(tasks, workdir, running=False)
+    tainted = set()
+    removed = []
+    for task in tasks:
+        output = os.path.normpath(task["output"])
+        if states[task["name"]] == "failed":
+            absorbed = output.endswith(".status") and os.path.exists(at(output))   # a recorded data failure
+            if not absorbed:
+                tainted.add(output)
+            continue
+        if any(os.path.normpath(p) in tainted for p in task["inputs"]):
+            tainted.add(output)
+            if os.path.exists(at(output)):
+                removed.append(task["output"])
+    for row in rows:
+        if not is_bad(row):
+            continue
+        fields = {"night": int(row["NIGHT"]), "expid": int(row["EXPID"]), "camera": "b0"}
+        for kind in ("preproc", "frame"):
+            directory = at(os.path.dirname(findfile(kind, root=roots["redux"], **fields)))
+            if os.path.isdir(directory):
+                removed.extend(os.path.join(directory, name) for name in sorted(os.listdir(directory))
+                               if os.path.isfile(os.path.join(directory, name)))
+    removed += [p[:-len(".status")] + ".fits" for p in removed
+                if p.endswith(".status") and os.path.exists(at(p[:-len(".status")] + ".fits"))]
+    if not dry_run:
+        for path in removed:
+            if os.path.exists(at(path)):
+                os.remove(at(path))
+    return removed
 
 
 def format_status_table(table):
@@ -377,30 +535,106 @@ def format_status_table(table):
     return "\n".join(lines)
 
 
-def load_config(configfile, schemafile, overrides=None):
-    """Read a workflow config yaml, apply overrides, validate it and fill defaults.
+def find_schema(configfile, directory="."):
+    """Return the workflow config schema: ``config/config.schema.yaml`` of the working directory, else
+    the one next to ``configfile``, else the one of the repository this package was installed from.
+
+    Raises
+    ------
+    FileNotFoundError
+        If none exists (the message says to pass ``--schema``).
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.path.join(directory, "config", "config.schema.yaml"),
+                  os.path.join(os.path.dirname(os.path.abspath(configfile)), "config.schema.yaml"),
+                  os.path.join(here, "..", "..", "config", "config.schema.yaml")]
+    for candidate in candidates:
+        if os.path.exists(candidate):
+            return os.path.normpath(candidate)
+    raise FileNotFoundError(f"no config/config.schema.yaml found (looked in {', '.join(candidates)}); "
+                            "pass --schema")
+
+
+def validation_message(err):
+    """Short text of a config validation error (the jsonschema message and where), not the whole schema."""
+    cause = err.__context__ if hasattr(err.__context__, "absolute_path") else err
+    if hasattr(cause, "message") and hasattr(cause, "absolute_path"):
+        where = "/".join(str(p) for p in cause.absolute_path) or "top level"
+        return f"{cause.message} (at {where})"
+    lines = [line for line in str(err).splitlines() if line.startswith("ValidationError")]
+    return (lines or str(err).splitlines() or [type(err).__name__])[0]
+
+
+def validate_config(config, schemafile, name="config"):
+    """Validate a workflow config (filling defaults) with Snakemake's validator; raise a short ValueError.
+
+    Raises
+    ------
+    ValueError
+        ``<name>: invalid workflow config: <message> (at <key path>)``.
+    """
+    import logging
+
+    from snakemake.utils import validate
+    quiet = logging.getLogger("snakemake.logging")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)       # snakemake's validate logs the whole schema on failure
+    try:
+        validate(config, schemafile)
+    except Exception as err:
+        raise ValueError(f"{name}: invalid workflow config: {validation_message(err)}") from None
+    finally:
+        quiet.setLevel(level)
+    return config
+
+
+def load_config(configfile, schemafile=None, overrides=None, directory="."):
+    """Read a workflow config the way the Snakefile does, validate it and fill defaults.
+
+    Like Snakemake, ``config/config.yaml`` of the working directory (when it
+    exists and is not ``configfile`` itself) is read first and ``configfile`` is
+    layered over it (nested keys merged).
 
     Parameters
     ----------
-    configfile, schemafile : str
+    configfile : str
+    schemafile : str, optional
+        Default: :func:`find_schema`.
     overrides : dict, optional
         Top-level keys replacing the file's (like ``snakemake --config``).
+    directory : str
+        Snakemake working directory.
 
     Raises
     ------
     ValueError
         If the config does not satisfy the schema (message names the file).
+    FileNotFoundError
+        If the config file does not exist.
     """
     import yaml
-    from snakemake.utils import validate
+    if not os.path.exists(configfile):
+        raise FileNotFoundError(f"{configfile}: config file does not exist")
+    schemafile = schemafile or find_schema(configfile, directory)
+    config = {}
+    default = os.path.join(directory, "config", "config.yaml")
+    if os.path.exists(default) and os.path.abspath(default) != os.path.abspath(configfile):
+        with open(default) as fh:
+            _merge(config, yaml.safe_load(fh) or {})
     with open(configfile) as fh:
-        config = yaml.safe_load(fh) or {}
+        _merge(config, yaml.safe_load(fh) or {})
     config.update(overrides or {})
-    try:
-        validate(config, schemafile)
-    except Exception as err:
-        raise ValueError(f"{configfile}: invalid workflow config: {err}") from None
-    return config
+    return validate_config(config, schemafile, name=configfile)
+
+
+def _merge(base, new):
+    """Deep-merge dict ``new`` into ``base`` (Snakemake's update_config)."""
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
 
 
 def production_tasks(config, workdir="."):
@@ -430,5 +664,8 @@ def production_tasks(config, workdir="."):
         if not os.path.exists(table):
             missing.append(night)
             continue
-        rows.extend(select_rows(read_exposure_table(table), night=night, cameras=config.get("cameras")))
+        table_rows = read_exposure_table(table)
+        for bad in (False, True):
+            rows.extend(select_rows(table_rows, night=night, cameras=config.get("cameras"), bad=bad))
+    rows.sort(key=lambda r: (int(r["NIGHT"]), int(r["EXPID"])))
     return expected_tasks(rows, roots), missing

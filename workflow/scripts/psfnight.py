@@ -1,18 +1,19 @@
 """Snakemake adapter of rule psfnight: combine the night's successful arc PSFs of one camera.
 
-The rule's input is the arc PSFs whose fit succeeded, or the configured fallback
-PSF alone when none did (then it is copied); with neither the job fails with a
-message saying so.
+The rule's input is the ok/failed sidecar of every arc PSF fit of the night and
+camera; the PSFs whose sidecar says ok are combined, the others are recorded in
+the output as dropped with their reason (as are arcs marked bad in the exposure
+table).  With no arc left the configured fallback PSF is copied, or the job
+fails with a message saying so.
 """
-from desired.scripts.psfnight import run
+from desired.scripts.psfnight import arc_inputs, run
 from desired.workflow_status import step_logging
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with step_logging(snakemake.log[0]):
-    fallback = snakemake.params.fallback
-    arcs = [path for path in snakemake.input if path != fallback]
-    if not arcs and not fallback:
+    arcs, dropped = arc_inputs(list(snakemake.input.status), extra_dropped=snakemake.params.dropped)
+    if not arcs and not snakemake.params.fallback:
         raise RuntimeError(f"psfnight {snakemake.wildcards.night} {snakemake.wildcards.camera}: no arc PSF "
                            "succeeded this night and psfnight.fallback_psf is not configured")
-    run(infiles=arcs, outfile=snakemake.output.psf, fallback=fallback)
+    run(infiles=arcs, outfile=snakemake.output.psf, fallback=snakemake.params.fallback, dropped=dropped)

@@ -11,7 +11,7 @@ _STRUCTURAL = {"PSFTYPE", "PSFVER", "WAVEMIN", "WAVEMAX", "NPIX_X", "NPIX_Y", "H
                "GHDEGX", "GHDEGY", "LEGDEG", "FIBERMIN", "FIBERMAX", "EXTNAME", "NPARAMS"}
 
 
-def write_psf(path, psf, header=None):
+def write_psf(path, psf, header=None, inputs=None):
     """Write a PSF in the specex GAUSS-HERMITE layout (XTRACE, YTRACE, PSF).
 
     Parameters
@@ -21,6 +21,9 @@ def write_psf(path, psf, header=None):
     psf : desired.psf.GaussHermitePSF
     header : dict, optional
         Extra keywords for the primary (XTRACE) header.
+    inputs : list of (str, bool, str), optional
+        (file name, used, reason) of the PSFs a combined PSF was made from:
+        written as a last table HDU ``PSFINPUT`` (columns FILE, USED, REASON).
     """
     names = psf.param_names()
     names += [k for k in psf.params if k not in names]
@@ -64,8 +67,19 @@ def write_psf(path, psf, header=None):
                        ("GHDEGY", psf.ghdegy), ("LEGDEG", ncoef - 1), ("WAVEMIN", psf.param_wavemin),
                        ("WAVEMAX", psf.param_wavemax), ("NPARAMS", len(names))]:
         ht.header[key] = value
+    hdus = [hx, hy, ht]
+    if inputs is not None:
+        names = [str(n) for n, _, _ in inputs] or [""]
+        reasons = [str(r)[:200] for _, _, r in inputs] or [""]
+        hdus.append(fits.BinTableHDU.from_columns([
+            fits.Column(name="FILE", format=f"{max(len(n) for n in names) or 1}A", array=np.array(names)),
+            fits.Column(name="USED", format="L", array=np.array([bool(u) for _, u, _ in inputs] or [False])),
+            fits.Column(name="REASON", format=f"{max(len(r) for r in reasons) or 1}A", array=np.array(reasons)),
+        ], name="PSFINPUT"))
+        if not inputs:
+            hdus[-1] = fits.BinTableHDU.from_columns(hdus[-1].columns, nrows=0, name="PSFINPUT")
     with atomic_path(path) as tmp:
-        fits.HDUList([hx, hy, ht]).writeto(tmp)
+        fits.HDUList(hdus).writeto(tmp)
 
 
 def read_psf(path):

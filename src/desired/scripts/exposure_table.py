@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import logging
 
-from ..exposures import override_rows, read_exposure_table, scan_night, write_exposure_table
+from ..exposures import is_bad, override_rows, read_exposure_table, scan_night, write_exposure_table
+
+from ..errors import EXIT_DATA_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +17,19 @@ def add_arguments(parser):
     parser.add_argument("--outfile", required=True, help="output csv (exposure_table_{night}.csv)")
     parser.add_argument("--override", default=None,
                         help="csv in the same format whose rows replace the scanned rows of its nights")
+
+
+def table_rows(raw_dir, night, override=None):
+    """Rows of one night: the raw headers scanned, then the override's rows of that night.
+
+    The workflow calls this while the Snakefile is parsed (so a dry run knows every
+    job) and the exposure_table rule writes the same rows.
+    """
+    night = int(night)
+    rows = scan_night(raw_dir, night)
+    if override:
+        rows = override_rows(rows, [r for r in read_exposure_table(override) if int(r["NIGHT"]) == night])
+    return rows
 
 
 def run(raw_dir, night, outfile, override=None):
@@ -42,9 +57,7 @@ def run(raw_dir, night, outfile, override=None):
         If the night has no exposures (nothing written).
     """
     night = int(night)
-    rows = scan_night(raw_dir, night)
-    if override:
-        rows = override_rows(rows, [r for r in read_exposure_table(override) if int(r["NIGHT"]) == night])
+    rows = table_rows(raw_dir, night, override)
     if not rows:
         raise ValueError(f"{raw_dir}: no raw exposures found for night {night}")
     write_exposure_table(outfile, rows)
@@ -53,6 +66,9 @@ def run(raw_dir, night, outfile, override=None):
         counts[row["OBSTYPE"]] = counts.get(row["OBSTYPE"], 0) + 1
     log.info("night %d: %d exposures (%s) -> %s", night, len(rows),
              ", ".join(f"{n} {k.lower()}" for k, n in sorted(counts.items())), outfile)
+    for row in rows:
+        if is_bad(row):
+            log.error("night %d expid %d marked bad (LASTSTEP ignore): %s", night, row["EXPID"], row["COMMENTS"])
     return rows
 
 
@@ -62,5 +78,5 @@ def main(args):
         run(raw_dir=args.raw_dir, night=args.night, outfile=args.outfile, override=args.override)
     except ValueError as err:
         log.error("%s", err)
-        return 1
+        return EXIT_DATA_ERROR
     return 0

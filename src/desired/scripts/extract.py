@@ -10,13 +10,15 @@ Under ``srun``/``mpiexec`` add ``--mpi``: bundles are dealt round-robin to the
 ranks, rank 0 gathers and writes.  The serial, multiprocess and MPI paths run the
 same per-bundle code, so the frame does not depend on how it was parallelised.
 
-Exit status: 0 on success, 1 when an input cannot be read or does not match
+Exit status: 0 on success, 65 (data error) when an input cannot be read or does not match
 (nothing is written then).
 """
 from __future__ import annotations
 
 import logging
 import time
+
+from ..errors import EXIT_DATA_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ def main(args):
         fibermap = _fibermap_rows(fibermap, psf, lo, hi)
     except (DataModelError, OSError, ValueError) as err:
         log.error("%s", err)
-        return 1
+        return EXIT_DATA_ERROR
     log.info("read inputs in %.1f s", time.perf_counter() - t0)
 
     if args.boxcar:

@@ -5,13 +5,15 @@ Example::
     desired preproc --infile raw/20261124/00000012/desi-00000012.fits.fz --camera b0 \\
         --calib calib/ccd-b0.yaml --outfile redux/preproc/20261124/00000012/preproc-b0-00000012.fits
 
-Exit status: 0 on success, 1 when the camera cannot be processed (missing camera
+Exit status: 0 on success, 65 (data error) when the camera cannot be processed (missing camera
 HDU, unreadable calibration, every amplifier dead); nothing is written then.
 """
 from __future__ import annotations
 
 import logging
 import time
+
+from ..errors import EXIT_DATA_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -143,5 +145,5 @@ def main(args):
             cosmics_cfudge=args.cosmics_cfudge, cosmics_c2fudge=args.cosmics_c2fudge)
     except (DataModelError, DeadCameraError, ValueError) as err:
         log.error("preproc %s failed: %s", args.camera.lower(), err)
-        return 1
+        return EXIT_DATA_ERROR
     return 0

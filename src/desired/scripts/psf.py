@@ -8,13 +8,15 @@ Example::
 Bundles are fitted in parallel: by MPI ranks (mpi4py) when ``--mpi`` is given or
 the command runs under an MPI launcher with more than one rank, else by ``--nproc``
 worker processes (a plain loop for 1).  The result does not depend on the choice.
-Exit status: 0 on success, 1 when the inputs cannot be read (nothing written).
+Exit status: 0 on success, 65 (data error) when the inputs cannot be read (nothing written).
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
+
+from ..errors import EXIT_DATA_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +79,11 @@ def main(args):
         nominal = read_psf(args.input_psf)
     except DataModelError as err:
         log.error("%s", err)
-        return 1
+        return EXIT_DATA_ERROR
     band = args.band or (image.camera or "")[:1]
     if band not in ("b", "r", "z"):
         log.error("%s: cannot tell the band from CAMERA %r; give --band", args.infile, image.camera)
-        return 1
+        return EXIT_DATA_ERROR
     wave, intensity = lamp_lines(band)
     options = FitOptions(trace_degree=args.trace_degree)
     slices, tasks = make_tasks(image, nominal, wave, intensity, options, args.bundle_size)

@@ -6,7 +6,7 @@ Example::
 
 Missing or unreadable inputs are skipped with a warning.  With no input at all
 a fallback PSF (``run(..., fallback=...)``, used by the workflow's
-``psfnight.fallback_psf``) is copied instead.  Exit status: 0 on success, 1 when
+``psfnight.fallback_psf``) is copied instead.  Exit status: 0 on success, 65 (data error) when
 no input is usable or they are inconsistent (nothing written).
 """
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+
+from ..errors import EXIT_DATA_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +27,49 @@ def add_arguments(parser):
     parser.add_argument("--nsig", type=float, default=4.0, help="outlier rejection threshold (robust sigmas)")
 
 
-def combine_files(infiles, outfile, nsig=4.0):
-    """Read the PSF files, combine them and write the result.
+def arc_inputs(sidecars, extra_dropped=()):
+    """Split the night's arc PSF sidecars into the PSFs to combine and the arcs dropped.
+
+    Parameters
+    ----------
+    sidecars : list of str
+        ok/failed sidecars of the arc PSF fits (``psf-{camera}-{expid}.status``).
+    extra_dropped : sequence of (name, reason)
+        Arcs dropped before any fit (e.g. marked bad in the exposure table).
+
+    Returns
+    -------
+    arcs : list of str
+        PSF files whose sidecar says ok.
+    dropped : list of (str, str)
+        (file name, reason) of every other arc.
+    """
+    from ..workflow_status import read_step_reason, read_step_status
+    arcs, dropped = [], [tuple(d) for d in extra_dropped]
+    for sidecar in sidecars:
+        psf = os.path.splitext(sidecar)[0] + ".fits"
+        if read_step_status(sidecar) == "ok":
+            arcs.append(psf)
+        else:
+            dropped.append((os.path.basename(psf), read_step_reason(sidecar) or "fit failed"))
+    return arcs, dropped
+
+
+def combine_files(infiles, outfile, nsig=4.0, dropped=()):
+    """Read the PSF files, combine them and write the result, recording the arcs used and dropped.
 
     Parameters
     ----------
     infiles : list of str
-        Arc PSF files of one night and camera; unreadable ones are skipped with a warning.
+        Arc PSF files of one night and camera; unreadable ones are dropped (recorded) with a warning.
     outfile : str
-        Output psfnight file (header INPSFnnn names the inputs used).
+        Output psfnight file: primary header INPSFnnn names the PSFs used, DRPSFnnn
+        those dropped (NINPSF, NDRPSF count them), and table HDU PSFINPUT lists
+        every arc with USED and REASON.
     nsig : float
         Outlier rejection threshold, robust sigmas.
+    dropped : sequence of (str, str)
+        (file name, reason) of arcs dropped before this step.
 
     Raises
     ------
@@ -46,22 +80,28 @@ def combine_files(infiles, outfile, nsig=4.0):
     from ..io.util import DataModelError
     from ..psfnight import combine_psfs
 
-    psfs, used = [], []
+    psfs, used, dropped = [], [], [tuple(d) for d in dropped]
     for path in infiles:
         try:
             psfs.append(read_psf(path))
             used.append(os.path.basename(path))
         except DataModelError as err:
-            log.warning("skipping %s", err)
+            log.warning("dropping %s", err)
+            dropped.append((os.path.basename(path), f"unreadable: {err.problem}"))
+    for name, reason in dropped:
+        log.warning("arc %s dropped: %s", name, reason)
     if not psfs:
-        raise ValueError(f"{outfile}: no readable PSF among {len(infiles)} inputs; nothing written")
+        raise DataModelError(outfile, f"no readable PSF among {len(infiles)} inputs; nothing written")
     try:
         psf = combine_psfs(psfs, nsig=nsig)
     except ValueError as err:
         raise ValueError(f"{outfile}: cannot combine the PSFs: {err}") from err
     header = {f"INPSF{i:03d}": name for i, name in enumerate(used)}
-    write_psf(outfile, psf, header=header)
-    log.info("wrote %s from %d of %d PSFs", outfile, len(psfs), len(infiles))
+    header.update({f"DRPSF{i:03d}": name for i, (name, _) in enumerate(dropped)})
+    header.update({"NINPSF": len(used), "NDRPSF": len(dropped)})
+    write_psf(outfile, psf, header=header, inputs=[(n, True, "") for n in used] + [(n, False, r) for n, r in dropped])
+    log.info("wrote %s from %d of %d PSFs (%d arcs dropped)", outfile, len(psfs), len(infiles) + len(dropped)
+             - len([d for d in dropped if d[0] in map(os.path.basename, infiles)]), len(dropped))
 
 
 def copy_fallback(fallback, outfile):
@@ -80,7 +120,7 @@ def copy_fallback(fallback, outfile):
     log.warning("no arc PSF: %s is a copy of the fallback %s", outfile, fallback)
 
 
-def run(infiles, outfile, nsig=4.0, fallback=None):
+def run(infiles, outfile, nsig=4.0, fallback=None, dropped=()):
     """Combine a night's arc PSFs of one camera, or copy the fallback when there are none.
 
     Parameters
@@ -93,6 +133,8 @@ def run(infiles, outfile, nsig=4.0, fallback=None):
         Outlier rejection threshold, robust sigmas.
     fallback : str, optional
         PSF copied to ``outfile`` when ``infiles`` is empty.
+    dropped : sequence of (str, str)
+        (file name, reason) of arcs dropped before this step, recorded in the output.
 
     Raises
     ------
@@ -100,8 +142,10 @@ def run(infiles, outfile, nsig=4.0, fallback=None):
         No input and no fallback, no readable input, or inconsistent inputs (nothing written).
     """
     if infiles:
-        combine_files(list(infiles), outfile, nsig=nsig)
+        combine_files(list(infiles), outfile, nsig=nsig, dropped=dropped)
     elif fallback:
+        for name, reason in dropped:
+            log.warning("arc %s dropped: %s", name, reason)
         copy_fallback(fallback, outfile)
     else:
         raise ValueError(f"{outfile}: no input PSF and no fallback PSF; nothing written")
@@ -113,5 +157,5 @@ def main(args):
         run(infiles=args.infiles, outfile=args.outfile, nsig=args.nsig)
     except ValueError as err:
         log.error("%s", err)
-        return 1
+        return EXIT_DATA_ERROR
     return 0

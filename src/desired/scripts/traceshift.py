@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+from ..errors import EXIT_DATA_ERROR
+
 log = logging.getLogger(__name__)
 
 
@@ -82,5 +84,5 @@ def main(args):
             edges=args.edges)
     except DataModelError as err:
         log.error("%s", err)
-        return 1
+        return EXIT_DATA_ERROR
     return 0
