@@ -17,7 +17,7 @@ venv: $(BIN)/desired
 
 # simulate the default night and process it as far as the pipeline goes
 run: venv
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --profile profiles/local --cores $(CORES)
+	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
 test: venv
 	$(BIN)/python -m pytest -q -ra tests

@@ -23,7 +23,9 @@ def add_arguments(parser):
     """Register the options of ``desired rerun``."""
     parser.add_argument("task", help="task name, e.g. extract_20261124_r0_00000012")
     parser.add_argument("--configfile", default="config/config.yaml", help="workflow config (default config/config.yaml)")
-    parser.add_argument("--schema", default=None, help="config schema (default: next to the config file)")
+    parser.add_argument("--schema", default=None,
+                        help="config schema (default: config/config.schema.yaml of --directory, else next to the "
+                             "config file, else the installed repository's)")
     parser.add_argument("--snakefile", default="Snakefile", help="workflow Snakefile (default ./Snakefile)")
     parser.add_argument("--directory", default=".", help="Snakemake working directory (default .)")
     parser.add_argument("--cores", default="1", help="cores for the rerun (default 1)")
@@ -96,8 +98,12 @@ def run(task, configfile="config/config.yaml", schema=None, snakefile="Snakefile
     ValueError
         Invalid config or task name.
     """
-    schema = schema or os.path.join(os.path.dirname(os.path.abspath(configfile)), "config.schema.yaml")
-    config = load_config(configfile, schema)
+    config = load_config(configfile, schema, directory=directory)
+    from ..workflow_status import production_tasks
+    known = {t["name"] for t in production_tasks(config, directory)[0]}
+    parse_task_name(task)
+    if task not in known:
+        raise ValueError(f"{task}: no such task in the exposure tables (list them with: desired status --tasks all)")
     cmd, output = rerun_command(task, config, configfile=configfile, snakefile=snakefile, directory=directory,
                                 cores=cores, profile=profile, dry_run=dry_run)
     log.info("task %s -> output %s", task, output)
