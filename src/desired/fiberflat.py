@@ -306,13 +306,44 @@ def apply_fiberflat(frame, fiberflat):
                  dict(frame.header), frame.fibers.copy(), frame.scores)
 
 
+def _reject_outlier_flats(vals, ivar, good, nsig):
+    """Reject whole fibers of a flat whose median offset from the flats' median is an outlier, then pixels.
+
+    Parameters
+    ----------
+    vals, ivar, good : arrays, shape (nflat, nspec, nwave)
+
+    Returns
+    -------
+    good : ndarray of bool, same shape
+    """
+    med = _masked_median(vals, good, 1.0)
+    diff = vals - med[None]
+    var = np.where(good, 1.0 / np.where(good, ivar, 1.0), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        offset = np.nanmedian(np.where(good, diff, np.nan), axis=2)                  # (nflat, nspec)
+        err = 1.2533 * np.sqrt(np.nanmean(var, axis=2) / np.maximum(good.sum(axis=2), 1))
+        spread = 1.4826 * np.nanmedian(np.abs(offset - np.nanmedian(offset)))
+    out = np.abs(offset) > nsig * np.sqrt(err ** 2 + spread ** 2)
+    good = good & ~np.nan_to_num(out, nan=0).astype(bool)[:, :, None]
+    if out.any():
+        log.warning("fiberflatnight: %d (flat, fiber) pairs rejected as outliers", int(out.sum()))
+    med = _masked_median(vals, good, 1.0)
+    mad = 1.4826 * _masked_median(np.abs(vals - med[None]), good, 0.0)
+    sigma = np.sqrt(np.nan_to_num(var, nan=0.0) + mad[None] ** 2)
+    return good & (np.abs(vals - med[None]) <= nsig * sigma)
+
+
 def average_fiberflats(fiberflats, *, nsig=4.0):
     """Robust combination of several fiber flats of one camera (fiberflatnight).
 
-    At each pixel the flats are compared with their median; values further than
-    ``nsig`` sigma (their own error combined with 1.4826 MAD of the flats at that
-    pixel) are rejected, and the survivors are averaged with inverse-variance
-    weights.  With fewer than 3 flats nothing is rejected.  The result is
+    With 3 flats or more, each flat's fibers are compared with the flats' median:
+    a fiber whose median offset exceeds ``nsig`` times (its statistical error
+    combined with the robust spread of all offsets) is rejected in that flat, then
+    pixels further than ``nsig`` sigma (their own error combined with 1.4826 MAD of
+    the flats at that pixel) from the median.  The survivors are averaged with
+    inverse-variance weights.  With fewer than 3 flats nothing is rejected.  The result is
     renormalised to a median of 1 over fibers at each wavelength.
 
     Parameters
@@ -342,11 +373,7 @@ def average_fiberflats(fiberflats, *, nsig=4.0):
     ivar = np.array([np.where(ff.mask == 0, ff.ivar, 0.0) for ff in fiberflats])
     good = ivar > 0
     if len(fiberflats) >= 3:
-        med = _masked_median(vals, good, 1.0)
-        mad = 1.4826 * _masked_median(np.abs(vals - med[None]), good, 0.0)
-        with np.errstate(divide="ignore"):
-            sigma = np.sqrt(np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0) + mad[None] ** 2)
-        good &= np.abs(vals - med[None]) <= nsig * sigma
+        good = _reject_outlier_flats(vals, ivar, good, nsig)
     w = np.where(good, ivar, 0.0)
     sw = w.sum(axis=0)
     flat = np.where(sw > 0, (w * vals).sum(axis=0) / np.where(sw > 0, sw, 1.0), 1.0)
