@@ -33,6 +33,7 @@ include: "rules/exposures.smk"
 include: "rules/preproc.smk"
 include: "rules/psf.smk"
 include: "rules/extract.smk"
+include: "rules/calib.smk"
 
 
 localrules:

@@ -308,6 +308,23 @@ def frame_targets(night):
     return [path("frame", night=night, expid=e, camera=c) for e, c in exposure_tasks(night, ["FLAT", "SCIENCE"])]
 
 
+# ---------------------------------------------------------------- calib.smk
+def fiberflatnight_inputs(wildcards):
+    """The fiberflats of every flat exposure of the night in this camera."""
+    return [path("fiberflat", night=wildcards.night, expid=e, camera=c)
+            for e, c in exposure_tasks(wildcards.night, ["FLAT"]) if c == wildcards.camera]
+
+
+@register_targets
+def calib_targets(night):
+    """fiberflat of every flat camera, fiberflatnight of every camera with flats, sky of every science camera."""
+    flats = exposure_tasks(night, ["FLAT"])
+    out = [path("fiberflat", night=night, expid=e, camera=c) for e, c in flats]
+    out += [path("fiberflatnight", night=night, camera=c) for c in sorted({c for _, c in flats})]
+    out += [path("sky", night=night, expid=e, camera=c) for e, c in exposure_tasks(night, ["SCIENCE"])]
+    return out
+
+
 # ---------------------------------------------------------------- resuming a killed run
 INCOMPLETE_CHECK = {"done": False}
 

@@ -110,6 +110,12 @@ FAKE_STEPS = textwrap.dedent('''\
     desired.scripts.psfnight.combine_files = combine_files
     desired.scripts.traceshift.run = traceshift
     desired.cli.main = main
+
+    # calibration stand-ins (rules/calib.smk)
+    import desired.scripts.fiberflat, desired.scripts.fiberflatnight, desired.scripts.sky
+    desired.scripts.fiberflat.run = lambda infile, outfile, **kw: _write("fiberflat", outfile, [infile])
+    desired.scripts.fiberflatnight.run = lambda infiles, outfile, **kw: _write("fiberflatnight", outfile, infiles)
+    desired.scripts.sky.run = lambda infile, fiberflat, outfile, **kw: _write("sky", outfile, [infile, fiberflat])
 ''')
 
 
@@ -222,7 +228,7 @@ def test_dry_run_lists_every_step(workdir):
     assert dry.returncode == 0, dry.stdout[-3000:]
     counts = job_counts(dry.stdout)
     assert counts == {"preproc": 8, "preproc_arc": 6, "psf": 6, "psfnight": 2, "traceshift": 8,
-                      "extract": 8, "all": 1}, counts
+                      "extract": 8, "fiberflat": 4, "fiberflatnight": 2, "sky": 4, "all": 1}, counts
 
 
 def test_dry_run_default_config_simulates(tmp_path):

@@ -186,11 +186,16 @@ STEPS = {
     "psfnight": ("night", "camera"),
     "traceshift": ("night", "camera", "expid"),
     "extract": ("night", "camera", "expid"),
+    # calibration (rules/calib.smk)
+    "fiberflat": ("night", "camera", "expid"),
+    "fiberflatnight": ("night", "camera"),
+    "sky": ("night", "camera", "expid"),
 }
 
 #: step -> product kind of its output in desired.paths.PATTERNS
 OUTPUT_KIND = {"exposure_table": "exposure_table", "check_raw": "raw_check", "fibermap": "fibermap", "preproc": "preproc",
-               "psf": "psf", "psfnight": "psfnight", "traceshift": "shifted_psf", "extract": "frame"}
+               "psf": "psf", "psfnight": "psfnight", "traceshift": "shifted_psf", "extract": "frame",
+               "fiberflat": "fiberflat", "fiberflatnight": "fiberflatnight", "sky": "sky"}
 
 #: steps whose declared output is an ok/failed sidecar (only for arcs in the case of preproc)
 SIDECAR_STEPS = ("psf",)
@@ -324,10 +329,26 @@ def expected_tasks(rows, roots):
                     science.append((expid, cam, pre, fibermap))
         psfnights = {cam: add("psfnight", arcs_by_camera.get(cam, []), night=night, camera=cam)
                      for cam in sorted(cameras)}
+        frames = {}
         for expid, cam, pre, fibermap in science:
             shifted = add("traceshift", [pre, psfnights[cam]], night=night, camera=cam, expid=expid)
-            add("extract", [pre, shifted] + ([fibermap] if fibermap else []), night=night, camera=cam, expid=expid)
+            frames[expid, cam] = add("extract", [pre, shifted] + ([fibermap] if fibermap else []),
+                                     night=night, camera=cam, expid=expid)
+        _add_calib_tasks(add, night, night_rows, frames)
     return tasks
+
+
+def _add_calib_tasks(add, night, rows, frames):
+    """fiberflat per flat camera, fiberflatnight per camera with flats, sky per science camera."""
+    obstype = {f"{int(r['EXPID']):08d}": r["OBSTYPE"] for r in rows}
+    flats = {}
+    for (expid, cam), frame in frames.items():
+        if obstype[expid] == "FLAT":
+            flats.setdefault(cam, []).append(add("fiberflat", [frame], night=night, camera=cam, expid=expid))
+    nightly = {cam: add("fiberflatnight", flats[cam], night=night, camera=cam) for cam in sorted(flats)}
+    for (expid, cam), frame in frames.items():
+        if obstype[expid] == "SCIENCE" and cam in nightly:
+            add("sky", [frame, nightly[cam]], night=night, camera=cam, expid=expid)
 
 
 def incomplete_outputs(workdir="."):

@@ -354,7 +354,7 @@ def _camera_job(cfg, exp, camera, truth_dir, level, frame_dir):
     if level == "frame":
         from ..io.frame import write_frame
         from . import frames
-        fm = build_fibermap(cfg, exp) if exp["obstype"] == "SCIENCE" else None
+        fm = exposure_fibermap(cfg, exp)
         result = frames.simulate_camera_frame(cfg, exp, camera, fm)
         write_frame(paths.findfile("frame", root=frame_dir, night=cfg.night, expid=exp["expid"], camera=camera),
                     result["frame"])
@@ -431,6 +431,27 @@ def build_fibermap(cfg, exp):
     from astropy.table import vstack
     fm = vstack(tables) if len(tables) > 1 else tables[0]
     return fm
+
+
+def calibration_fibermap(cfg, exp):
+    """Fibermap of a calibration (flat) exposure: every simulated fiber, no target (OBJTYPE 'NON'), FIBERSTATUS 0.
+
+    DESI's flats carry a FIBERMAP too; fiberflat reads its FIBERSTATUS.
+    """
+    geo = cfg.geometry
+    fibers = np.concatenate([ins.FIBERS_PER_PETAL * s + np.asarray(geo.fibers) for s in geo.spectrographs])
+    fm = empty_fibermap(int(fibers.max()) + 1)[fibers]
+    fm["EXPTIME"] = exp["exptime"]
+    return fm
+
+
+def exposure_fibermap(cfg, exp):
+    """Fibermap of a science (:func:`build_fibermap`) or flat (:func:`calibration_fibermap`) exposure, else None."""
+    if exp["obstype"] == "SCIENCE":
+        return build_fibermap(cfg, exp)
+    if exp["obstype"] == "FLAT":
+        return calibration_fibermap(cfg, exp)
+    return None
 
 
 def truth_table(cfg):
@@ -542,11 +563,11 @@ def simulate_night(cfg, raw_dir=None, calib_dir=None, truth_dir=None, nproc=1, l
             else:
                 results = list(pool.map(_camera_job, *zip(*args)))
             shifts = {cam: shift for cam, _, _, shift in results}
-            if exp["obstype"] == "SCIENCE" and (raw_dir or frame_dir):
-                fm = build_fibermap(cfg, exp)
+            if exp["obstype"] in ("SCIENCE", "FLAT") and (raw_dir or frame_dir):
+                fm = exposure_fibermap(cfg, exp)
                 fm_hdr = {k: hdr[k] for k in ("EXPID", "NIGHT", "TILEID", "TILERA", "TILEDEC", "FLAVOR", "OBSTYPE",
                                                "DATE-OBS", "MJD-OBS", "TARGTRA", "TARGTDEC", "SURVEY", "FAPRGRM",
-                                               "PROGRAM", "EXPTIME", "AIRMASS")}
+                                               "PROGRAM", "EXPTIME", "AIRMASS") if k in hdr}
                 fm.meta.update(fm_hdr)
                 if raw_dir:
                     write_fibermap(paths.findfile("raw_fibermap", root=raw_dir, night=cfg.night, expid=exp["expid"]),
