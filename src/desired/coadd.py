@@ -9,7 +9,10 @@ Per band and target (:func:`coadd_band`), following desispec.coaddition.coadd:
    calibration differences between exposures do not count): where the ivar-weighted
    chi² of the gradients across exposures exceeds the ``nsig`` tail of a chi²(n-1), the
    most deviant exposures are removed one by one until the rest is consistent, and the
-   two pixels that form the gradient get ivar 0 in them (:func:`_mask_cosmics`);
+   two pixels that form the gradient get ivar 0 in them (:func:`_mask_cosmics`); unlike
+   desispec, when two outlier gradients of one spectrum lie at most :data:`MAX_HIT_WIDTH`
+   pixels apart (the two edges of a hit wider than 2 pixels, whose flat core has no steep
+   gradient) the pixels between them are rejected as well;
 3. ``ivar = Σ_e ivar_e·(mask_e == 0)`` (rejected pixels excluded), ``flux = Σ_e w_e flux_e``
    with ``w_e = ivar_e·(mask_e == 0) / ivar``; where no exposure contributes the pixel
    falls back to the unmasked ivar for the weights (so it keeps a value), its ivar is the
@@ -44,6 +47,9 @@ log = logging.getLogger(__name__)
 COSMICS_NSIG = 4.0
 #: at least this many spectra of a target are needed to look for outliers
 MIN_FOR_COSMICS = 3
+#: outlier gradients of one spectrum at most this many pixels apart are the edges of one hit
+#: (the pixels between them are rejected too; desispec rejects only the two pixels of each gradient)
+MAX_HIT_WIDTH = 6
 #: wavelength tolerance (Angstrom) of the camera-merging grid check
 WAVE_TOLERANCE = 1e-4
 
@@ -178,14 +184,19 @@ def _mask_cosmics(wave, flux, ivar, nsig, tail, median, out):
         threshold = med + (np.percentile(chi2, 84.0) - med) * nsig
         fixed = threshold
     nbad = 0
+    last = np.full(m, -1000000, dtype=np.int64)
     for k in range(nw - 1):
         if chi2[k] > threshold and sgi[k] > 0:
             nbad += 1
             bad = _iterative_masker(delta[:, k], gradivar[:, k], tail, fixed, MIN_FOR_COSMICS)
             for e in range(m):
                 if bad[e]:
-                    out[pos[e], k] = True
-                    out[pos[e], k + 1] = True
+                    # a hit wider than 2 pixels shows as two steep gradients (its edges):
+                    # reject the pixels between them too
+                    start = last[e] + 1 if k - last[e] <= MAX_HIT_WIDTH else k
+                    for kk in range(start, k + 2):
+                        out[pos[e], kk] = True
+                    last[e] = k
     return nbad
 
 
