@@ -27,12 +27,16 @@ include: "rules/exposures.smk"
 include: "rules/preproc.smk"
 include: "rules/psf.smk"
 include: "rules/extract.smk"
+include: "rules/common_spectra.smk"
+include: "rules/spectra.smk"
 
 
 localrules:
     all,
     exposure_table,
     fibermap,
+    healpix_list,
+    spectra_all,
 
 
 rule all:

@@ -306,3 +306,69 @@ def exposure_groups(frames, nside=64, nest=True):
         for p in np.unique(pix[pix >= 0]):
             out.add((fm.survey, fm.program, int(p)))
     return sorted(out)
+
+
+def exposure_healpix_groups(ra, dec, fibers, header, nside=64, nest=True, default_survey=DEFAULT_SURVEY,
+                            default_program=DEFAULT_PROGRAM):
+    """The healpix groups one exposure feeds and the spectrographs that feed each.
+
+    Parameters
+    ----------
+    ra, dec : array, shape (nfiber,)
+        TARGET_RA/TARGET_DEC (deg) of the exposure's fibermap.
+    fibers : int array, shape (nfiber,)
+        FIBER (spectrograph = FIBER // 500).
+    header : dict
+        Fibermap/exposure keywords (survey and program, see :func:`survey_program`).
+
+    Returns
+    -------
+    dict
+        ``(survey, program, healpix) -> sorted tuple of spectrographs``.
+    """
+    survey, program = survey_program(header, default_survey, default_program)
+    pix = healpix_pixels(ra, dec, nside, nest)
+    spectro = np.asarray(fibers, dtype=np.int64) // 500
+    ok = pix >= 0
+    out = {}
+    for p, s in set(zip(pix[ok].tolist(), spectro[ok].tolist())):
+        out.setdefault((survey, program, int(p)), set()).add(int(s))
+    return {k: tuple(sorted(v)) for k, v in sorted(out.items())}
+
+
+def tile_groups(exposures, groupings=TILE_GROUPINGS):
+    """Tile groupings of a set of exposures.
+
+    Parameters
+    ----------
+    exposures : iterable of (night, expid, tileid, spectrographs)
+    groupings : iterable of str
+        Subset of :data:`TILE_GROUPINGS`.
+
+    Returns
+    -------
+    dict
+        ``(kind, tileid, spectrograph, value) -> sorted list of (night, expid)`` with value the
+        night (cumulative: exposures of nights up to it; pernight) or the expid (perexp).
+        Exposures with a negative TILEID are skipped.
+    """
+    by_tile = {}
+    for night, expid, tileid, spectros in exposures:
+        if int(tileid) < 0:
+            continue
+        for s in spectros:
+            by_tile.setdefault((int(tileid), int(s)), []).append((int(night), int(expid)))
+    out = {}
+    for (tileid, s), exps in by_tile.items():
+        exps = sorted(set(exps))
+        nights = sorted({n for n, _ in exps})
+        if "cumulative" in groupings:
+            for n in nights:
+                out["cumulative", tileid, s, n] = [e for e in exps if e[0] <= n]
+        if "pernight" in groupings:
+            for n in nights:
+                out["pernight", tileid, s, n] = [e for e in exps if e[0] == n]
+        if "perexp" in groupings:
+            for e in exps:
+                out["perexp", tileid, s, e[1]] = [e]
+    return dict(sorted(out.items()))

@@ -402,3 +402,61 @@ def read_spectra_band(path, band):
         raise DataModelError(path, f"band {band}: inconsistent shapes FLUX {flux.shape}, IVAR {ivar.shape}, "
                                    f"MASK {mask.shape}, RESOLUTION {res.shape}")
     return flux, ivar, mask, res
+
+
+def read_fibermap_coordinates(path):
+    """Read TARGETID, FIBER, TARGET_RA, TARGET_DEC of a fibermap (or fiberassign) file and its keywords.
+
+    Parameters
+    ----------
+    path : str
+        A ``fibermap-{expid}.fits`` (FIBERMAP HDU) or ``fiberassign-{tile}.fits[.gz]`` (FIBERASSIGN HDU).
+
+    Returns
+    -------
+    table : numpy structured array
+        The four columns.
+    header : dict
+        HDU0 keywords completed by the table HDU's (SURVEY, FAPRGRM, TILEID...).
+
+    Raises
+    ------
+    DataModelError
+        Unreadable file, no FIBERMAP/FIBERASSIGN HDU, or a missing column.
+    """
+    import fitsio
+    try:
+        with fitsio.FITS(path) as f:
+            names = [hdu.get_extname().upper() for hdu in f]
+            ext = "FIBERMAP" if "FIBERMAP" in names else "FIBERASSIGN" if "FIBERASSIGN" in names else None
+            if ext is None:
+                raise DataModelError(path, "no FIBERMAP or FIBERASSIGN HDU")
+            cols = f[ext].get_colnames()
+            missing = [c for c in ("TARGETID", "FIBER", "TARGET_RA", "TARGET_DEC") if c not in cols]
+            if missing:
+                raise DataModelError(path, f"{ext} lacks column(s) {', '.join(missing)}")
+            table = f[ext].read(columns=["TARGETID", "FIBER", "TARGET_RA", "TARGET_DEC"])
+            header = {}
+            for hdr in (f[0].read_header(), f[ext].read_header()):
+                for k in hdr.keys():
+                    if k not in header and k not in ("COMMENT", "HISTORY", ""):
+                        header[k] = hdr[k]
+    except DataModelError:
+        raise
+    except (OSError, ValueError) as err:
+        raise DataModelError(path, f"unreadable fibermap ({type(err).__name__}: {err})") from None
+    return table, header
+
+
+def write_healpix_list(path, pixels):
+    """Write the healpix list of a (survey, program): one pixel number per line, sorted (atomic)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            for p in sorted({int(p) for p in pixels}):
+                fh.write(f"{p}\n")
+
+
+def read_healpix_list(path):
+    """Read a healpix list file -> sorted list of int."""
+    with open(path) as fh:
+        return sorted(int(line) for line in fh if line.strip())
