@@ -34,6 +34,8 @@ include: "rules/preproc.smk"
 include: "rules/psf.smk"
 include: "rules/extract.smk"
 include: "rules/calib.smk"
+include: "rules/common_spectra.smk"
+include: "rules/spectra.smk"
 
 
 localrules:
@@ -41,6 +43,8 @@ localrules:
     exposure_table,
     check_raw,
     fibermap,
+    healpix_list,
+    spectra_all,
 
 
 # Before any job runs, and when the run ends: remove the products that must not be

@@ -53,6 +53,17 @@ PATTERNS = {
     "rrmodel": ("redux", "healpix/{survey}/{program}/{pixgroup}/{healpix}/rrmodel-{survey}-{program}-{healpix}.fits"),
     "healpix_list": ("redux", "healpix/{survey}/{program}/healpix-{survey}-{program}.txt"),
     "zcatalog": ("redux", "zcatalog/zpix-{survey}-{program}.fits"),
+    # tile-based spectra/coadds/redshifts per spectrograph (desispec daily groupings):
+    # cumulative = every exposure of the tile through {night}, pernight, perexp
+    "tile_spectra_cumulative": ("redux", "tiles/cumulative/{tileid}/{night}/spectra-{spectrograph}-{tileid}-thru{night}.fits"),
+    "tile_coadd_cumulative": ("redux", "tiles/cumulative/{tileid}/{night}/coadd-{spectrograph}-{tileid}-thru{night}.fits"),
+    "tile_redrock_cumulative": ("redux", "tiles/cumulative/{tileid}/{night}/redrock-{spectrograph}-{tileid}-thru{night}.fits"),
+    "tile_spectra_pernight": ("redux", "tiles/pernight/{tileid}/{night}/spectra-{spectrograph}-{tileid}-{night}.fits"),
+    "tile_coadd_pernight": ("redux", "tiles/pernight/{tileid}/{night}/coadd-{spectrograph}-{tileid}-{night}.fits"),
+    "tile_redrock_pernight": ("redux", "tiles/pernight/{tileid}/{night}/redrock-{spectrograph}-{tileid}-{night}.fits"),
+    "tile_spectra_perexp": ("redux", "tiles/perexp/{tileid}/{expid}/spectra-{spectrograph}-{tileid}-exp{expid}.fits"),
+    "tile_coadd_perexp": ("redux", "tiles/perexp/{tileid}/{expid}/coadd-{spectrograph}-{tileid}-exp{expid}.fits"),
+    "tile_redrock_perexp": ("redux", "tiles/perexp/{tileid}/{expid}/redrock-{spectrograph}-{tileid}-exp{expid}.fits"),
     "qa_exposure": ("redux", "exposures/{night}/{expid}/exposure-qa-{expid}.fits"),
     "qa_night": ("redux", "nightqa/{night}/nightqa-{night}.html"),
     # simulator truth tree: never read by the pipeline

@@ -135,3 +135,328 @@ def read_spectra(path):
                    resolution_data=collect("RESOLUTION"), fibermap=tables.get("FIBERMAP"),
                    exp_fibermap=tables.get("EXP_FIBERMAP"), scores=tables.get("SCORES"),
                    extra_catalog=tables.get("EXTRA_CATALOG"), header=header, model=collect("MODEL"))
+
+
+# ---------------------------------------------------------------- streaming (group-spectra, coadd)
+#: header keywords of a cframe that grouping needs
+FRAME_META_KEYWORDS = ("CAMERA", "NIGHT", "EXPID", "TILEID", "MJD-OBS", "EXPTIME", "SURVEY", "FAPRGRM", "PROGRAM",
+                       "FA_SURV", "FAFLAVOR", "BUNIT", "SPECGRPH", "TILERA", "TILEDEC")
+
+
+def _fitsio_table(data, header=None):
+    """astropy Table of a fitsio structured array, byte strings decoded, TUNITn units kept."""
+    from astropy.table import Table
+    table = Table(data)
+    table.convert_bytestring_to_unicode()
+    if header is not None:
+        for i, name in enumerate(table.colnames, start=1):
+            unit = header.get(f"TUNIT{i}")
+            if unit:
+                try:
+                    table[name].unit = unit
+                except ValueError:
+                    pass
+    return table
+
+
+def read_frame_meta(path):
+    """Read what grouping needs from a cframe without its images.
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    dict
+        ``header`` (HDU0 keywords of :data:`FRAME_META_KEYWORDS` present), ``wave`` (nwave,),
+        ``nspec``, ``ndiag`` (0 without RESOLUTION), ``fibermap`` (astropy Table),
+        ``scores_columns`` (tuple of SCORES column names, empty without SCORES).
+
+    Raises
+    ------
+    DataModelError
+        Unreadable file, missing FLUX/IVAR/WAVELENGTH/RESOLUTION/FIBERMAP, or a FIBERMAP without
+        TARGETID, TARGET_RA or TARGET_DEC, or with a row count different from FLUX.
+    """
+    import fitsio
+    try:
+        with fitsio.FITS(path) as fits:
+            names = {hdu.get_extname().upper() for hdu in fits}
+            hdr0 = fits[0].read_header()
+            header = {k: hdr0[k] for k in FRAME_META_KEYWORDS if k in hdr0}
+            for name in ("FLUX", "IVAR", "WAVELENGTH", "RESOLUTION", "FIBERMAP"):
+                if name not in names and not (name == "FLUX" and fits[0].has_data()):
+                    raise DataModelError(path, f"missing HDU {name}")
+            dims = fits[0].get_dims() if fits[0].has_data() else fits["FLUX"].get_dims()
+            wave = np.asarray(fits["WAVELENGTH"].read(), dtype=np.float64)
+            rdims = fits["RESOLUTION"].get_dims()
+            fmhdu = fits["FIBERMAP"]
+            fibermap = _fitsio_table(fmhdu.read(), fmhdu.read_header())
+            for key in ("SURVEY", "FAPRGRM", "FA_SURV", "FAFLAVOR"):
+                fmhdr = fmhdu.read_header()
+                if key not in header and key in fmhdr:
+                    header[key] = fmhdr[key]
+            scores = tuple(fits["SCORES"].get_colnames()) if "SCORES" in names else ()
+    except DataModelError:
+        raise
+    except (OSError, ValueError, KeyError) as err:
+        raise DataModelError(path, f"unreadable cframe ({type(err).__name__}: {err})") from None
+    nspec = int(dims[0])
+    missing = [c for c in ("TARGETID", "TARGET_RA", "TARGET_DEC") if c not in fibermap.colnames]
+    if missing:
+        raise DataModelError(path, f"FIBERMAP lacks column(s) {', '.join(missing)} needed for grouping")
+    if len(fibermap) != nspec or int(dims[1]) != wave.size:
+        raise DataModelError(path, f"FIBERMAP has {len(fibermap)} rows and WAVELENGTH {wave.size} entries "
+                                   f"for FLUX of shape {tuple(dims)}")
+    if len(rdims) != 3 or int(rdims[0]) != nspec or int(rdims[2]) != wave.size:
+        raise DataModelError(path, f"RESOLUTION has shape {tuple(rdims)}, expected ({nspec}, ndiag, {wave.size})")
+    return {"header": header, "wave": wave, "nspec": nspec, "ndiag": int(rdims[1]), "fibermap": fibermap,
+            "scores_columns": scores}
+
+
+def read_frame_rows(path, rows):
+    """Read the image rows ``rows`` of a cframe (one contiguous read per HDU, then indexed).
+
+    Parameters
+    ----------
+    path : str
+    rows : int array
+        Sorted row indices.
+
+    Returns
+    -------
+    dict
+        ``flux``, ``ivar`` (float32 (n, nwave)), ``mask`` (int32), ``resolution`` (float32
+        (n, ndiag, nwave)), ``scores`` (structured array of the rows, or None).
+    """
+    import fitsio
+    rows = np.asarray(rows, dtype=np.int64)
+    lo, hi = int(rows.min()), int(rows.max()) + 1
+    idx = rows - lo
+    try:
+        with fitsio.FITS(path) as fits:
+            flux_hdu = fits[0] if fits[0].has_data() else fits["FLUX"]
+            out = {"flux": np.asarray(flux_hdu[lo:hi, :], dtype=np.float32)[idx],
+                   "ivar": np.asarray(fits["IVAR"][lo:hi, :], dtype=np.float32)[idx],
+                   "resolution": np.asarray(fits["RESOLUTION"][lo:hi, :, :], dtype=np.float32)[idx]}
+            names = {hdu.get_extname().upper() for hdu in fits}
+            out["mask"] = (np.asarray(fits["MASK"][lo:hi, :], dtype=np.int32)[idx] if "MASK" in names
+                           else np.zeros(out["flux"].shape, np.int32))
+            out["scores"] = fits["SCORES"].read(rows=rows) if "SCORES" in names else None
+    except (OSError, ValueError) as err:
+        raise DataModelError(path, f"cannot read rows of cframe ({type(err).__name__}: {err})") from None
+    return out
+
+
+class SpectraFileWriter:
+    """Write a spectra or coadd file piece by piece (memory: one piece at a time).
+
+    PRIMARY, FIBERMAP and EXP_FIBERMAP are written by :meth:`open`; each band's WAVELENGTH,
+    FLUX, IVAR, MASK and RESOLUTION HDUs are created by :meth:`add_band` and filled row block by
+    row block with :meth:`write_rows`; :meth:`add_table` appends SCORES.  The file is written
+    under a temporary name and renamed into place by :meth:`close` (removed on error when used
+    as a context manager).
+
+    Parameters
+    ----------
+    path : str
+    units : str, optional
+        BUNIT of the fluxes (cframe units by default).
+    """
+
+    def __init__(self, path, units=None):
+        import os
+        import secrets
+        self.path = os.fspath(path)
+        directory, name = os.path.split(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        self.tmp = os.path.join(directory, f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{name}")
+        self.units = units or CFRAME_UNITS
+        self.fits = None
+
+    def open(self, header, fibermap, exp_fibermap=None):
+        """Write PRIMARY (``header`` keywords), FIBERMAP and EXP_FIBERMAP; open the file for the bands."""
+        import fitsio
+        hdus = [fits.PrimaryHDU(header=build_header(header)), table_to_hdu(fibermap, "FIBERMAP")]
+        if exp_fibermap is not None:
+            hdus.append(table_to_hdu(exp_fibermap, "EXP_FIBERMAP"))
+        fits.HDUList(hdus).writeto(self.tmp)
+        self.fits = fitsio.FITS(self.tmp, "rw")
+        return self
+
+    def add_band(self, band, wave, nspec, ndiag):
+        """Create the five HDUs of ``band`` (zero-filled until :meth:`write_rows`)."""
+        B = band.upper()
+        wave = np.asarray(wave, dtype=np.float64)
+        self.fits.write(wave, extname=f"{B}_WAVELENGTH", header={"BUNIT": "Angstrom"})
+        for kind, dtype, dims, unit in (("FLUX", "f4", [nspec, wave.size], self.units),
+                                        ("IVAR", "f4", [nspec, wave.size], ivar_units(self.units)),
+                                        ("MASK", "i4", [nspec, wave.size], None),
+                                        ("RESOLUTION", "f4", [nspec, ndiag, wave.size], None)):
+            self.fits.create_image_hdu(dims=dims, dtype=dtype, extname=f"{B}_{kind}")
+            if unit:
+                self.fits[f"{B}_{kind}"].write_key("BUNIT", unit)
+
+    def write_rows(self, band, start, flux, ivar, mask, resolution):
+        """Write rows ``start ... start + len(flux) - 1`` of a band."""
+        B = band.upper()
+        if len(flux) == 0:
+            return
+        self.fits[f"{B}_FLUX"].write(np.ascontiguousarray(flux, dtype=np.float32), start=[int(start), 0])
+        self.fits[f"{B}_IVAR"].write(np.ascontiguousarray(ivar, dtype=np.float32), start=[int(start), 0])
+        self.fits[f"{B}_MASK"].write(np.ascontiguousarray(mask, dtype=np.int32), start=[int(start), 0])
+        self.fits[f"{B}_RESOLUTION"].write(np.ascontiguousarray(resolution, dtype=np.float32),
+                                           start=[int(start), 0, 0])
+
+    def add_table(self, table, extname):
+        """Append a numeric table HDU (SCORES)."""
+        arr = np.asarray(table.as_array() if hasattr(table, "as_array") else table)
+        self.fits.write(arr, extname=extname)
+
+    def close(self):
+        """Close the file and rename it into place."""
+        import os
+        self.fits.close()
+        self.fits = None
+        os.replace(self.tmp, self.path)
+
+    def abort(self):
+        """Close and remove the temporary file."""
+        import os
+        if self.fits is not None:
+            self.fits.close()
+            self.fits = None
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.abort()
+        elif self.fits is not None:
+            self.close()
+        return False
+
+
+def read_spectra_meta(path):
+    """Read the header, tables and band list of a spectra/coadd file without its images.
+
+    Returns
+    -------
+    dict
+        ``header`` (dict), ``bands`` (lower case, file order), ``wave`` (dict band -> array),
+        ``fibermap``, ``exp_fibermap``, ``scores`` (Tables or None).
+    """
+    import fitsio
+    try:
+        with fitsio.FITS(path) as f:
+            names = [hdu.get_extname().upper() for hdu in f]
+            hdr = f[0].read_header()
+            header = {k: hdr[k] for k in hdr.keys() if k not in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND", "COMMENT",
+                                                                  "HISTORY", "")}
+            bands = [n[:-len("_WAVELENGTH")].lower() for n in names if n.endswith("_WAVELENGTH")]
+            wave = {b: np.asarray(f[f"{b.upper()}_WAVELENGTH"].read(), dtype=np.float64) for b in bands}
+            tables = {}
+            for name in ("FIBERMAP", "EXP_FIBERMAP", "SCORES"):
+                tables[name] = _fitsio_table(f[name].read(), f[name].read_header()) if name in names else None
+    except (OSError, ValueError) as err:
+        raise DataModelError(path, f"unreadable spectra file ({type(err).__name__}: {err})") from None
+    if not bands:
+        raise DataModelError(path, "no {BAND}_WAVELENGTH HDU")
+    if tables["FIBERMAP"] is None:
+        raise DataModelError(path, "missing HDU FIBERMAP")
+    return {"header": header, "bands": bands, "wave": wave, "fibermap": tables["FIBERMAP"],
+            "exp_fibermap": tables["EXP_FIBERMAP"], "scores": tables["SCORES"]}
+
+
+def read_spectra_band(path, band):
+    """Read one band's FLUX, IVAR (float32), MASK (int32, zeros if absent) and RESOLUTION (float32).
+
+    Returns
+    -------
+    tuple
+        ``(flux, ivar, mask, resolution)``.
+    """
+    import fitsio
+    B = band.upper()
+    try:
+        with fitsio.FITS(path) as f:
+            names = {hdu.get_extname().upper() for hdu in f}
+            for kind in ("FLUX", "IVAR", "RESOLUTION"):
+                if f"{B}_{kind}" not in names:
+                    raise DataModelError(path, f"missing HDU {B}_{kind}")
+            flux = np.asarray(f[f"{B}_FLUX"].read(), dtype=np.float32)
+            ivar = np.asarray(f[f"{B}_IVAR"].read(), dtype=np.float32)
+            mask = (np.asarray(f[f"{B}_MASK"].read(), dtype=np.int32) if f"{B}_MASK" in names
+                    else np.zeros(flux.shape, np.int32))
+            res = np.asarray(f[f"{B}_RESOLUTION"].read(), dtype=np.float32)
+    except DataModelError:
+        raise
+    except (OSError, ValueError) as err:
+        raise DataModelError(path, f"cannot read band {band} ({type(err).__name__}: {err})") from None
+    if ivar.shape != flux.shape or mask.shape != flux.shape or res.shape[0] != flux.shape[0] \
+            or res.shape[2] != flux.shape[1]:
+        raise DataModelError(path, f"band {band}: inconsistent shapes FLUX {flux.shape}, IVAR {ivar.shape}, "
+                                   f"MASK {mask.shape}, RESOLUTION {res.shape}")
+    return flux, ivar, mask, res
+
+
+def read_fibermap_coordinates(path):
+    """Read TARGETID, FIBER, TARGET_RA, TARGET_DEC of a fibermap (or fiberassign) file and its keywords.
+
+    Parameters
+    ----------
+    path : str
+        A ``fibermap-{expid}.fits`` (FIBERMAP HDU) or ``fiberassign-{tile}.fits[.gz]`` (FIBERASSIGN HDU).
+
+    Returns
+    -------
+    table : numpy structured array
+        The four columns.
+    header : dict
+        HDU0 keywords completed by the table HDU's (SURVEY, FAPRGRM, TILEID...).
+
+    Raises
+    ------
+    DataModelError
+        Unreadable file, no FIBERMAP/FIBERASSIGN HDU, or a missing column.
+    """
+    import fitsio
+    try:
+        with fitsio.FITS(path) as f:
+            names = [hdu.get_extname().upper() for hdu in f]
+            ext = "FIBERMAP" if "FIBERMAP" in names else "FIBERASSIGN" if "FIBERASSIGN" in names else None
+            if ext is None:
+                raise DataModelError(path, "no FIBERMAP or FIBERASSIGN HDU")
+            cols = f[ext].get_colnames()
+            missing = [c for c in ("TARGETID", "FIBER", "TARGET_RA", "TARGET_DEC") if c not in cols]
+            if missing:
+                raise DataModelError(path, f"{ext} lacks column(s) {', '.join(missing)}")
+            table = f[ext].read(columns=["TARGETID", "FIBER", "TARGET_RA", "TARGET_DEC"])
+            header = {}
+            for hdr in (f[0].read_header(), f[ext].read_header()):
+                for k in hdr.keys():
+                    if k not in header and k not in ("COMMENT", "HISTORY", ""):
+                        header[k] = hdr[k]
+    except DataModelError:
+        raise
+    except (OSError, ValueError) as err:
+        raise DataModelError(path, f"unreadable fibermap ({type(err).__name__}: {err})") from None
+    return table, header
+
+
+def write_healpix_list(path, pixels):
+    """Write the healpix list of a (survey, program): one pixel number per line, sorted (atomic)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            for p in sorted({int(p) for p in pixels}):
+                fh.write(f"{p}\n")
+
+
+def read_healpix_list(path):
+    """Read a healpix list file -> sorted list of int."""
+    with open(path) as fh:
+        return sorted(int(line) for line in fh if line.strip())

@@ -1,0 +1,187 @@
+"""``desired group-spectra``: regroup cframes into one healpix or tile spectra file.
+
+Examples::
+
+    desired group-spectra --healpix 27258 --survey main --program dark --nside 64 \\
+        --infiles prod/exposures/*/*/cframe-*.fits -o spectra-main-dark-27258.fits
+    desired group-spectra --tile 1000 --spectrograph 0 --group cumulative --value 20261124 \\
+        --infiles ... -o spectra-0-1000-thru20261124.fits
+
+Only the rows of the group are read (one cframe at a time), so memory is bounded by one
+frame plus the group's fibermap.  Exit status: 0 on success, 1 on unreadable or
+inconsistent input (nothing written), 2 when no input row belongs to the group.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser):
+    """Register the command-line options on ``parser``."""
+    parser.add_argument("--infiles", nargs="+", required=True, help="cframe files (any superset of the group's)")
+    parser.add_argument("-o", "--outfile", required=True, help="output spectra file")
+    parser.add_argument("--healpix", type=int, default=None, help="nested healpix pixel")
+    parser.add_argument("--nside", type=int, default=64, help="healpix nside (default 64)")
+    parser.add_argument("--ring", action="store_true", help="RING numbering instead of NESTED")
+    parser.add_argument("--survey", default=None, help="survey of the healpix group (default: from the inputs)")
+    parser.add_argument("--program", default=None, help="program of the healpix group (default: from the inputs)")
+    parser.add_argument("--tile", type=int, default=None, help="tile of a tile grouping")
+    parser.add_argument("--spectrograph", type=int, default=None, help="spectrograph of a tile grouping")
+    parser.add_argument("--group", choices=["cumulative", "pernight", "perexp"], default=None,
+                        help="tile grouping")
+    parser.add_argument("--value", type=int, default=None,
+                        help="night (cumulative: through this night; pernight) or expid (perexp)")
+    parser.add_argument("--default-survey", default="main", help="survey when the inputs have none (default main)")
+    parser.add_argument("--default-program", default="other",
+                        help="program when the inputs have none (default other)")
+
+
+def read_frame_metas(paths, default_survey="main", default_program="other"):
+    """:class:`desired.grouping.FrameMeta` of every cframe (headers, grids, fibermaps only)."""
+    from ..grouping import frame_meta
+    from ..io.spectra import read_frame_meta
+    return [frame_meta(p, read_frame_meta(p), default_survey, default_program) for p in paths]
+
+
+def _score_columns(pieces, bands):
+    """SCORES columns: those every frame of a band carries, else computed CALIB scores."""
+    cols = {}
+    for b in bands:
+        frames = [p.frames[b] for p in pieces if p.frames[b] is not None]
+        common = set(frames[0].scores_columns)
+        for fm in frames[1:]:
+            common &= set(fm.scores_columns)
+        cols[b] = [c for c in frames[0].scores_columns if c in common and c != "TARGETID"]
+    return cols
+
+
+def _pad_resolution(res, ndiag):
+    """Zero-pad resolution diagonals symmetrically to ``ndiag``."""
+    if res.shape[1] == ndiag:
+        return res
+    out = np.zeros((res.shape[0], ndiag, res.shape[2]), dtype=res.dtype)
+    off = (ndiag - res.shape[1]) // 2
+    out[:, off:off + res.shape[1]] = res
+    return out
+
+
+def write_group(outfile, frames, group, onetile=False):
+    """Write the spectra file of one group.
+
+    Parameters
+    ----------
+    outfile : str
+    frames : list of desired.grouping.FrameMeta
+    group : dict
+        See :func:`desired.grouping.plan_group`.
+    onetile : bool
+        Keep tile keywords (tile groupings).
+
+    Returns
+    -------
+    int
+        Number of spectra written (0: nothing written).
+    """
+    from ..coadd import band_scores
+    from ..grouping import group_fibermap, group_header, plan_group
+    from ..io.spectra import SpectraFileWriter, read_frame_rows
+    from ..maskbits import specmask
+
+    bands, waves, pieces = plan_group(frames, group)
+    if not pieces:
+        return 0
+    fibermap = group_fibermap(pieces, onetile=onetile)
+    header = group_header(group, pieces)
+    nspec = len(fibermap)
+    ndiag = {b: max(p.frames[b].ndiag for p in pieces if p.frames[b] is not None) for b in bands}
+    copied = _score_columns(pieces, bands)
+    scores = {"TARGETID": np.asarray(fibermap["TARGETID"], dtype=np.int64)}
+    with SpectraFileWriter(outfile) as writer:
+        writer.open(header, fibermap)
+        for b in bands:
+            writer.add_band(b, waves[b], nspec, ndiag[b])
+        for piece in pieces:
+            n = piece.rows.size
+            for b in bands:
+                fm = piece.frames[b]
+                nw = waves[b].size
+                if fm is None:
+                    data = {"flux": np.zeros((n, nw), np.float32), "ivar": np.zeros((n, nw), np.float32),
+                            "mask": np.full((n, nw), specmask.NODATA, np.int32),
+                            "resolution": np.zeros((n, ndiag[b], nw), np.float32), "scores": None}
+                else:
+                    data = read_frame_rows(fm.path, piece.rows)
+                writer.write_rows(b, piece.start, data["flux"], data["ivar"], data["mask"],
+                                  _pad_resolution(data["resolution"], ndiag[b]))
+                rows = slice(piece.start, piece.start + n)
+                computed = band_scores(waves[b], data["flux"], data["ivar"], b, suffix="CALIB")
+                for name in copied[b]:
+                    scores.setdefault(name, np.zeros(nspec))[rows] = (data["scores"][name] if data["scores"] is not None
+                                                                      else 0.0)
+                for name, value in computed.items():
+                    if name not in copied[b]:
+                        scores.setdefault(name, np.zeros(nspec))[rows] = value
+        table = np.zeros(nspec, dtype=[(k, "i8" if k == "TARGETID" else "f8") for k in scores])
+        for k, v in scores.items():
+            table[k] = v
+        writer.add_table(table, "SCORES")
+    log.info("wrote %s: %d spectra of %d targets from %d exposure-spectrographs, bands %s", outfile, nspec,
+             np.unique(fibermap["TARGETID"]).size, len(pieces), "".join(bands))
+    return nspec
+
+
+def healpix_group(healpix, nside=64, nest=True, survey="main", program="other"):
+    """The group dict of one healpix spectra file."""
+    return {"kind": "healpix", "healpix": int(healpix), "nside": int(nside), "nest": bool(nest),
+            "survey": None if survey is None else str(survey).lower(),
+            "program": None if program is None else str(program).lower()}
+
+
+def tile_group(kind, tileid, spectrograph, value):
+    """The group dict of one tile spectra file (kind: cumulative, pernight or perexp)."""
+    return {"kind": kind, "tileid": int(tileid), "spectrograph": int(spectrograph), "value": int(value)}
+
+
+def run(infiles, outfile, group, default_survey="main", default_program="other"):
+    """Group ``infiles`` (cframes) into the spectra file of ``group``; return the number of spectra.
+
+    ``group`` is :func:`healpix_group` or :func:`tile_group` output; a healpix group whose survey
+    or program is None takes the inputs' single (survey, program).
+
+    Raises
+    ------
+    desired.io.util.DataModelError, ValueError
+        Unreadable or inconsistent inputs (the message names the file); nothing is written.
+    """
+    frames = read_frame_metas(infiles, default_survey, default_program)
+    if group["kind"] == "healpix" and (group.get("survey") is None or group.get("program") is None):
+        pairs = sorted({(fm.survey, fm.program) for fm in frames})
+        if len(pairs) != 1:
+            raise ValueError(f"inputs span several (survey, program) {pairs}: give --survey and --program")
+        group = dict(group, survey=group.get("survey") or pairs[0][0], program=group.get("program") or pairs[0][1])
+    return write_group(outfile, frames, group, onetile=group["kind"] != "healpix")
+
+
+def main(args):
+    """Run from parsed arguments; return the exit status."""
+    from ..io.util import DataModelError
+    if args.healpix is not None:
+        group = healpix_group(args.healpix, args.nside, not args.ring, args.survey, args.program)
+    elif None not in (args.tile, args.spectrograph, args.group, args.value):
+        group = tile_group(args.group, args.tile, args.spectrograph, args.value)
+    else:
+        log.error("give --healpix, or --tile, --spectrograph, --group and --value")
+        return 1
+    try:
+        n = run(args.infiles, args.outfile, group, args.default_survey, args.default_program)
+    except (DataModelError, ValueError) as err:
+        log.error("%s", err)
+        return 1
+    if n == 0:
+        log.error("no input spectrum belongs to the group; nothing written")
+        return 2
+    return 0
