@@ -27,6 +27,8 @@ include: "rules/exposures.smk"
 include: "rules/preproc.smk"
 include: "rules/psf.smk"
 include: "rules/extract.smk"
+# the QA stage: its report waits for every registered target (input functions run after all includes)
+include: "rules/qa.smk"
 
 
 localrules:

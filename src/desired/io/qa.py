@@ -124,3 +124,10 @@ def read_truth_targets(paths):
     if not tables:
         return None
     return unique(vstack(tables, metadata_conflicts="silent"), keys="TARGETID")
+
+
+def read_wavelength(path):
+    """The WAVELENGTH HDU of a frame-like file (Angstrom), without reading the rest."""
+    from .util import read_array
+    with open_fits(path) as hdus:
+        return read_array(hdus, "WAVELENGTH", path, ndim=1).astype(float)

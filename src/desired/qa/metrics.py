@@ -206,7 +206,7 @@ def trace_shift_map(psf, reference, wave=None):
     return dx, dy
 
 
-def trace_metrics(psf, reference=None):
+def trace_metrics(psf, reference=None, wave=None):
     """Trace widths and PSF fit chi2 of a PSF, and its shifts relative to a reference PSF.
 
     Parameters
@@ -215,6 +215,10 @@ def trace_metrics(psf, reference=None):
         The exposure's (shifted) PSF.
     reference : desired.psf.GaussHermitePSF, optional
         The PSF it was shifted from (psfnight); omit for an arc PSF.
+    wave : array, optional
+        Wavelengths (Angstrom) where the traces are compared, e.g. the frame's grid
+        (the traces are only constrained where the CCD records them); default
+        :func:`psf_wave_grid`.
 
     Returns
     -------
@@ -223,7 +227,7 @@ def trace_metrics(psf, reference=None):
         PSF_NBADFIB when the PSF records them, TRSHIFT_X/Y (mean shift, pixels) and
         TRSHIFT_RMS_X/Y (its rms over fibers and wavelengths) with a reference.
     """
-    wave = psf_wave_grid(psf)
+    wave = psf_wave_grid(psf) if wave is None else np.asarray(wave, dtype=np.float64)
     fibers = np.arange(psf.nfiber)[:, None]
     out = {}
     for name, key in (("GHSIGX", "TRACE_SIGX"), ("GHSIGY", "TRACE_SIGY")):
@@ -346,7 +350,7 @@ def sky_metrics(frame, sky=None, fiberflat=None, pchi=0.05):
 
 # ---------------------------------------------------------------- S/N
 def snr_per_fiber(frame, band=None, halfwidth=REF_HALFWIDTH):
-    """Median S/N per wavelength bin of every fiber within +-halfwidth of the band's reference wavelength.
+    """Mean S/N per wavelength bin of every fiber within +-halfwidth of the band's reference wavelength.
 
     Parameters
     ----------
@@ -358,15 +362,21 @@ def snr_per_fiber(frame, band=None, halfwidth=REF_HALFWIDTH):
     Returns
     -------
     array, shape (nspec,)
-        ``median(flux * sqrt(ivar))`` over the window (masked bins count as 0).
+        Mean of ``flux * sqrt(ivar)`` over the window's unmasked bins with ivar > 0
+        (NaN when there is none).  The mean, unlike desispec's median, is an unbiased
+        estimate of the noiseless spectrum's value whatever the spread of the S/N
+        inside the window (sky lines, emission lines).
     """
     band = band or band_of(frame.camera)
     ref = REF_WAVE[band]
     sel = _window(frame.wave, ref - halfwidth, ref + halfwidth)
     if not sel.any():
         sel = np.ones(frame.nwave, bool)
-    ivar = np.where(frame.mask[:, sel] == 0, frame.ivar[:, sel], 0.0)
-    return np.median(frame.flux[:, sel] * np.sqrt(ivar), axis=1)
+    ivar = frame.ivar[:, sel]
+    use = (frame.mask[:, sel] == 0) & (ivar > 0)
+    snr = np.where(use, frame.flux[:, sel] * np.sqrt(np.where(use, ivar, 0.0)), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return snr.sum(axis=1) / use.sum(axis=1)
 
 
 def fit_snr_vs_mag(mag, snr, fidmag=FIDMAG):
@@ -389,7 +399,7 @@ def snr_metrics(cframe):
     Returns
     -------
     metrics : dict
-        SNR_<CLASS> (median S/N of the class's fibers) and FIDSNR_<CLASS> (S/N of the
+        SNR_<CLASS> (median over the class's fibers of their S/N) and FIDSNR_<CLASS> (S/N of the
         fit at magnitude 22) for every class present but SKY.
     per_fiber : dict
         FIBER, CLASS, MAG (g, r or z for the b, r, z cameras) and SNR.
@@ -405,7 +415,7 @@ def snr_metrics(cframe):
         sel = classes == name
         if name == "SKY" or not sel.any():
             continue
-        out[f"SNR_{name}"] = float(np.median(snr[sel]))
+        out[f"SNR_{name}"] = float(np.nanmedian(snr[sel])) if np.isfinite(snr[sel]).any() else np.nan
         fid = fit_snr_vs_mag(mags[sel], snr[sel])
         if np.isfinite(fid):
             out[f"FIDSNR_{name}"] = fid

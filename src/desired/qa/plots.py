@@ -118,7 +118,7 @@ def snr_vs_mag(per_fiber, band, title=""):
         ax.semilogy(per_fiber["MAG"][sel], np.clip(per_fiber["SNR"][sel], 1e-2, None), "o", ms=3,
                     color=CLASS_COLORS[name], label=name)
     ax.set_xlabel(f"{ {'b': 'g', 'r': 'r', 'z': 'z'}[band]} magnitude (AB)")
-    ax.set_ylabel(f"median S/N per bin at {REF_WAVE[band]:.0f} A")
+    ax.set_ylabel(f"mean S/N per bin at {REF_WAVE[band]:.0f} A")
     ax.set_title(f"{title} S/N vs magnitude", fontsize=9)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)

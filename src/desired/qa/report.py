@@ -122,14 +122,20 @@ def _trace_section(cam, plot_dir, stem):
     kind = "shifted_psf" if "shifted_psf" in cam.products else "psf"
     psf = read_psf(cam.products[kind])
     ref = read_psf(cam.products["psfnight"]) if kind == "shifted_psf" and "psfnight" in cam.products else None
+    wave = None
+    if "frame" in cam.products:
+        # compare the traces over the frame's grid, where the CCD constrains them
+        from ..io.qa import read_wavelength
+        grid = read_wavelength(cam.products["frame"])
+        wave = np.linspace(grid[0], grid[-1], 50)
     if kind == "psf" or ref is None:
-        cam.metrics.update(qm.trace_metrics(psf))
+        cam.metrics.update(qm.trace_metrics(psf, wave=wave))
     else:
         # widths and chi2 of the night's fitted PSF, shifts of the exposure's traces against it
-        cam.metrics.update(qm.trace_metrics(ref))
-        shifts = qm.trace_metrics(psf, ref)
+        cam.metrics.update(qm.trace_metrics(ref, wave=wave))
+        shifts = qm.trace_metrics(psf, ref, wave=wave)
         cam.metrics.update({k: v for k, v in shifts.items() if k.startswith("TRSHIFT")})
-        wave = qm.psf_wave_grid(psf)
+        wave = qm.psf_wave_grid(psf) if wave is None else wave
         dx, dy = qm.trace_shift_map(psf, ref, wave)
         fibers = psf.fibermin + np.arange(dx.shape[0])
         _figure(cam, plot_dir, f"{stem}-traceshift", "trace shifts against psfnight",
@@ -238,8 +244,12 @@ def exposure_header(cam_products):
     for kind in ("preproc", "frame", "cframe", "psf"):
         for products in cam_products:
             if kind in products:
-                with open_fits(products[kind]) as hdus:
-                    hdr = fits_header_to_dict(hdus[0].header)
+                try:
+                    with open_fits(products[kind]) as hdus:
+                        hdr = fits_header_to_dict(hdus[0].header)
+                except DataModelError as err:
+                    log.warning("exposure header: %s", err)
+                    continue
                 obstype = str(hdr.get("OBSTYPE", hdr.get("FLAVOR", "UNKNOWN"))).strip().upper()
                 return {"NIGHT": hdr.get("NIGHT"), "EXPID": hdr.get("EXPID"), "OBSTYPE": obstype,
                         "EXPTIME": float(hdr.get("EXPTIME", 0.0) or 0.0)}
