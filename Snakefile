@@ -36,6 +36,8 @@ include: "rules/extract.smk"
 include: "rules/calib.smk"
 include: "rules/common_spectra.smk"
 include: "rules/spectra.smk"
+# the QA stage: its report waits for every registered target (input functions run after all includes)
+include: "rules/qa.smk"
 
 
 localrules:

@@ -324,6 +324,56 @@ def calib_targets(night):
     out += [path("sky", night=night, expid=e, camera=c) for e, c in exposure_tasks(night, ["SCIENCE"])]
     return out
 
+# ---------------------------------------------------------------- qa.smk
+#: optional per-camera inputs of qa_exposure, by OBSTYPE (used when a rule produces the kind)
+QA_OPTIONAL_KINDS = {"FLAT": ("fiberflat",), "SCIENCE": ("sky", "fluxcalib", "cframe")}
+
+
+def qa_produced_kinds():
+    """Kinds of QA_OPTIONAL_KINDS whose path pattern is the output of some rule of the workflow."""
+    outputs = {str(out) for rule in workflow.rules for out in rule.output}
+    return {kind for kinds in QA_OPTIONAL_KINDS.values() for kind in kinds if pattern(kind) in outputs}
+
+
+def qa_exposure_inputs(wildcards):
+    """Per camera: the arc's PSF sidecar, or the frame plus the later products the workflow makes."""
+    produced = qa_produced_kinds()
+    inputs = []
+    for row in exposures(wildcards.night):
+        if f"{row['EXPID']:08d}" != wildcards.expid:
+            continue
+        for cam in row["CAMERAS"]:
+            fields = dict(night=wildcards.night, expid=wildcards.expid, camera=cam)
+            if row["OBSTYPE"] == "ARC":
+                inputs.append(sidecar_path(path("psf", **fields)))
+                continue
+            inputs.append(path("frame", **fields))
+            inputs += [path(k, **fields) for k in QA_OPTIONAL_KINDS.get(row["OBSTYPE"], ()) if k in produced]
+    return inputs
+
+
+def qa_exposure_targets(night):
+    """exposure-qa files of every arc, flat and science exposure of the night."""
+    expids = sorted({e for e, _ in exposure_tasks(night, ["ARC", "FLAT", "SCIENCE"])})
+    return [path("qa_exposure", night=night, expid=e) for e in expids]
+
+
+def qa_report_inputs(wildcards):
+    """Every exposure-qa file and every other registered target: the report is the DAG's last job."""
+    out = []
+    for night in NIGHTS:
+        out += qa_exposure_targets(night)
+        for function in TARGETS:
+            if function is not qa_targets:
+                out += function(night)
+    return sorted(set(out))
+
+
+@register_targets
+def qa_targets(night):
+    """The exposure-qa files of the night and the production's report."""
+    return qa_exposure_targets(night) + [path("qa_report")]
+
 
 # ---------------------------------------------------------------- resuming a killed run
 INCOMPLETE_CHECK = {"done": False}

@@ -228,7 +228,8 @@ def test_dry_run_lists_every_step(workdir):
     assert dry.returncode == 0, dry.stdout[-3000:]
     counts = job_counts(dry.stdout)
     assert counts == {"preproc": 8, "preproc_arc": 6, "psf": 6, "psfnight": 2, "traceshift": 8,
-                      "extract": 8, "fiberflat": 4, "fiberflatnight": 2, "sky": 4, "all": 1}, counts
+                      "extract": 8, "fiberflat": 4, "fiberflatnight": 2, "sky": 4, "qa_exposure": 7, "qa_report": 1,
+                      "all": 1}, counts
 
 
 def test_dry_run_default_config_simulates(tmp_path):

@@ -66,6 +66,8 @@ PATTERNS = {
     "tile_redrock_perexp": ("redux", "tiles/perexp/{tileid}/{expid}/redrock-{spectrograph}-{tileid}-exp{expid}.fits"),
     "qa_exposure": ("redux", "exposures/{night}/{expid}/exposure-qa-{expid}.fits"),
     "qa_night": ("redux", "nightqa/{night}/nightqa-{night}.html"),
+    # the production's static HTML QA report (desired qa; pages and figures below its directory)
+    "qa_report": ("redux", "qa/index.html"),
     # simulator truth tree: never read by the pipeline
     "truth": ("truth", "{night}/{expid}/truth-{expid}.fits"),
     "truth_camera": ("truth", "{night}/{expid}/truth-{camera}-{expid}.fits"),
