@@ -104,7 +104,7 @@ def night_cameras(night):
 
 # ---------------------------------------------------------------- MPI
 def mpi_launch(wildcards, resources):
-    """Launcher prefix of an MPI-capable step: '' locally, '{mpi} -n {tasks}' under SLURM."""
+    """Launcher prefix of an MPI-capable step: '' locally, '{mpi} -N {nodes} -n {tasks}' under SLURM."""
     mode = config["mpi"]["launcher"]
     if mode == "none":
         return ""
@@ -113,7 +113,7 @@ def mpi_launch(wildcards, resources):
         name = getattr(plugin, "name", "") or ""
         if not name.startswith("slurm"):
             return ""
-        return f"{resources.mpi} -n {resources.tasks}"
+        return f"{resources.mpi} -N {resources.nodes} -n {resources.tasks}"
     return f"{mode} -n {resources.tasks}"
 
 
