@@ -164,7 +164,7 @@ def night_cameras(night):
 
 # ---------------------------------------------------------------- MPI
 def mpi_launch(wildcards, resources):
-    """Launcher prefix of an MPI-capable step: '' locally, '{mpi} -n {tasks}' under SLURM.
+    """Launcher prefix of an MPI-capable step: '' locally, '{mpi} -N {nodes} -n {tasks}' under SLURM.
 
     With launcher `auto` a job is launched under MPI when Snakemake submits it to
     SLURM; in a dry run (Snakemake then hides the executor) a job whose
@@ -181,7 +181,7 @@ def mpi_launch(wildcards, resources):
         under_slurm = name.startswith("slurm") or (dry and "slurm_partition" in resources.keys())
         if not under_slurm:
             return ""
-        return f"{resources.mpi} -n {resources.tasks}"
+        return f"{resources.mpi} -N {resources.nodes} -n {resources.tasks}"
     return f"{mode} -n {resources.tasks}"
 
 

@@ -15,6 +15,7 @@ rule extract:
         launch=mpi_launch,
         mpi=mpi_flag,
     resources:
+        nodes=config["extract"]["nodes"],
         tasks=config["extract"]["tasks"],
         mpi="srun",
     log:

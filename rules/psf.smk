@@ -15,6 +15,7 @@ rule psf:
         launch=mpi_launch,
         mpi=mpi_flag,
     resources:
+        nodes=config["psf"]["nodes"],
         tasks=config["psf"]["tasks"],
         mpi="srun",
     log:

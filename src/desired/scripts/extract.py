@@ -141,11 +141,14 @@ def main(args):
         options = variance_options(image, not args.data_variance, options)
         with backend.single_threaded_blas():
             results = backend.extract_bundles(image.pix, ivar, psf, wave, mine, **options)
-        gathered = comm.gather((mine, results), root=0)
+        gathered = comm.gather((mine, results, MPI.Get_processor_name()), root=0)
         if rank != 0:
             return 0
-        allb = [b for m, _ in gathered for b in m]
-        allr = [r for _, rs in gathered for r in rs]
+        hosts = [h for _, _, h in gathered]
+        log.info("%d ranks on %d node(s): %s", size, len(set(hosts)),
+                 ", ".join(f"{h} x{hosts.count(h)}" for h in sorted(set(hosts))))
+        allb = [b for m, _, _ in gathered for b in m]
+        allr = [r for _, rs, _ in gathered for r in rs]
         header = dict(image.header)
         header["BUNIT"] = "electron/Angstrom"
         header["EXTVAR"] = "model" if "readnoise" in options else "data"
