@@ -2,7 +2,7 @@
 
 .ci/run starts a single-node cluster (.ci/start_slurm.sh: slurm-wlm + munge,
 slurmctld + slurmd on localhost, MpiDefault=pmix).  psf and extract run as MPI
-jobs: `srun -n 2 desired psf --mpi` (ranks split the bundles via mpi4py).
+jobs: `srun -n 2 <python> -m desired psf --mpi` (ranks split the bundles via mpi4py).
 Skips when no controller answers, when mpi4py is missing, or while a step the
 workflow calls is not implemented yet.
 """
@@ -61,6 +61,6 @@ def test_mini_night_under_slurm(tmp_path):
     print(f"SLURM mini night: wall {wall:.0f} s, {len(submitted)} jobs submitted")
     assert submitted
     # at least one MPI rule ran 2 ranks under srun
-    assert re.search(r"srun -n 2 desired .*(psf|extract).*--mpi", run.stdout), run.stdout[-4000:]
+    assert re.search(r"srun -n 2 \S+ -m desired (psf|extract) .*--mpi", run.stdout), run.stdout[-4000:]
     frames = list((tmp_path / "prod" / "exposures").rglob("frame-*.fits"))
     assert frames
