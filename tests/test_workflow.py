@@ -536,3 +536,41 @@ def test_status_lists_failed_tasks_and_names(workdir):
     assert names.splitlines()[0] == "done (6):" and "  extract_20261124_r0_00000007" in names, names
     table = read_exposure_table(str(workdir / findfile("exposure_table", root="prod", night=NIGHT)))
     assert [r["LASTSTEP"] for r in table if r["EXPID"] == 6] == ["ignore"]
+
+
+def test_fault_injection_data_vs_environment(workdir, tmp_path_factory):
+    """Faults injected into five jobs of one run: data errors of an arc are absorbed and recorded, every
+    other failure (data error elsewhere, missing module, SIGKILL) fails its job and blocks only its
+    dependents; status names each failure; a clean rerun makes every product as an undisturbed run."""
+    reference = tmp_path_factory.mktemp("wfref_faults")
+    for name in ("raw", "calib", "fakebin", "config.yaml"):
+        src = workdir / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, reference / name)
+    assert snakemake(reference, "--cores", "2").returncode == 0
+    faults = ("preproc:preproc-b0-00000001:data,psf:psf-r0-00000003:import,traceshift:shifted-psf-b0-00000004:data,"
+              "extract:frame-b0-00000005:import,preproc:preproc-b0-00000006:kill")
+    run = snakemake(workdir, "--cores", "2", env=_env(workdir, FAKE_FAULT=faults))
+    assert run.returncode != 0
+    psf_b0 = workdir / sidecar_path(findfile("psf", root="prod", night=NIGHT, expid=1, camera="b0"))
+    assert psf_b0.read_text().startswith("failed\npreproc of this arc failed: data error")      # absorbed
+    assert not (workdir / sidecar_path(findfile("psf", root="prod", night=NIGHT, expid=3, camera="r0"))).exists()
+    psfnight_b0 = (workdir / findfile("psfnight", root="prod", night=NIGHT, camera="b0")).read_text()
+    assert "dropped psf-b0-00000001.fits" in psfnight_b0
+    assert not (workdir / findfile("psfnight", root="prod", night=NIGHT, camera="r0")).exists()  # not without arc 3
+    present = {f.name for f in science_frames(workdir) if f.exists()}
+    assert present == {"frame-b0-00000007.fits"}, present
+    failed = _desired(workdir, "status", "--configfile", "config.yaml", "--failed").stdout
+    lines = dict(line.split(": ", 1) for line in failed.splitlines())
+    assert "injected_missing_module" in lines["psf_20261124_r0_00000003"], failed
+    assert "injected data error" in lines["traceshift_20261124_b0_00000004"], failed
+    assert "injected_missing_module" in lines["extract_20261124_b0_00000005"], failed
+    assert "preproc_20261124_b0_00000006" in lines and "psf_20261124_b0_00000001" in lines, failed
+    clean = snakemake(workdir, "--cores", "2")
+    assert clean.returncode == 0, clean.stdout[-3000:]
+    # the absorbed arc stays absorbed (its data did not change) until it is rerun on purpose
+    assert "dropped" in (workdir / findfile("psfnight", root="prod", night=NIGHT, camera="b0")).read_text()
+    arc = sidecar_path(findfile("preproc", root="prod", night=NIGHT, expid=1, camera="b0"))
+    clean = snakemake(workdir, "--cores", "2", "--forcerun", arc)
+    assert clean.returncode == 0, clean.stdout[-3000:]
+    for f in science_frames(workdir):
+        assert f.read_bytes() == (reference / f.relative_to(workdir)).read_bytes(), f

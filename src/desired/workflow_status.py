@@ -144,8 +144,10 @@ def step_logging(logfile, level="INFO"):
     log = logging.getLogger("desired.workflow")
     try:
         yield log
-    except Exception:
-        log.exception("step failed")
+    except Exception as err:
+        from .errors import is_data_error
+        kind = "data error" if is_data_error(err) else "error"
+        log.exception("step failed (%s): %s: %s", kind, type(err).__name__, err)
         raise
 
 
