@@ -106,8 +106,7 @@ def prod(tmp_path_factory):
     """A finished production of a simulated tiny night, and a copy of its products as reference."""
     root = tmp_path_factory.mktemp("wf_failures")
     (root / "config.yaml").write_text(
-        "simulate:\n  preset: tiny\n  night: 20261124\n  narc: 2\n  nflat: 1\n  nscience: 1\n"
-        "extract:\n  boxcar: true\n")                                # the workflow is under test, not extraction
+        "simulate:\n  preset: tiny\n  night: 20261124\n  narc: 2\n  nflat: 1\n  nscience: 1\n")
     run = snakemake(root)
     assert run.returncode == 0, run.stdout[-5000:]
     reference = root / "reference"
