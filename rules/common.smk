@@ -401,20 +401,24 @@ def remove_incomplete_outputs():
 
 # ---------------------------------------------------------------- invalidation and the run's summary
 def report_production(workflow, when):
-    """Remove untrusted products (desired.workflow_status.invalidate_stale); at the end, list failed tasks."""
-    from desired.workflow_status import (expected_tasks, failure_line, invalidate_stale, task_states)
+    """Remove untrusted products (desired.workflow_status.invalidate_stale); at the end, list failed tasks.
+
+    At the start: the products of exposures marked bad.  At the end: also every
+    product downstream of a job that failed in this run.
+    """
+    from desired.workflow_status import expected_tasks, failure_line, invalidate_stale, task_states
     rows = []
     for night in NIGHTS:
         found = scanned_rows(night)
         if found is None and os.path.exists(exposure_table_path(night)):
             found = read_exposure_table(exposure_table_path(night))
-        if found is None:
-            continue
         for bad in (False, True):
-            rows.extend(select_rows(found, night=int(night), cameras=config["cameras"], bad=bad))
+            rows.extend(select_rows(found or [], night=int(night), cameras=config["cameras"], bad=bad))
     rows.sort(key=lambda r: (int(r["NIGHT"]), int(r["EXPID"])))
     tasks = expected_tasks(rows, ROOTS)
-    for removed in invalidate_stale(tasks, ".", rows=rows, roots=ROOTS):
+    failed_jobs = getattr(getattr(workflow, "scheduler", None), "failed", ()) if when == "end" else ()
+    failed_outputs = [str(f) for job in failed_jobs for f in job.output]
+    for removed in invalidate_stale(tasks, ".", failed_outputs=failed_outputs, rows=rows, roots=ROOTS):
         logger.warning(f"removed untrusted product (upstream failed or exposure marked bad): {removed}")
     if when != "end":
         return

@@ -220,16 +220,18 @@ def test_task_names_round_trip():
 
 # ------------------------------------------------------------------ DAG, lint, schema
 def test_dry_run_lists_every_step(workdir):
-    # the exposure table is a checkpoint: build it, then the dry run knows every job
-    table = findfile("exposure_table", root="prod", night=NIGHT)
-    run = snakemake(workdir, "--cores", "1", table)
-    assert run.returncode == 0, run.stdout[-3000:]
+    """A fresh production directory over an existing raw tree: the dry run lists every job of every step."""
     dry = snakemake(workdir, "-n")
     assert dry.returncode == 0, dry.stdout[-3000:]
     counts = job_counts(dry.stdout)
-    assert counts == {"preproc": 8, "preproc_arc": 6, "psf": 6, "psfnight": 2, "traceshift": 8,
-                      "extract": 8, "fiberflat": 4, "fiberflatnight": 2, "sky": 4, "qa_exposure": 7, "qa_report": 1,
-                      "all": 1}, counts
+    assert counts == {"exposure_table": 1, "preproc": 8, "preproc_arc": 6, "psf": 6, "psfnight": 2,
+                      "traceshift": 8, "extract": 8, "fiberflat": 4, "fiberflatnight": 2, "sky": 4,
+                      "qa_exposure": 7, "qa_report": 1, "all": 1}, counts
+    assert "frame-r0-00000007.fits" in dry.stdout and "psfnight-b0-20261124.fits" in dry.stdout
+    assert not (workdir / "prod").exists()                      # a dry run writes nothing
+    # --forcerun of one file in a fresh directory is still accepted
+    one = findfile("frame", root="prod", night=NIGHT, expid=7, camera="r0")
+    assert snakemake(workdir, "-n", "--forcerun", one).returncode == 0
 
 
 def test_dry_run_default_config_simulates(tmp_path):
@@ -474,3 +476,108 @@ def test_real_tiny_night(tmp_path):
     from desired.io.frame import read_frame
     fr = read_frame(str(frames[-1]))
     assert np.isfinite(fr.flux).all() and (fr.ivar > 0).any()
+
+
+# ------------------------------------------------------------------ operator-facing errors (issue 11)
+def test_slurm_dry_run_prints_the_srun_command(workdir):
+    dry = snakemake(workdir, "-n", "-p", "--profile", str(REPO / "profiles" / "slurm"))
+    assert dry.returncode == 0, dry.stdout[-3000:]
+    extract = [line for line in dry.stdout.splitlines() if " -m desired extract " in line]
+    assert extract and all(re.search(r"srun -n 2 \S+python\S* -m desired extract .* --mpi", line) for line in extract)
+    assert re.search(r"srun -n 2 \S+ -m desired psf .* --mpi", dry.stdout)
+
+
+def _desired(workdir, *args):
+    """The real `desired` (no stand-in steps), from a shell with nothing on PATH."""
+    env = dict(os.environ, PATH=PLAIN_PATH)
+    return subprocess.run([str(BIN / "desired"), *args], cwd=workdir, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _one_line_error(out):
+    lines = [line for line in out.stdout.splitlines() if line.strip()]
+    return out.returncode != 0 and len(lines) == 1 and "Traceback" not in out.stdout
+
+
+def test_cli_errors_are_one_line(workdir):
+    assert _desired(workdir, "status", "--configfile", "config.yaml").returncode == 0   # schema found without --schema
+    for args in (("status", "--configfile", "config.yaml", "--task", "bogus"),
+                 ("status", "--configfile", "config.yaml", "--tasks", "bogus"),
+                 ("rerun", "bogus_1", "--configfile", "config.yaml"),
+                 ("extract", "--image", "missing.fits", "--psf", "missing.fits", "--outfile", "x.fits")):
+        out = _desired(workdir, *args)
+        assert _one_line_error(out), (args, out.returncode, out.stdout)
+    # a misspelled top-level key: one short message, not the schema
+    (workdir / "typo.yaml").write_text("raw_dir: raw\ncalib_dir: calib\nredux_dirr: prod\n")
+    out = _desired(workdir, "status", "--configfile", "typo.yaml")
+    assert _one_line_error(out) and "redux_dirr" in out.stdout, out.stdout
+    run = snakemake(workdir, "-n", configfile="typo.yaml")
+    assert run.returncode != 0 and "redux_dirr" in run.stdout and len(run.stdout.splitlines()) < 10, run.stdout
+    # --mpi without mpi4py: one line saying what to install
+    (workdir / "nompi").mkdir()
+    (workdir / "nompi" / "mpi4py.py").write_text("raise ModuleNotFoundError(\"No module named 'mpi4py'\", name='mpi4py')\n")
+    env = dict(os.environ, PATH=PLAIN_PATH)
+    env["PYTHONPATH"] = os.pathsep.join([str(workdir / "nompi")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    out = subprocess.run([str(BIN / "desired"), "extract", "--image", "a.fits", "--psf", "b.fits", "--outfile", "c.fits",
+                          "--mpi"], cwd=workdir, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert _one_line_error(out) and "mpi4py" in out.stdout and "pip install" in out.stdout, out.stdout
+    # the traceback is there with --log-level DEBUG
+    out = _desired(workdir, "--log-level", "DEBUG", "rerun", "bogus_1", "--configfile", "config.yaml")
+    assert out.returncode != 0 and "Traceback" in out.stdout
+
+
+def test_status_lists_failed_tasks_and_names(workdir):
+    """A science raw file goes bad after a finished run: its check fails visibly, its old products go,
+    the rest of the night stays done; `status --failed` / `--tasks` name the tasks."""
+    assert snakemake(workdir, "--cores", "2").returncode == 0
+    raw = workdir / findfile("raw", root="raw", night=NIGHT, expid=6)
+    raw.write_bytes(raw.read_bytes()[:3000])
+    run = snakemake(workdir, "--cores", "2")
+    assert run.returncode != 0 and "check_raw_20261124_00000006" in run.stdout, run.stdout[-3000:]
+    assert not frame(workdir, 6, "b0").exists() and not frame(workdir, 6, "r0").exists()
+    assert all(f.exists() for f in science_frames(workdir) if "00000006" not in f.name)
+    failed = _desired(workdir, "status", "--configfile", "config.yaml", "--failed")
+    assert failed.returncode == 0 and failed.stdout.startswith("check_raw_20261124_00000006: unreadable raw file"), \
+        failed.stdout
+    names = _desired(workdir, "status", "--configfile", "config.yaml", "--tasks", "extract").stdout
+    assert names.splitlines()[0] == "done (6):" and "  extract_20261124_r0_00000007" in names, names
+    table = read_exposure_table(str(workdir / findfile("exposure_table", root="prod", night=NIGHT)))
+    assert [r["LASTSTEP"] for r in table if r["EXPID"] == 6] == ["ignore"]
+
+
+def test_fault_injection_data_vs_environment(workdir, tmp_path_factory):
+    """Faults injected into five jobs of one run: data errors of an arc are absorbed and recorded, every
+    other failure (data error elsewhere, missing module, SIGKILL) fails its job and blocks only its
+    dependents; status names each failure; a clean rerun makes every product as an undisturbed run."""
+    reference = tmp_path_factory.mktemp("wfref_faults")
+    for name in ("raw", "calib", "fakebin", "config.yaml"):
+        src = workdir / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, reference / name)
+    assert snakemake(reference, "--cores", "2").returncode == 0
+    faults = ("preproc:preproc-b0-00000001:data,psf:psf-r0-00000003:import,traceshift:shifted-psf-b0-00000004:data,"
+              "extract:frame-b0-00000005:import,preproc:preproc-b0-00000006:kill")
+    run = snakemake(workdir, "--cores", "2", env=_env(workdir, FAKE_FAULT=faults))
+    assert run.returncode != 0
+    psf_b0 = workdir / sidecar_path(findfile("psf", root="prod", night=NIGHT, expid=1, camera="b0"))
+    assert psf_b0.read_text().startswith("failed\npreproc of this arc failed: data error")      # absorbed
+    assert not (workdir / sidecar_path(findfile("psf", root="prod", night=NIGHT, expid=3, camera="r0"))).exists()
+    psfnight_b0 = (workdir / findfile("psfnight", root="prod", night=NIGHT, camera="b0")).read_text()
+    assert "dropped psf-b0-00000001.fits" in psfnight_b0
+    assert not (workdir / findfile("psfnight", root="prod", night=NIGHT, camera="r0")).exists()  # not without arc 3
+    present = {f.name for f in science_frames(workdir) if f.exists()}
+    assert present == {"frame-b0-00000007.fits"}, present
+    failed = _desired(workdir, "status", "--configfile", "config.yaml", "--failed").stdout
+    lines = dict(line.split(": ", 1) for line in failed.splitlines())
+    assert "injected_missing_module" in lines["psf_20261124_r0_00000003"], failed
+    assert "injected data error" in lines["traceshift_20261124_b0_00000004"], failed
+    assert "injected_missing_module" in lines["extract_20261124_b0_00000005"], failed
+    assert "preproc_20261124_b0_00000006" in lines and "psf_20261124_b0_00000001" in lines, failed
+    clean = snakemake(workdir, "--cores", "2")
+    assert clean.returncode == 0, clean.stdout[-3000:]
+    # the absorbed arc stays absorbed (its data did not change) until it is rerun on purpose
+    assert "dropped" in (workdir / findfile("psfnight", root="prod", night=NIGHT, camera="b0")).read_text()
+    arc = sidecar_path(findfile("preproc", root="prod", night=NIGHT, expid=1, camera="b0"))
+    clean = snakemake(workdir, "--cores", "2", "--forcerun", arc)
+    assert clean.returncode == 0, clean.stdout[-3000:]
+    for f in science_frames(workdir):
+        assert f.read_bytes() == (reference / f.relative_to(workdir)).read_bytes(), f

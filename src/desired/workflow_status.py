@@ -144,8 +144,10 @@ def step_logging(logfile, level="INFO"):
     log = logging.getLogger("desired.workflow")
     try:
         yield log
-    except Exception:
-        log.exception("step failed")
+    except Exception as err:
+        from .errors import is_data_error
+        kind = "data error" if is_data_error(err) else "error"
+        log.exception("step failed (%s): %s: %s", kind, type(err).__name__, err)
         raise
 
 
@@ -488,20 +490,25 @@ def failure_line(task, workdir="."):
     return lines[0][:300]
 
 
-def invalidate_stale(tasks, workdir=".", rows=(), roots=None, dry_run=False):
+def invalidate_stale(tasks, workdir=".", failed_outputs=(), rows=(), roots=None, dry_run=False):
     """Remove products that must not be trusted; return the paths removed.
 
-    Removed: every existing output downstream of a failed task (through
-    non-sidecar edges: a failed arc is absorbed by psfnight, which Snakemake
-    rebuilds because its input sidecar changed), and every product of an
-    exposure marked bad in the exposure table (files in its preproc and
-    exposures directories).  Raw data, logs and failed sidecars are kept.
+    Removed: every existing output downstream of a job that failed (its output in
+    ``failed_outputs``, as Snakemake reports them), through edges that do not
+    absorb failures (a *recorded* data failure of an arc, its sidecar saying
+    ``failed``, is absorbed by psfnight, which Snakemake rebuilds because its input
+    sidecar changed; a failed arc job without a sidecar is not), and every
+    product of an exposure marked bad in the exposure table (files in its
+    preproc and exposures directories).  Raw data and logs are kept.  An output
+    that is merely missing (never made, or deleted to save space) taints nothing.
 
     Parameters
     ----------
     tasks : list of dict
-        From :func:`expected_tasks`.
+        From :func:`expected_tasks` (dependency order).
     workdir : str
+    failed_outputs : iterable of str
+        Output files of the jobs that failed.
     rows : list of dict
         Exposure-table rows (bad ones are looked for).
     roots : dict, optional
@@ -515,15 +522,11 @@ def invalidate_stale(tasks, workdir=".", rows=(), roots=None, dry_run=False):
     def at(p):
         return p if os.path.isabs(p) else os.path.join(workdir, p)
 
-    states = task_states(tasks, workdir, running=False)
-    tainted = set()
+    tainted = {os.path.normpath(p) for p in failed_outputs}
     removed = []
     for task in tasks:
         output = os.path.normpath(task["output"])
-        if states[task["name"]] == "failed":
-            absorbed = output.endswith(".status") and os.path.exists(at(output))   # a recorded data failure
-            if not absorbed:
-                tainted.add(output)
+        if output in tainted:
             continue
         if any(os.path.normpath(p) in tainted for p in task["inputs"]):
             tainted.add(output)
