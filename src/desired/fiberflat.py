@@ -3,7 +3,6 @@ algorithms computing, combining and applying them (desispec.fiberflat's, with ba
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 
@@ -79,11 +78,13 @@ def fiberstatus_bad(frame, bits):
 
 def _masked_median(values, good, default):
     """Median over axis 0 of ``values`` where ``good``; ``default`` where no row is good."""
-    tmp = np.where(good, values, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(tmp, axis=0)
-    return np.where(np.isfinite(med), med, default)
+    srt = np.sort(np.where(good, values, np.inf), axis=0)
+    count = good.sum(axis=0)
+    lo = np.clip((count - 1) // 2, 0, None)[None]
+    hi = np.clip(count // 2, 0, values.shape[0] - 1)[None]
+    with np.errstate(invalid="ignore"):
+        med = 0.5 * (np.take_along_axis(srt, lo, axis=0)[0] + np.take_along_axis(srt, hi, axis=0)[0])
+    return np.where(count > 0, med, default)
 
 
 def _reject_range(flux, ivar, minval, maxval, max_bad, max_iterations):
@@ -319,19 +320,19 @@ def _reject_outlier_flats(vals, ivar, good, nsig):
     """
     med = _masked_median(vals, good, 1.0)
     diff = vals - med[None]
-    var = np.where(good, 1.0 / np.where(good, ivar, 1.0), np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        offset = np.nanmedian(np.where(good, diff, np.nan), axis=2)                  # (nflat, nspec)
-        err = 1.2533 * np.sqrt(np.nanmean(var, axis=2) / np.maximum(good.sum(axis=2), 1))
-        spread = 1.4826 * np.nanmedian(np.abs(offset - np.nanmedian(offset)))
-    out = np.abs(offset) > nsig * np.sqrt(err ** 2 + spread ** 2)
-    good = good & ~np.nan_to_num(out, nan=0).astype(bool)[:, :, None]
+    var = np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0)
+    offset = _masked_median(np.moveaxis(diff, 2, 0), np.moveaxis(good, 2, 0), 0.0)      # (nflat, nspec)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        err = 1.2533 * np.sqrt(np.where(good, var, 0.0).sum(axis=2)) / np.maximum(good.sum(axis=2), 1)
+    live = good.any(axis=2)
+    spread = 1.4826 * np.median(np.abs(offset[live] - np.median(offset[live]))) if live.any() else 0.0
+    out = live & (np.abs(offset) > nsig * np.sqrt(err ** 2 + spread ** 2))
+    good = good & ~out[:, :, None]
     if out.any():
         log.warning("fiberflatnight: %d (flat, fiber) pairs rejected as outliers", int(out.sum()))
     med = _masked_median(vals, good, 1.0)
     mad = 1.4826 * _masked_median(np.abs(vals - med[None]), good, 0.0)
-    sigma = np.sqrt(np.nan_to_num(var, nan=0.0) + mad[None] ** 2)
+    sigma = np.sqrt(var + mad[None] ** 2)
     return good & (np.abs(vals - med[None]) <= nsig * sigma)
 
 
