@@ -79,5 +79,14 @@ def main(args):
         run(args.infile, args.outfile, args.nsig, args.cameras, onetile)
     except (DataModelError, ValueError, KeyError) as err:
         log.error("%s: %s", args.infile, err)
-        return 1
+        return _data_error_status()
     return 0
+
+
+def _data_error_status():
+    """Exit status of a data error: desired.errors.EXIT_DATA_ERROR where it exists, else 1."""
+    try:
+        from ..errors import EXIT_DATA_ERROR
+    except ImportError:
+        return 1
+    return EXIT_DATA_ERROR
