@@ -274,7 +274,7 @@ def coadd_band(wave, flux, ivar, mask, resolution_data, targetids, good=None, co
     wave : array, shape (nwave,)
         Wavelength grid (Angstrom).
     flux, ivar : array, shape (nspec, nwave)
-        Spectra (any float dtype; float32 is not copied to float64 as a whole).
+        Spectra (used as float32, the precision of the files; sums are accumulated in float64).
     mask : int array, shape (nspec, nwave)
         specmask bits (non-zero pixels do not contribute unless nothing else does).
     resolution_data : array, shape (nspec, ndiag, nwave)
@@ -309,7 +309,11 @@ def coadd_band(wave, flux, ivar, mask, resolution_data, targetids, good=None, co
            "mask": np.full((targets.size, nwave), specmask.NODATA, dtype=np.int32),
            "resolution_data": np.zeros((targets.size, ndiag, nwave), dtype=np.float32),
            "nrejected": np.zeros(nspec, dtype=np.int64)}
-    _coadd_band_kernel(wave, flux, ivar, np.asarray(mask, dtype=np.int32), np.asarray(resolution_data),
+    # one compiled signature: float32 inputs (the files' precision; sums are float64)
+    flux = np.ascontiguousarray(flux, dtype=np.float32)
+    ivar = np.ascontiguousarray(ivar, dtype=np.float32)
+    _coadd_band_kernel(wave, flux, ivar, np.ascontiguousarray(mask, dtype=np.int32),
+                       np.ascontiguousarray(resolution_data, dtype=np.float32),
                        order.astype(np.int64), starts, float(cosmics_nsig), tail, median,
                        out["flux"], out["ivar"], out["mask"], out["resolution_data"], out["nrejected"])
     return out

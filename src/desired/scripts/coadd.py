@@ -62,8 +62,8 @@ def run(infile, outfile, cosmics_nsig=4.0, cameras=False, onetile=None):
     with SpectraFileWriter(outfile) as writer:
         writer.open(header, res["fibermap"], res["exp_fibermap"])
         for b in res["bands"]:
-            writer.add_band(b, res["wave"][b], ntarget, res["resolution_data"][b].shape[1])
-            writer.write_rows(b, 0, res["flux"][b], res["ivar"][b], res["mask"][b], res["resolution_data"][b])
+            writer.write_band(b, res["wave"][b], res["flux"][b], res["ivar"][b], res["mask"][b],
+                              res["resolution_data"][b])
         writer.add_table(res["scores"], "SCORES")
     nrej = sum(int((v > 0).sum()) for v in res["nrejected"].values())
     log.info("wrote %s: %d targets from %d spectra, bands %s; %d input spectra had outlier pixels rejected",
