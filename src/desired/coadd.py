@@ -32,11 +32,12 @@ for the template S/N² definition.
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 import numba
 import numpy as np
-import scipy.stats
+import scipy.special
 from astropy.table import Column, Table
 
 from .maskbits import fibermask, specmask
@@ -92,8 +93,9 @@ def _chi2_tables(nmax, nsig):
     """Chi² thresholds of desispec's cosmic rejection for n = 0..nmax spectra."""
     n = np.arange(nmax + 1)
     dof = np.maximum(n - 1, 1)
-    tail = scipy.stats.chi2(dof).isf(scipy.stats.norm.cdf(-nsig)) if nsig > 0 else np.full(n.size, np.inf)
-    median = scipy.stats.chi2(dof).ppf(0.5)
+    # chdtri(k, q) is the inverse survival function of a chi²(k); ndtr the normal CDF
+    tail = scipy.special.chdtri(dof, scipy.special.ndtr(-nsig)) if nsig > 0 else np.full(n.size, np.inf)
+    median = scipy.special.chdtri(dof, 0.5)
     return np.asarray(tail, dtype=np.float64), np.asarray(median, dtype=np.float64)
 
 
@@ -272,7 +274,7 @@ def coadd_band(wave, flux, ivar, mask, resolution_data, targetids, good=None, co
     wave : array, shape (nwave,)
         Wavelength grid (Angstrom).
     flux, ivar : array, shape (nspec, nwave)
-        Spectra (any float dtype; float32 is not copied to float64 as a whole).
+        Spectra (used as float32, the precision of the files; sums are accumulated in float64).
     mask : int array, shape (nspec, nwave)
         specmask bits (non-zero pixels do not contribute unless nothing else does).
     resolution_data : array, shape (nspec, ndiag, nwave)
@@ -307,7 +309,11 @@ def coadd_band(wave, flux, ivar, mask, resolution_data, targetids, good=None, co
            "mask": np.full((targets.size, nwave), specmask.NODATA, dtype=np.int32),
            "resolution_data": np.zeros((targets.size, ndiag, nwave), dtype=np.float32),
            "nrejected": np.zeros(nspec, dtype=np.int64)}
-    _coadd_band_kernel(wave, flux, ivar, np.asarray(mask, dtype=np.int32), np.asarray(resolution_data),
+    # one compiled signature: float32 inputs (the files' precision; sums are float64)
+    flux = np.ascontiguousarray(flux, dtype=np.float32)
+    ivar = np.ascontiguousarray(ivar, dtype=np.float32)
+    _coadd_band_kernel(wave, flux, ivar, np.ascontiguousarray(mask, dtype=np.int32),
+                       np.ascontiguousarray(resolution_data, dtype=np.float32),
                        order.astype(np.int64), starts, float(cosmics_nsig), tail, median,
                        out["flux"], out["ivar"], out["mask"], out["resolution_data"], out["nrejected"])
     return out
@@ -584,16 +590,23 @@ def tsnr2_kernel(wave, cls):
     to z (observed width ``sigma (1+z)``, flux per Angstrom); the average runs over
     :data:`TSNR2_NZ` redshifts spread uniformly over the class' range.
     """
-    spec = TSNR2_CLASSES[cls]
     wave = np.asarray(wave, dtype=np.float64)
-    out = np.zeros(wave.size)
-    for z in np.linspace(spec["z"][0], spec["z"][1], TSNR2_NZ):
-        model = np.zeros(wave.size)
-        for w0, flux, sigma in spec["lines"]:
-            s = sigma * (1 + z)
-            model += flux / (np.sqrt(2 * np.pi) * s) * np.exp(-0.5 * ((wave - w0 * (1 + z)) / s) ** 2)
-        out += model ** 2
-    return out / TSNR2_NZ
+    return _tsnr2_kernel_cached(cls, wave.tobytes()).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _tsnr2_kernel_cached(cls, wave_bytes):
+    wave = np.frombuffer(wave_bytes, dtype=np.float64)
+    spec = TSNR2_CLASSES[cls]
+    z = np.linspace(spec["z"][0], spec["z"][1], TSNR2_NZ)[:, None]
+    model = np.zeros((z.size, wave.size))
+    for w0, flux, sigma in spec["lines"]:
+        s = sigma * (1 + z)
+        center = w0 * (1 + z)
+        near = np.abs(wave[None, :] - center) < 8 * s           # the Gaussian is 0 to double precision beyond
+        arg = np.where(near, (wave[None, :] - center) / s, 0.0)
+        model += np.where(near, flux / (np.sqrt(2 * np.pi) * s) * np.exp(-0.5 * arg ** 2), 0.0)
+    return np.mean(model ** 2, axis=0)
 
 
 def band_scores(wave, flux, ivar, band, suffix="COADD"):

@@ -298,6 +298,16 @@ class SpectraFileWriter:
             if unit:
                 self.fits[f"{B}_{kind}"].write_key("BUNIT", unit)
 
+    def write_band(self, band, wave, flux, ivar, mask, resolution):
+        """Write the five HDUs of ``band`` at once (flux/ivar/resolution as float32, mask int32)."""
+        B = band.upper()
+        self.fits.write(np.asarray(wave, dtype=np.float64), extname=f"{B}_WAVELENGTH", header={"BUNIT": "Angstrom"})
+        for kind, data, unit in (("FLUX", np.asarray(flux, dtype=np.float32), self.units),
+                                 ("IVAR", np.asarray(ivar, dtype=np.float32), ivar_units(self.units)),
+                                 ("MASK", np.asarray(mask, dtype=np.int32), None),
+                                 ("RESOLUTION", np.asarray(resolution, dtype=np.float32), None)):
+            self.fits.write(np.ascontiguousarray(data), extname=f"{B}_{kind}", header={"BUNIT": unit} if unit else None)
+
     def write_rows(self, band, start, flux, ivar, mask, resolution):
         """Write rows ``start ... start + len(flux) - 1`` of a band."""
         B = band.upper()

@@ -62,8 +62,8 @@ def run(infile, outfile, cosmics_nsig=4.0, cameras=False, onetile=None):
     with SpectraFileWriter(outfile) as writer:
         writer.open(header, res["fibermap"], res["exp_fibermap"])
         for b in res["bands"]:
-            writer.add_band(b, res["wave"][b], ntarget, res["resolution_data"][b].shape[1])
-            writer.write_rows(b, 0, res["flux"][b], res["ivar"][b], res["mask"][b], res["resolution_data"][b])
+            writer.write_band(b, res["wave"][b], res["flux"][b], res["ivar"][b], res["mask"][b],
+                              res["resolution_data"][b])
         writer.add_table(res["scores"], "SCORES")
     nrej = sum(int((v > 0).sum()) for v in res["nrejected"].values())
     log.info("wrote %s: %d targets from %d spectra, bands %s; %d input spectra had outlier pixels rejected",
@@ -79,5 +79,14 @@ def main(args):
         run(args.infile, args.outfile, args.nsig, args.cameras, onetile)
     except (DataModelError, ValueError, KeyError) as err:
         log.error("%s: %s", args.infile, err)
-        return 1
+        return _data_error_status()
     return 0
+
+
+def _data_error_status():
+    """Exit status of a data error: desired.errors.EXIT_DATA_ERROR where it exists, else 1."""
+    try:
+        from ..errors import EXIT_DATA_ERROR
+    except ImportError:
+        return 1
+    return EXIT_DATA_ERROR

@@ -180,8 +180,17 @@ def main(args):
         n = run(args.infiles, args.outfile, group, args.default_survey, args.default_program)
     except (DataModelError, ValueError) as err:
         log.error("%s", err)
-        return 1
+        return _data_error_status()
     if n == 0:
         log.error("no input spectrum belongs to the group; nothing written")
         return 2
     return 0
+
+
+def _data_error_status():
+    """Exit status of a data error: desired.errors.EXIT_DATA_ERROR where it exists, else 1."""
+    try:
+        from ..errors import EXIT_DATA_ERROR
+    except ImportError:
+        return 1
+    return EXIT_DATA_ERROR
