@@ -5,7 +5,7 @@ The production tree of these tests holds two nights:
 * 20261124: a copy of the session's ``chain_night`` (tiny preset, camera b0, the real pixel
   chain), plus exposure 6, a copy of the science exposure with amplifier C dead (its raw
   data and overscan set to a constant) run through the real preproc, and a failed job (the
-  extraction of exposure 6 against a missing PSF, logged where the workflow logs it);
+  trace shifts of exposure 6 against a missing PSF, logged where the workflow logs it);
 * 20261125: a frame-level ``mini`` night (b0, r0, z0; 2 science exposures) calibrated
   perfectly with :mod:`desired.sim.truthcal` (sky, fiberflatnight, fluxcalib and cframe
   products written from the truth), whose second exposure's z0 has no sky fibers, and one
@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import fitsio
@@ -64,22 +65,32 @@ def _kill_amplifier(src, dst, expid, camera, amp="C"):
 
 
 def _pixel_night(root, redux):
-    """20261124: the chain night, a dead-amplifier exposure and one failed job (returns the failed log)."""
+    """20261124: the chain night, a dead-amplifier exposure and one failed job (returns the failed log).
+
+    The failed job is the trace-shift measurement of the dead-amplifier exposure run against a
+    missing PSF, logged where the workflow logs it: its inputs (preproc, psfnight) are done, its
+    output is missing and no Snakemake run is active, so ``desired status`` calls it failed.
+    """
     src = Path(paths.findfile("raw", root=root / "raw", night=NIGHT, expid=5))
     dst = Path(paths.findfile("raw", root=root / "raw", night=NIGHT, expid=DEAD_EXPID))
     _kill_amplifier(src, dst, DEAD_EXPID, "b0")
     shutil.copy(src.with_name("fibermap-00000005.fits"), dst.with_name(f"fibermap-{DEAD_EXPID:08d}.fits"))
-    desired_run(["preproc", "--infile", dst, "--camera", "b0", "--calib", root / "calib" / "ccd-b0.yaml",
-                 "--outfile", paths.findfile("preproc", root=redux, night=NIGHT, expid=DEAD_EXPID, camera="b0")])
     desired_run(["exposure-table", "--raw-dir", root / "raw", "--night", NIGHT, "--outfile",
                  paths.findfile("exposure_table", root=redux, night=NIGHT)])
-    log = redux / "logs" / "extract" / str(NIGHT) / f"extract_{NIGHT}_b0_{DEAD_EXPID:08d}.log"
+    # the copied products keep their old times: make them as new as the table built from their raw data
+    now = time.time() + 1
+    for path in redux.rglob("*"):
+        if path.is_file() and "exposure_tables" not in path.parts:
+            os.utime(path, (now, now))
+    desired_run(["preproc", "--infile", dst, "--camera", "b0", "--calib", root / "calib" / "ccd-b0.yaml",
+                 "--outfile", paths.findfile("preproc", root=redux, night=NIGHT, expid=DEAD_EXPID, camera="b0")])
+    log = redux / "logs" / "traceshift" / str(NIGHT) / f"traceshift_{NIGHT}_b0_{DEAD_EXPID:08d}.log"
     log.parent.mkdir(parents=True)
     from desired.cli import main
-    status = main(["--log-file", str(log), "extract", "--image",
+    status = main(["--log-file", str(log), "traceshift", "--image",
                    paths.findfile("preproc", root=redux, night=NIGHT, expid=DEAD_EXPID, camera="b0"),
                    "--psf", str(root / "missing-psf.fits"), "--outfile",
-                   paths.findfile("frame", root=redux, night=NIGHT, expid=DEAD_EXPID, camera="b0")])
+                   paths.findfile("shifted_psf", root=redux, night=NIGHT, expid=DEAD_EXPID, camera="b0")])
     assert status != 0 and log.stat().st_size > 0
     return log
 
@@ -273,7 +284,7 @@ def test_camera_without_sky_fibers_is_an_alarm(qa_prod):
 def test_failed_job_is_an_alarm_with_its_log(qa_prod):
     index = qa_prod["index"]
     text = index.read_text()
-    name = f"extract_{NIGHT}_b0_{DEAD_EXPID:08d}"
+    name = f"traceshift_{NIGHT}_b0_{DEAD_EXPID:08d}"
     m = re.search(rf"<li class='alarm'>{name}: <a href='([^']+)'>log</a>", text)
     assert m, text[:3000]
     assert (index.parent / m.group(1)).resolve() == qa_prod["failed_log"].resolve()
@@ -349,3 +360,37 @@ def test_report_renders_in_headless_chromium(qa_prod, tmp_path):
     shot = tmp_path / "index.png"
     chromium("--window-size=1200,1400", f"--screenshot={shot}", index.as_uri())
     assert shot.exists() and shot.stat().st_size > 10000
+
+
+# ---------------------------------------------------------------- command line and bad products
+def test_cli_one_exposure_and_metrics_only(qa_prod, tmp_path):
+    from desired.cli import main
+    cfg = tmp_path / "config.yaml"
+    keys = ("raw_dir", "calib_dir", "redux_dir", "truth_dir", "nights")
+    cfg.write_text(yaml.safe_dump({k: qa_prod["config"][k] for k in keys}))
+    schema = str(REPO / "config" / "config.schema.yaml")
+    base = ["qa", "--configfile", str(cfg), "--schema", schema]
+    assert main(base + ["--night", str(NIGHT2), "--expid", "2", "--outdir", str(tmp_path / "report")]) == 0
+    assert sorted(p.name for p in (tmp_path / "report" / str(NIGHT2)).iterdir()) == ["00000002", "index.html"]
+    assert not (tmp_path / "report" / "healpix").exists()
+    out = tmp_path / "exposure-qa.fits"
+    assert main(base + ["--night", str(NIGHT2), "--expid", "2", "--metrics-only", "--outfile", str(out)]) == 0
+    qa = read_exposure_qa(out)
+    assert qa.metrics["z0"]["NSKYFIB"] == 0 and qa.header["OBSTYPE"] == "SCIENCE"
+    assert not list((tmp_path / "report" / str(NIGHT2) / "00000002").glob("*.fits"))
+    assert main(base + ["--expid", "2"]) == 1          # --expid without --night: one-line error
+
+
+def test_unreadable_product_is_an_alarm_not_a_crash(qa_prod, tmp_path):
+    from desired.qa.report import exposure_qa, to_exposure_qa
+    redux = tmp_path / "redux"
+    src = Path(paths.findfile("frame", root=qa_prod["redux"], night=NIGHT2, expid=1, camera="r0")).parent
+    shutil.copytree(src, redux / src.relative_to(qa_prod["redux"]))
+    sky = Path(paths.findfile("sky", root=redux, night=NIGHT2, expid=1, camera="r0"))
+    sky.write_bytes(sky.read_bytes()[:5000])            # truncated
+    roots = {"redux": str(redux), "raw": None, "calib": None, "truth": None}
+    header, cams = exposure_qa(roots, NIGHT2, 1, cameras=["r0"])
+    assert len(cams["r0"].problems) == 1 and sky.name in cams["r0"].problems[0]
+    assert cams["r0"].metrics["NSKYFIB"] == 5 and "ZP" in cams["r0"].metrics   # the rest is still measured
+    qa = to_exposure_qa(header, cams, qa_prod["thresholds"])
+    assert qa.status["r0"]["NPROBLEM"] == "alarm"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from .metrics import CLASSES, REF_WAVE, band_of, sky_fibers
+from .metrics import CLASSES, REF_WAVE, sky_fibers
 
 #: colour of each target class in every figure
 CLASS_COLORS = {"STD": "tab:orange", "QSO": "tab:purple", "LRG": "tab:red", "ELG": "tab:blue",
@@ -146,7 +146,11 @@ def trace_shift_maps(dx, dy, wave, fibers, title=""):
     axes = fig.subplots(1, 2)
     extent = (wave[0], wave[-1], fibers[0] - 0.5, fibers[-1] + 0.5)
     for ax, shift, name in zip(axes, (dx, dy), ("dx", "dy")):
-        im = ax.imshow(shift, origin="lower", aspect="auto", extent=extent, cmap="coolwarm")
+        # at least +-0.02 px around the mean, so that a uniform shift shows as one colour
+        half = max(0.02, 0.5 * float(np.ptp(shift))) if shift.size else 0.02
+        mid = float(np.mean(shift)) if shift.size else 0.0
+        im = ax.imshow(shift, origin="lower", aspect="auto", extent=extent, cmap="coolwarm",
+                       vmin=mid - half, vmax=mid + half)
         fig.colorbar(im, ax=ax, label=f"{name} (px)")
         ax.set_xlabel("wavelength (A)")
         ax.set_ylabel("fiber")
@@ -214,7 +218,3 @@ def dz_vs_z(per_target, title=""):
     fig.tight_layout()
     return fig
 
-
-def camera_band(camera):
-    """Band of a camera (re-exported for the report)."""
-    return band_of(camera)

@@ -28,7 +28,6 @@ from astropy.table import Table
 from .. import paths as desired_paths
 from ..io.util import DataModelError
 from . import metrics as qm
-from . import plots
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +97,12 @@ def camera_products(roots, night, expid, camera):
 
 
 # ---------------------------------------------------------------- one camera
+def _plots():
+    """The figures module, imported on first use (matplotlib is slow to import; metrics need none)."""
+    from . import plots
+    return plots
+
+
 def _figure(cam, plot_dir, stem, caption, make):
     """Make one figure with ``make()`` and save it as ``{plot_dir}/{stem}.png`` (no-op without plot_dir)."""
     if plot_dir is None:
@@ -113,7 +118,7 @@ def _preproc_section(cam, plot_dir, stem):
     image = read_image(cam.products["preproc"])
     cam.metrics.update(qm.preproc_metrics(image))
     _figure(cam, plot_dir, f"{stem}-preproc", "preproc image and mask",
-            lambda: plots.preproc_thumbnail(image, cam.camera))
+            lambda: _plots().preproc_thumbnail(image, cam.camera))
     return image
 
 
@@ -139,7 +144,7 @@ def _trace_section(cam, plot_dir, stem):
         dx, dy = qm.trace_shift_map(psf, ref, wave)
         fibers = psf.fibermin + np.arange(dx.shape[0])
         _figure(cam, plot_dir, f"{stem}-traceshift", "trace shifts against psfnight",
-                lambda: plots.trace_shift_maps(dx, dy, wave, fibers, cam.camera))
+                lambda: _plots().trace_shift_maps(dx, dy, wave, fibers, cam.camera))
 
 
 def _flat_section(cam, plot_dir, stem, max_offset, obstype):
@@ -151,8 +156,20 @@ def _flat_section(cam, plot_dir, stem, max_offset, obstype):
         cam.metrics.update(values)
         cam.fibers["FLAT_MEAN"] = per_fiber["FLAT_MEAN"]
         _figure(cam, plot_dir, f"{stem}-fiberflat", f"{kind} per fiber",
-                lambda: plots.fiberflat_per_fiber(flat, cam.camera))
+                lambda: _plots().fiberflat_per_fiber(flat, cam.camera))
     return flat
+
+
+def _read(cam, kind, reader):
+    """Read product ``kind`` of a camera; None when absent, None and a recorded problem when unreadable."""
+    if kind not in cam.products:
+        return None
+    try:
+        return reader(cam.products[kind])
+    except DataModelError as err:
+        log.warning("QA of %s: %s", cam.camera, err)
+        cam.problems.append(f"{kind}: {err}")
+        return None
 
 
 def _spectra_sections(cam, plot_dir, stem, exptime, flat):
@@ -161,21 +178,19 @@ def _spectra_sections(cam, plot_dir, stem, exptime, flat):
     from ..io.frame import read_frame
     from ..io.sky import read_sky
     band = qm.band_of(cam.camera)
-    frame = read_frame(cam.products["frame"]) if "frame" in cam.products else None
-    sky = read_sky(cam.products["sky"]) if "sky" in cam.products else None
+    frame = _read(cam, "frame", read_frame)
+    sky = _read(cam, "sky", read_sky)
     if frame is not None and frame.fibermap is not None:
         cam.metrics.update(qm.fiberstatus_metrics(frame.fibermap))
     if frame is not None and str(frame.header.get("OBSTYPE", frame.header.get("FLAVOR", ""))).upper() == "SCIENCE":
         cam.metrics.update(qm.sky_metrics(frame, sky, flat if flat is not None and flat.nspec == frame.nspec else None))
         _figure(cam, plot_dir, f"{stem}-spectra", "sample spectra with sky",
-                lambda: plots.sample_spectra(frame, sky, title=cam.camera))
+                lambda: _plots().sample_spectra(frame, sky, title=cam.camera))
         if sky is not None:
             _figure(cam, plot_dir, f"{stem}-skyresid", "sky residuals on sky fibers",
-                    lambda: plots.sky_residuals(frame, sky, cam.camera))
-    calibrated = None
-    if "cframe" in cam.products:
-        calibrated = read_frame(cam.products["cframe"])
-    elif frame is not None and sky is not None:
+                    lambda: _plots().sky_residuals(frame, sky, cam.camera))
+    calibrated = _read(cam, "cframe", read_frame)
+    if calibrated is None and frame is not None and sky is not None:
         from ..frame import Frame
         calibrated = Frame(frame.wave, frame.flux - sky.flux, frame.ivar, frame.mask, None, frame.fibermap,
                            header=frame.header, fibers=frame.fibers)
@@ -184,12 +199,12 @@ def _spectra_sections(cam, plot_dir, stem, exptime, flat):
         cam.metrics.update(values)
         cam.fibers.update(CLASS=per_fiber["CLASS"], MAG=per_fiber["MAG"], SNR=per_fiber["SNR"])
         _figure(cam, plot_dir, f"{stem}-snr", "S/N vs magnitude per class",
-                lambda: plots.snr_vs_mag(per_fiber, band, cam.camera))
-    if "fluxcalib" in cam.products:
-        fluxcalib = read_flux_calibration(cam.products["fluxcalib"])
+                lambda: _plots().snr_vs_mag(per_fiber, band, cam.camera))
+    fluxcalib = _read(cam, "fluxcalib", read_flux_calibration)
+    if fluxcalib is not None:
         cam.metrics.update(qm.fluxcalib_metrics(fluxcalib, exptime, band, frame))
         _figure(cam, plot_dir, f"{stem}-calib", "flux calibration vector",
-                lambda: plots.calibration_vector(fluxcalib, cam.camera))
+                lambda: _plots().calibration_vector(fluxcalib, cam.camera))
     if frame is not None and "FIBER" not in cam.fibers:
         cam.fibers["FIBER"] = frame.fibers
 
@@ -361,7 +376,7 @@ def healpix_qa(redux, survey, program, healpix, path, truth=None, plot_dir=None,
     values, per = qm.redshift_metrics(cat.redshifts, cat.fibermap, truth, min_deltachi2)
     result.metrics.update(values)
     result.fibers = per
-    _figure(result, plot_dir, f"{stem}-nz", "n(z) per class", lambda: plots.redshift_histograms(per, stem))
+    _figure(result, plot_dir, f"{stem}-nz", "n(z) per class", lambda: _plots().redshift_histograms(per, stem))
     coadd = desired_paths.findfile("coadd", root=redux, survey=survey, program=program, healpix=healpix)
     if os.path.exists(coadd):
         try:
@@ -371,12 +386,12 @@ def healpix_qa(redux, survey, program, healpix, path, truth=None, plot_dir=None,
                 spectra.model = read_spectra(model).flux
             if spectra.num_spectra() == len(per["TARGETID"]):
                 _figure(result, plot_dir, f"{stem}-spectra", "sample spectra with best-fit model",
-                        lambda: plots.spectra_with_model(spectra, per, title=stem))
+                        lambda: _plots().spectra_with_model(spectra, per, title=stem))
         except (DataModelError, ValueError) as err:
             result.problems.append(f"coadd: {err}")
     if truth is not None and "TRUEZ" in per:
         _figure(result, plot_dir, f"{stem}-dz", "dz vs z against the simulator's truth",
-                lambda: plots.dz_vs_z(per, stem))
+                lambda: _plots().dz_vs_z(per, stem))
     return result
 
 
@@ -396,7 +411,14 @@ def production_status(config, workdir="."):
     tasks, missing = ws.production_tasks(config, workdir)
     table = ws.status_table(tasks, workdir)
     incomplete, running = ws.incomplete_outputs(workdir), ws.snakemake_running(workdir)
-    failed = [t for t in tasks if ws.task_state(t, workdir, incomplete, running) == "failed"]
+    if hasattr(ws, "task_states"):      # states judged in dependency order, where available
+        states = ws.task_states(tasks, workdir, incomplete, running)
+    else:
+        states = {t["name"]: ws.task_state(t, workdir, incomplete, running) for t in tasks}
+    failed = [dict(t) for t in tasks if states[t["name"]] == "failed"]
+    if hasattr(ws, "failure_line"):
+        for task in failed:
+            task["reason"] = ws.failure_line(task, workdir)
     return {"table": table, "failed": failed, "missing": missing}
 
 
@@ -496,7 +518,8 @@ def failed_html(failed, page_dir, workdir):
     for task in failed:
         logfile = task["log"] if os.path.isabs(task["log"]) else os.path.join(workdir, task["log"])
         link = _link(os.path.relpath(logfile, page_dir), "log") if os.path.exists(logfile) else "(no log)"
-        items.append(f"<li class='alarm'>{_esc(task['name'])}: {link}</li>")
+        reason = f" <small>{_esc(task['reason'])}</small>" if task.get("reason") else ""
+        items.append(f"<li class='alarm'>{_esc(task['name'])}: {link}{reason}</li>")
     return f"<h3 class='alarm'>Failed jobs: {len(failed)}</h3><ul class='failed'>{''.join(items)}</ul>"
 
 
