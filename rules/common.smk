@@ -111,7 +111,11 @@ def mpi_launch(wildcards, resources):
     if mode == "auto":
         plugin = workflow.executor_plugin
         name = getattr(plugin, "name", "") or ""
-        if not name.startswith("slurm"):
+        # The SLURM job itself runs MPI rules (and groups) through one more snakemake
+        # process (`--mode remote`, local executor): it is in a SLURM job when the
+        # slurm executor submitted it, which SLURM_JOB_ID tells.
+        in_slurm_job = workflow.remote_exec and "SLURM_JOB_ID" in os.environ
+        if not (name.startswith("slurm") or in_slurm_job):
             return ""
         return f"{resources.mpi} -N {resources.nodes} -n {resources.tasks}"
     return f"{mode} -n {resources.tasks}"
