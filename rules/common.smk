@@ -177,9 +177,14 @@ def mpi_launch(wildcards, resources):
     if mode == "auto":
         plugin = workflow.executor_plugin
         name = getattr(plugin, "name", "") or ""
+        # In a dry run Snakemake hides the executor: a job whose resources carry a SLURM
+        # partition (the SLURM profile sets one) shows the srun command it would run.
+        # The SLURM job itself runs MPI rules (and groups) through one more snakemake
+        # process (`--mode remote`, local executor): it is in a SLURM job when the
+        # slurm executor submitted it, which SLURM_JOB_ID tells.
         dry = getattr(plugin, "common_settings", None) is not None and plugin.common_settings.dryrun_exec
-        under_slurm = name.startswith("slurm") or (dry and "slurm_partition" in resources.keys())
-        if not under_slurm:
+        in_slurm_job = workflow.remote_exec and "SLURM_JOB_ID" in os.environ
+        if not (name.startswith("slurm") or in_slurm_job or (dry and "slurm_partition" in resources.keys())):
             return ""
         return f"{resources.mpi} -N {resources.nodes} -n {resources.tasks}"
     return f"{mode} -n {resources.tasks}"

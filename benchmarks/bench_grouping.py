@@ -1,0 +1,117 @@
+"""SLURM job grouping: sbatch submissions and wall time of one night, per grouping.
+
+Simulates one night once (default: the ``mini`` preset with 2 arcs, 1 flat and 1
+science exposure, cameras b0/r0/z0), then processes it from that raw tree with
+``snakemake --profile profiles/slurm`` once per grouping setting (config
+``group.chain`` x ``group.per_job``, rules/groups.smk), each in a fresh
+production directory, and prints per setting: the number of sbatch submissions
+(distinct SLURM job ids the executor reported), the wall time of the whole run,
+and whether every frame equals the frames of the first setting (arrays; grouping
+must not change the products).  Needs a running SLURM cluster
+(.ci/start_slurm.sh) and mpi4py.
+
+Usage::
+
+    python benchmarks/bench_grouping.py [--chains none extract all] [--per-job 1 3] [--outdir DIR]
+
+The last line reads ``grouping CHAIN/PER_JOB: N sbatch, S s`` for the last setting;
+one such line is printed per setting.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+NIGHT = 20261124
+
+
+def simulate(root, preset, narc, nflat, nscience):
+    """Simulate the night's raw and calib trees under root; return (raw_dir, calib_dir)."""
+    raw, calib, truth = root / "raw", root / "calib", root / "truth"
+    subprocess.run([sys.executable, "-m", "desired", "simulate", "--preset", preset, "--night", str(NIGHT),
+                    "--raw-dir", str(raw), "--calib-dir", str(calib), "--truth-dir", str(truth),
+                    "--narc", str(narc), "--nflat", str(nflat), "--nscience", str(nscience), "--seed", "0"],
+                   check=True, stdout=subprocess.DEVNULL)
+    return raw, calib
+
+
+def run_production(workdir, raw, calib, chain, per_job, nodes):
+    """Run the night under the SLURM profile; return (wall s, number of sbatch submissions)."""
+    workdir.mkdir(parents=True)
+    (workdir / "config.yaml").write_text(
+        f"raw_dir: {raw}\ncalib_dir: {calib}\nnights: [{NIGHT}]\n"
+        f"group:\n  chain: {chain}\n  per_job: {per_job}\n"
+        f"extract:\n  nodes: {nodes}\n  tasks: 2\n")
+    bindir = str(Path(sys.executable).parent)
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    start = time.perf_counter()
+    run = subprocess.run([os.path.join(bindir, "snakemake"), "--snakefile", str(REPO / "Snakefile"),
+                          "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+                          "--profile", str(REPO / "profiles" / "slurm")],
+                         cwd=workdir, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    (workdir / "snakemake.out").write_text(run.stdout)
+    if run.returncode != 0:
+        raise RuntimeError(f"snakemake failed ({chain}/{per_job}), see {workdir / 'snakemake.out'}:\n"
+                           + run.stdout[-3000:])
+    jobs = set(re.findall(r"has been submitted with SLURM jobid (\d+)", run.stdout))
+    return wall, len(jobs)
+
+
+def frames(workdir):
+    """{relative path: (flux, ivar, mask)} of every frame of a production."""
+    import fitsio
+    out = {}
+    for path in sorted((workdir / "prod").rglob("frame-*.fits")):
+        out[str(path.relative_to(workdir))] = tuple(fitsio.read(path, ext) for ext in ("FLUX", "IVAR", "MASK"))
+    return out
+
+
+def same_frames(a, b):
+    """True when both productions hold the same frames with identical arrays."""
+    return a.keys() == b.keys() and all(np.array_equal(x, y) for k in a for x, y in zip(a[k], b[k]))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="mini", choices=["tiny", "mini", "petal"])
+    parser.add_argument("--narc", type=int, default=2)
+    parser.add_argument("--nflat", type=int, default=1)
+    parser.add_argument("--nscience", type=int, default=1)
+    parser.add_argument("--chains", nargs="+", default=["none", "extract", "all"],
+                        choices=["none", "extract", "all"])
+    parser.add_argument("--per-job", nargs="+", type=int, default=[1, 3],
+                        help="chains per SLURM job to try with each grouped chain")
+    parser.add_argument("--nodes", type=int, default=1, help="extract.nodes")
+    parser.add_argument("--outdir", help="keep the productions here (default: a temporary directory)")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bench_grouping_", dir=args.outdir) as tmp:
+        root = Path(args.outdir or tmp).resolve() / f"run{os.getpid()}"
+        raw, calib = simulate(root / "sim", args.preset, args.narc, args.nflat, args.nscience)
+        settings = [(c, 1) for c in args.chains if c == "none"]
+        settings += [(c, n) for c in args.chains if c != "none" for n in args.per_job]
+        reference = None
+        for chain, per_job in settings:
+            workdir = root / f"prod_{chain}_{per_job}"
+            wall, nsbatch = run_production(workdir, raw, calib, chain, per_job, args.nodes)
+            products = frames(workdir)
+            if reference is None:
+                reference = products
+            same = same_frames(products, reference)
+            print(f"grouping {chain}/{per_job}: {nsbatch} sbatch, {wall:.0f} s, {len(products)} frames, "
+                  f"{'identical to' if same else 'DIFFERENT from'} the first setting's", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+# Job grouping under SLURM (config `group`): a camera's chain of short steps runs
+# as ONE cluster job (a Snakemake group) instead of one job per step, and
+# `group.per_job` chains are packed into one job (Snakemake's group components).
+# Groups take effect only with a cluster executor (profiles/slurm); local runs
+# and results are unchanged.
+#
+#   group.chain: none     every step its own SLURM job (default)
+#                extract  traceshift + extract of a flat/science camera    (group "camera_chain")
+#                all      preproc + traceshift + extract of a flat/science camera (group "camera_chain"),
+#                         and preproc_arc + psf of an arc camera             (group "arc_chain")
+#   group.per_job: N      N such chains (cameras or exposures) in one SLURM job
+#
+# With `all` a flat/science preproc waits for the night's psfnight (it runs in the
+# same job as its traceshift); `extract` keeps preproc free to run alongside the
+# arc PSF fits.
+
+#: rules in each group for each value of group.chain
+CHAIN_GROUPS = {
+    "none": {},
+    "extract": {"traceshift": "camera_chain", "extract": "camera_chain"},
+    "all": {"preproc": "camera_chain", "traceshift": "camera_chain", "extract": "camera_chain",
+            "preproc_arc": "arc_chain", "psf": "arc_chain"},
+}
+
+
+def step_group(rule):
+    """Snakemake group of `rule` under config group.chain (None: its own job)."""
+    return CHAIN_GROUPS[config["group"]["chain"]].get(rule)
+
+
+def _pack_group_components():
+    """Pack group.per_job chains into one job (as --group-components GROUP=N would);
+    an explicit --group-components on the command line wins."""
+    settings = getattr(workflow, "group_settings", None)
+    per_job = config["group"]["per_job"]
+    if settings is None or per_job <= 1:
+        return
+    components = dict(settings.group_components)
+    for group in set(CHAIN_GROUPS[config["group"]["chain"]].values()):
+        components.setdefault(group, per_job)
+    settings.group_components = components
+
+
+_pack_group_components()
