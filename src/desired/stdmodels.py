@@ -37,7 +37,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy.special import expn
+from scipy.special import exp1, expn
 
 __all__ = ["model_spectrum", "model_grid", "ModelGrid", "DEFAULT_GRID"]
 
@@ -155,7 +155,7 @@ def _continuum_opacity(wave, temp, pe):
     return (hm_bf + hm_ff + hbf + hff) * stim
 
 
-def _structure(teff, logg, feh, ntau=40, niter=12):
+def _structure(teff, logg, feh, ntau=32, niter=12):
     """Depth structure: tau_5000, T, Pg, Pe, n_e, neutral-H fraction (arrays (ntau,)).
 
     Hydrostatic equilibrium is solved by fixed-point iteration on the whole column:
@@ -280,7 +280,8 @@ def model_spectrum(wave, teff, logg, feh):
     dtau = np.diff(tau)[:, None] * 0.5 * (ratio[1:] + ratio[:-1])
     tl = np.vstack([tau[0] * ratio[:1], tau[0] * ratio[:1] + np.cumsum(dtau, axis=0)])
     src = _planck(wave, temp)
-    e2 = expn(2, tl)
+    tlc = np.minimum(tl, 60.0)
+    e2 = np.exp(-tlc) - tlc * exp1(tlc)                    # E2(x) = exp(-x) - x E1(x)
     # F = 2 pi ∫ S E2 dτ_λ  (trapezoid in τ_λ; the deep boundary adds S_bottom E3(τ_bottom))
     integrand = src * e2
     flux = np.sum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(tl, axis=0), axis=0)
@@ -317,7 +318,7 @@ def _cached_grid(wmin, wmax, dwave, teffs, loggs, fehs):
     return ModelGrid(wave, flux, par[:, 0], par[:, 1], par[:, 2])
 
 
-def model_grid(teff=None, logg=None, feh=None, wmin=3500.0, wmax=10100.0, dwave=0.4):
+def model_grid(teff=None, logg=None, feh=None, wmin=3300.0, wmax=11000.0, dwave=0.5):
     """Return the (cached) :class:`ModelGrid` of every (teff, logg, feh) combination.
 
     Parameters
