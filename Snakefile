@@ -34,6 +34,8 @@ include: "rules/preproc.smk"
 include: "rules/psf.smk"
 include: "rules/extract.smk"
 include: "rules/calib.smk"
+include: "rules/common_fluxcalib.smk"
+include: "rules/fluxcalib.smk"
 include: "rules/common_spectra.smk"
 include: "rules/spectra.smk"
 # the QA stage: its report waits for every registered target (input functions run after all includes)

@@ -42,3 +42,316 @@ class FluxCalib:
         self.header = dict(header) if header is not None else {}
         self.fibercorr = fibercorr
         self.stdstar_fibermap = stdstar_fibermap
+
+
+# --------------------------------------------------------------------------- measurement
+#: rest-frame vacuum wavelengths (Å) and half-widths of stellar absorption features left out of the fit
+STELLAR_LINES = ([(911.7633 / (0.25 - 1.0 / n ** 2), 40.0 if n <= 6 else 15.0) for n in range(3, 15)]
+                 + [(911.7633 / (1.0 / 9 - 1.0 / n ** 2), 10.0) for n in range(9, 21)]
+                 + [(3934.78, 20.0), (3969.59, 20.0), (4227.92, 8.0), (4305.6, 12.0), (5176.7, 15.0),
+                    (5891.58, 8.0), (5897.56, 8.0), (8500.36, 12.0), (8544.44, 12.0), (8664.52, 12.0)])
+
+#: header value of CALMODE for each way the calibration was obtained
+CALMODES = ("STDSTARS", "NOMINAL_SCALED", "NOMINAL")
+
+
+def _line_mask(wave, redshift):
+    """True where a pixel is within a stellar absorption feature of a star at ``redshift``."""
+    bad = np.zeros(wave.shape, dtype=bool)
+    for w0, hw in STELLAR_LINES:
+        bad |= np.abs(wave - w0 * (1 + redshift)) < hw
+    return bad
+
+
+def smooth_calibration(wave, values, weights, knot_spacing, penalty):
+    """Penalised cubic B-spline (P-spline) fit of a calibration sampled with ``weights``.
+
+    Knots every ``knot_spacing`` Å; a second-difference penalty ``penalty × mean(diag(BᵀWB))``
+    on the coefficients bridges masked gaps (stellar lines) smoothly.
+
+    Returns
+    -------
+    ndarray (nwave,)
+        The fit (zeros when no pixel has weight); masked gaps and the ends are bridged
+        by the curvature penalty (linear continuation).
+    """
+    import scipy.sparse as sp
+    from scipy.interpolate import BSpline
+    from scipy.sparse.linalg import spsolve
+    nk = max(int(np.ceil((wave[-1] - wave[0]) / knot_spacing)), 1)
+    inner = np.linspace(wave[0], wave[-1], nk + 1)
+    knots = np.concatenate([[inner[0]] * 3, inner, [inner[-1]] * 3])
+    basis = BSpline.design_matrix(wave, knots, 3).tocsr()
+    wb = basis.multiply(weights[:, None]).tocsr()
+    normal = (basis.T @ wb).tocsc()
+    nb = normal.shape[0]
+    diff = sp.diags([1.0, -2.0, 1.0], [0, 1, 2], shape=(nb - 2, nb))
+    scale = penalty * max(float(normal.diagonal().mean()), 1e-300)
+    coef = spsolve((normal + scale * (diff.T @ diff)).tocsc(), wb.T @ values)
+    return basis @ coef if np.any(weights > 0) else np.zeros(wave.size)
+
+
+def star_models_on_frame(frame, stdstars):
+    """The stdstars models of the stars in ``frame``, on its grid and convolved with each star's resolution.
+
+    Returns
+    -------
+    rows : ndarray of int, shape (nstar,)
+        Frame rows of the stars (stars not in the frame are dropped).
+    models : ndarray, shape (nstar, nwave)
+        ``R_i · model_i`` in 1e-17 erg/s/cm²/Å.
+    keep : ndarray of int
+        Indices into ``stdstars`` of the stars kept.
+    """
+    from .stdstars import convolve_band, resample_spectra
+    rows, keep = [], []
+    for k, fiber in enumerate(stdstars.fibers):
+        idx = np.flatnonzero(frame.fibers == fiber)
+        if idx.size:
+            rows.append(int(idx[0]))
+            keep.append(k)
+    rows, keep = np.array(rows, dtype=int), np.array(keep, dtype=int)
+    if not rows.size:
+        return rows, np.zeros((0, frame.nwave)), keep
+    res = resample_spectra(stdstars.wave, stdstars.flux[keep], frame.wave)
+    models = np.array([convolve_band(frame.resolution_data[r], res[i:i + 1])[0] for i, r in enumerate(rows)])
+    return rows, models, keep
+
+
+def _fit_calibration(wave, data, ivar, models, knot_spacing, penalty, max_scale_dev, max_shape_rms, nsig, niter):
+    """Smooth calibration C(λ) and per-star scales ``s`` with ``data_i ≈ s_i C R_i·model_i``, outliers clipped.
+
+    Returns
+    -------
+    calib, weight : ndarrays (nwave,)
+        Calibration and the ivar of its raw per-pixel estimate.
+    scale : ndarray (nstar,)
+    good : ndarray of bool (nstar,)
+    shape_rms : ndarray (nstar,)
+        rms over 100 Å bins of each star's ratio to the calibration.
+    """
+    nstar = data.shape[0]
+    good = np.any(ivar > 0, axis=1)
+    scale = np.ones(nstar)
+    nbin = max(int((wave[-1] - wave[0]) / 100.0), 1)
+    bins = np.minimum(((wave - wave[0]) / (wave[-1] - wave[0] + 1e-9) * nbin).astype(int), nbin - 1)
+    calib = weight = shape_rms = None
+    for _ in range(niter):
+        g = good[:, None]
+        num = np.sum(np.where(g, ivar * models * scale[:, None] * data, 0.0), axis=0)
+        den = np.sum(np.where(g, ivar * (models * scale[:, None]) ** 2, 0.0), axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            raw = np.where(den > 0, num / den, 0.0)
+        calib = smooth_calibration(wave, raw, den, knot_spacing, penalty)
+        weight = den
+        cm = calib[None, :] * models
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(np.sum(ivar * cm ** 2, axis=1) > 0,
+                             np.sum(ivar * cm * data, axis=1) / np.sum(ivar * cm ** 2, axis=1), 0.0)
+        med = np.median(scale[good]) if np.any(good) else 1.0
+        scale, calib, weight = scale / med, calib * med, weight / med ** 2
+        shape_rms = _shape_rms(data, ivar, scale[:, None] * cm, bins, nbin)
+        ref = np.median(shape_rms[good]) if np.any(good) else 0.0
+        new = good & (np.abs(scale - 1.0) < max_scale_dev) & (shape_rms < max(nsig * ref, max_shape_rms))
+        if np.array_equal(new, good) or not np.any(new):
+            break
+        good = new
+    return calib, weight, scale, good, shape_rms
+
+
+def _shape_rms(data, ivar, pred, bins, nbin):
+    """rms over wavelength bins of the weighted ratio data / pred - 1 of every star."""
+    w = ivar * pred ** 2
+    out = np.zeros(data.shape[0])
+    for i in range(data.shape[0]):
+        num = np.bincount(bins, weights=ivar[i] * pred[i] * data[i], minlength=nbin)
+        den = np.bincount(bins, weights=w[i], minlength=nbin)
+        ok = den > 0
+        out[i] = np.sqrt(np.mean((num[ok] / den[ok] - 1.0) ** 2)) if np.any(ok) else np.inf
+    return out
+
+
+def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_spacing=10.0, penalty=1.0,
+                             max_scale_dev=0.3, max_shape_rms=0.03, nsig=3.0, niter=6):
+    """Flux calibration of one camera and exposure from its fitted standard stars.
+
+    ``frame`` must be flat-fielded and sky-subtracted (electron/Angstrom).  The model
+    of each standard (stdstars file, 1e-17 erg/s/cm²/Å) is averaged over the camera
+    pixels and convolved with the star's resolution; the calibration ``C(λ)``
+    (a penalised cubic spline, :func:`smooth_calibration`) and a scale per star
+    (its fiber-aperture loss relative to the others) are fitted jointly, stars whose
+    scale or shape is an outlier are clipped, and the scales are normalised to a
+    median of 1 (DESI's point-source convention).  Pixels within stellar absorption
+    features are left out.  Each fiber's calibration is ``R_i · C``.
+
+    With fewer than ``min_std`` good standards the nominal calibration of the
+    calibration tree (``nominal``: e-/Å per 1e-17 erg/s/cm²/Å for 1 s) times EXPTIME is
+    used, scaled to the good standards when there is at least one
+    (``CALMODE = NOMINAL_SCALED``) or not at all (``NOMINAL``); the header then holds
+    ``FLUXFALL = True``.  Never silent: without ``nominal`` that case is an error.
+
+    Parameters
+    ----------
+    frame : desired.frame.Frame
+    stdstars : desired.stdstars.StdStars or None
+        None (or no star on this camera) means no standard.
+    nominal : desired.fluxcalib.FluxCalib, optional
+        Nominal calibration for 1 s (first row used), any wavelength grid covering the frame.
+    min_std : int
+    knot_spacing : float
+        Knot spacing of the calibration spline, Angstrom.
+    penalty : float
+        Curvature penalty of the spline (relative to the mean data weight per coefficient).
+    max_scale_dev : float
+        Stars whose scale differs from the median by more are clipped.
+    max_shape_rms : float
+        Stars whose ratio to the calibration (100 Å bins) has an rms above
+        max(nsig × median rms, max_shape_rms) are clipped.
+    nsig : float
+    niter : int
+
+    Returns
+    -------
+    FluxCalib
+
+    Raises
+    ------
+    ValueError
+        Too few standards and no nominal calibration, or a frame without resolution data.
+    """
+    import logging
+    log = logging.getLogger(__name__)
+    camera = frame.camera or "?"
+    if frame.resolution_data is None:
+        raise ValueError(f"camera {camera}: frame has no resolution data")
+    if stdstars is not None and stdstars.nstd:
+        rows, models, keep = star_models_on_frame(frame, stdstars)
+    else:
+        rows, models, keep = np.zeros(0, int), np.zeros((0, frame.nwave)), np.zeros(0, int)
+    calib = weight = None
+    ngood, info = 0, {}
+    if rows.size:
+        data = frame.flux[rows]
+        ivar = np.where((frame.mask[rows] == 0) & (models > 0), frame.ivar[rows], 0.0)
+        red = np.asarray(stdstars.metadata["REDSHIFT"], dtype=np.float64)[keep] \
+            if "REDSHIFT" in stdstars.metadata.colnames else np.zeros(keep.size)
+        for i in range(rows.size):
+            ivar[i, _line_mask(frame.wave, red[i])] = 0.0
+        calib, weight, scale, good, shape_rms = _fit_calibration(
+            frame.wave, data, ivar, models, knot_spacing, penalty, max_scale_dev, max_shape_rms, nsig, niter)
+        ngood = int(good.sum())
+        info = {"scale": scale, "good": good, "shape_rms": shape_rms, "fibers": frame.fibers[rows]}
+        log.info("camera %s: %d of %d standards kept (scale rms %.3f, shape rms median %.4f)", camera, ngood,
+                 rows.size, np.std(scale[good]) if ngood else np.nan, np.median(shape_rms[good]) if ngood else np.nan)
+    if ngood >= min_std:
+        mode = "STDSTARS"
+        pix_per_knot = knot_spacing / float(np.median(np.diff(frame.wave)))
+        cal_ivar = np.where(calib > 0, weight * pix_per_knot, 0.0)
+    else:
+        calib, cal_ivar, mode = _fallback(frame, nominal, models, rows, info, camera, ngood, min_std)
+    return _assemble(frame, calib, cal_ivar, mode, ngood, rows.size, info, stdstars)
+
+
+def _fallback(frame, nominal, models, rows, info, camera, ngood, min_std):
+    """Nominal calibration × EXPTIME, scaled to the good standards when there are any."""
+    import logging
+    log = logging.getLogger(__name__)
+    if nominal is None:
+        raise ValueError(f"camera {camera}: {ngood} usable standard stars (< {min_std}) and no nominal "
+                         "calibration to fall back on")
+    exptime = float(frame.header.get("EXPTIME", 0.0))
+    if not exptime > 0:
+        raise ValueError(f"camera {camera}: EXPTIME missing from the frame header; cannot scale the nominal calibration")
+    calib = np.interp(frame.wave, nominal.wave, nominal.calib[0]) * exptime
+    mode = "NOMINAL"
+    if ngood:
+        good = info["good"]
+        data = frame.flux[rows[good]]
+        pred = calib[None, :] * models[good]
+        ivar = np.where(frame.mask[rows[good]] == 0, frame.ivar[rows[good]], 0.0)
+        factor = float(np.median(np.sum(ivar * pred * data, axis=1) / np.sum(ivar * pred ** 2, axis=1)))
+        if np.isfinite(factor) and factor > 0:
+            calib = calib * factor
+            mode = "NOMINAL_SCALED"
+    log.warning("camera %s: only %d usable standard stars (< %d): flux calibration falls back on the nominal "
+                "throughput (%s)", camera, ngood, min_std, mode)
+    return calib, np.zeros_like(calib), mode
+
+
+def _assemble(frame, calib, cal_ivar, mode, ngood, nstar, info, stdstars):
+    """FluxCalib of every fiber (R_i · C) with the header keywords describing how it was made."""
+    from astropy.table import Table
+
+    from .maskbits import specmask
+    cal = frame.convolve(np.broadcast_to(calib, (frame.nspec, frame.nwave)))
+    bad = ~(cal > 0)
+    ivar = np.where(bad, 0.0, np.broadcast_to(cal_ivar, cal.shape))
+    mask = np.where(bad, specmask.mask("NODATA"), 0).astype(np.int32)
+    header = {k: frame.header[k] for k in ("CAMERA", "NIGHT", "EXPID", "TILEID", "EXPTIME") if k in frame.header}
+    header.update({"CALMODE": mode, "FLUXFALL": mode != "STDSTARS", "NSTDSTAR": nstar, "NSTDUSED": ngood})
+    fibercorr = Table({"FLAT_TO_PSF_FLUX": np.ones(frame.nspec), "PSF_TO_FIBER_FLUX": np.ones(frame.nspec)})
+    stdfm = None
+    if stdstars is not None and stdstars.fibermap is not None and nstar:
+        stdfm = stdstars.fibermap[np.isin(np.asarray(stdstars.fibermap["FIBER"]), info["fibers"])]
+        order = {int(f): k for k, f in enumerate(info["fibers"])}
+        idx = [order[int(f)] for f in stdfm["FIBER"]]
+        stdfm["STD_SCALE"] = info["scale"][idx]
+        stdfm["STD_USED"] = info["good"][idx]
+        stdfm["STD_SHAPE_RMS"] = info["shape_rms"][idx]
+    return FluxCalib(frame.wave.copy(), np.where(bad, 0.0, cal), ivar, mask=mask, header=header,
+                     fibercorr=fibercorr, stdstar_fibermap=stdfm)
+
+
+# --------------------------------------------------------------------------- application
+def apply_flux_calibration(frame, fluxcalib):
+    """Return the calibrated frame (a new Frame): flux / calib in 1e-17 erg/s/cm²/Å.
+
+    ``frame`` must be flat-fielded and sky-subtracted.  Variance propagation as
+    desispec's ``apply_flux_calibration``::
+
+        ivar' = C^4 ivar ivar_C / (C^2 ivar_C + F^2 ivar)     (ivar' = C^2 ivar when ivar_C = 0 ... see below)
+
+    except that a calibration without uncertainty (nominal fallback, ``ivar_C = 0``)
+    gives ``ivar' = C^2 ivar`` instead of 0.  Pixels without calibration get ivar 0 and
+    specmask NODATA.  With a fallback calibration (header FLUXFALL) every fiber's
+    FIBERSTATUS gets BADPETALFLUXCAL.
+
+    Parameters
+    ----------
+    frame : desired.frame.Frame
+    fluxcalib : FluxCalib
+        Same wavelength grid (within 1e-3 Å) and fibers as ``frame``.
+
+    Raises
+    ------
+    ValueError
+        Different wavelength grid or number of spectra.
+    """
+    from .frame import Frame
+    from .io.frame import CFRAME_UNITS
+    from .maskbits import fibermask, specmask
+    camera = frame.camera or "?"
+    if fluxcalib.calib.shape != frame.flux.shape or np.max(np.abs(fluxcalib.wave - frame.wave)) > 1e-3:
+        raise ValueError(f"camera {camera}: flux calibration {fluxcalib.calib.shape} does not match the frame "
+                         f"{frame.flux.shape} (or its wavelength grid differs)")
+    c, civ = fluxcalib.calib, fluxcalib.ivar
+    ok = (c > 0) & (frame.ivar > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        with_err = c ** 4 * frame.ivar * civ / (c ** 2 * civ + frame.flux ** 2 * frame.ivar)
+        ivar = np.where(ok, np.where(civ > 0, with_err, c ** 2 * frame.ivar), 0.0)
+        flux = np.where(c > 0, frame.flux / np.where(c > 0, c, 1.0), 0.0)
+    ivar = np.where(np.isfinite(ivar), ivar, 0.0)
+    mask = frame.mask | np.where(c > 0, 0, specmask.mask("NODATA")).astype(np.int32) | fluxcalib.mask
+    header = dict(frame.header)
+    header["BUNIT"] = CFRAME_UNITS
+    for key in ("CALMODE", "FLUXFALL", "NSTDUSED"):
+        if key in fluxcalib.header:
+            header[key] = fluxcalib.header[key]
+    fibermap = frame.fibermap
+    if fibermap is not None and fluxcalib.header.get("FLUXFALL") and "FIBERSTATUS" in fibermap.colnames:
+        fibermap = fibermap.copy()
+        fibermap["FIBERSTATUS"] |= fibermask.mask("BADPETALFLUXCAL")
+    return Frame(frame.wave.copy(), flux, ivar, mask,
+                 None if frame.resolution_data is None else frame.resolution_data.copy(),
+                 fibermap, None if frame.chi2pix is None else frame.chi2pix.copy(), header, frame.fibers.copy(),
+                 frame.scores)

@@ -102,3 +102,9 @@ def is_standard_star(desi_target_column):
     """
     std = desi_target.mask("STD_FAINT", "STD_WD", "STD_BRIGHT")
     return (np.asarray(desi_target_column, dtype=np.int64) & std) != 0
+
+#: MWS_TARGET bits (desitarget main survey mws_mask) of the Gaia standard stars.
+mws_target = BitMask("mws_target", {
+    "MWS_BROAD": 0, "MWS_WD": 1, "MWS_NEARBY": 2, "MWS_MAIN_BLUE": 4, "GAIA_STD_FAINT": 33,
+    "GAIA_STD_WD": 34, "GAIA_STD_BRIGHT": 35,
+})

@@ -29,6 +29,9 @@ PATTERNS = {
     "calib_psf": ("calib", "psf-nominal-{camera}.fits"),
     # mean night-sky spectrum (wavelength, flux) used to measure y trace shifts
     "calib_sky_template": ("calib", "spec-sky.dat"),
+    # nominal point-source flux calibration of each camera (1 s, airmass 1; fluxcalib format),
+    # the flagged fallback of the flux calibration when too few standard stars are usable
+    "calib_fluxcalib": ("calib", "fluxcalib-nominal-{camera}.fits"),
     # production tree ($DESI_SPECTRO_REDUX/$SPECPROD)
     "exposure_table": ("redux", "exposure_tables/{month}/exposure_table_{night}.csv"),
     # marker of a raw exposure that reads (workflow check of exposures the scan marked bad)

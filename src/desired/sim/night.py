@@ -38,12 +38,14 @@ from astropy.time import Time
 
 from .. import paths
 from ..fibermap import empty_fibermap
+from ..maskbits import mws_target
 from ..io.calib import write_ccd_calib, write_sky_template
 from ..io.fibermap import table_to_hdu, write_fibermap
 from ..io.psf import write_psf
 from ..io.raw import write_raw
 from ..io.util import atomic_path
 from . import arclines, detector, instrument as ins, optics, targets
+from . import photometry as simphot
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +178,12 @@ def _targets(seed, tileid, fibers):
     return targets.make_targets(seed, tileid, np.array(fibers))
 
 
+def target_ebv(tlist):
+    """Galactic E(B-V) (SFD scale) of each target dict at its sky position."""
+    dec0 = np.deg2rad(TILE_DEC)
+    return np.array([simphot.galactic_ebv(TILE_RA + p["dra"] / np.cos(dec0), TILE_DEC + p["ddec"]) for p in tlist])
+
+
 def fiber_throughput(seed, fibers, wave):
     """True relative throughput of absolute ``fibers`` (1-3 % rms, slight colour term), shape (nfiber, nwave)."""
     out = np.empty((len(fibers), np.size(wave)))
@@ -236,6 +244,8 @@ def camera_spectra(cfg, exp, camera):
         cal_ps = targets.electrons_per_flux(band, wave, exp["exptime"], cfg.airmass, True, cfg.data_dir)
         cal_gal = targets.electrons_per_flux(band, wave, exp["exptime"], cfg.airmass, False, cfg.data_dir)
         obj_flux = np.array([targets.target_spectrum(p, wave, step) for p in tlist])
+        # Galactic extinction of every target (issue 12 item 6): truth OBJ_FLUX is the observed flux
+        obj_flux = simphot.redden(wave, obj_flux, target_ebv(tlist))
         point = np.array([p["kind"] in ("QSO", "STD") for p in tlist])
         obj_e = obj_flux * np.where(point[:, None], cal_ps[None, :], cal_gal[None, :])
         out.update(obj_flux=obj_flux, sky_flux=np.broadcast_to(sky_sb * ins.FIBER_AREA_ARCSEC2, obj_flux.shape).copy(),
@@ -411,13 +421,20 @@ def build_fibermap(cfg, exp):
             fm["EXPTIME"][k] = exp["exptime"]
             fm["MORPHTYPE"][k] = "PSF" if p["kind"] in ("QSO", "STD") else ("DUP" if p["kind"] == "SKY" else "EXP")
             if p["kind"] != "SKY":
+                # observed DECam photometry of the reddened spectrum (issue 12 item 6)
                 pt = p["kind"] in ("QSO", "STD")
+                ebv = float(target_ebv([p])[0])
+                fm["EBV"][k] = ebv
+                if p["kind"] == "STD":
+                    fm["MWS_TARGET"][k] = mws_target.mask("GAIA_STD_FAINT")
+                phot = simphot.observed_fluxes(lambda w, st, p=p: targets.target_spectrum(p, w, st), ebv)
                 for band in "GRZ":
-                    nmgy = 10 ** (-0.4 * (p["mags"][band] - 22.5))
+                    nmgy = float(phot[band])
                     fm[f"FLUX_{band}"][k] = nmgy
                     fm[f"FLUX_IVAR_{band}"][k] = 1.0 / (0.02 * nmgy + 0.05) ** 2
                     frac = 0.78 if pt else 0.55
                     fm[f"FIBERFLUX_{band}"][k] = nmgy * frac
+                    fm[f"FIBERTOTFLUX_{band}"][k] = nmgy * frac
                     fm[f"FIBERTOTFLUX_{band}"][k] = nmgy * frac
                 fm["SHAPE_R"][k] = 0.0 if pt else 0.6
                 fm["SERSIC"][k] = 0.0 if pt else 1.0
@@ -495,6 +512,25 @@ def write_exposure_truth(path, cfg, exp, shifts):
         fits.HDUList(hdus).writeto(tmp)
 
 
+def write_nominal_fluxcalib(path, cfg, camera):
+    """Nominal point-source calibration of ``camera`` (e-/Å per 1e-17 erg/s/cm²/Å for 1 s at airmass 1).
+
+    The design throughput (the simulator's throughput curve and aperture model, mean
+    fiber throughput) as an instrument team would provide it: it differs from the
+    truth of an exposure by the airmass and any throughput drift.
+    """
+    from ..fluxcalib import FluxCalib
+    from ..io.fluxcalib import write_flux_calibration
+    band, spectro = camera[0], int(camera[1:])
+    wave = cfg.geometry.grid(band)
+    fibers = ins.FIBERS_PER_PETAL * spectro + np.arange(ins.FIBERS_PER_PETAL)
+    thru = fiber_throughput(cfg.seed, fibers, wave).mean(axis=0)
+    cal = targets.electrons_per_flux(band, wave, 1.0, 1.0, True, cfg.data_dir) * thru
+    write_flux_calibration(path, FluxCalib(wave, cal[None, :], np.zeros((1, wave.size)),
+                                           header={"CAMERA": camera, "EXPTIME": 1.0, "AIRMASS": 1.0,
+                                                   "CALTYPE": "NOMINAL"}))
+
+
 def write_calibration(cfg, calib_dir, truth_dir):
     """Write ccd-{camera}.yaml, nominal PSFs, the sky template (calib tree), true PSFs + CCD truth (truth tree)."""
     if calib_dir:
@@ -510,6 +546,7 @@ def write_calibration(cfg, calib_dir, truth_dir):
                      "dark_current": ccd["dark_current"] / 3600.0, "bad_columns": ccd["bad_columns"]}
             write_ccd_calib(paths.findfile("calib_ccd", root=calib_dir, camera=camera), calib)
             write_psf(paths.findfile("calib_psf", root=calib_dir, camera=camera), opt.nominal)
+            write_nominal_fluxcalib(paths.findfile("calib_fluxcalib", root=calib_dir, camera=camera), cfg, camera)
         if truth_dir:
             write_psf(paths.findfile("truth_psf", root=truth_dir, camera=camera), opt.psf)
             doc = {"camera": camera, "shape": list(opt.shape), "crop_row0": opt.row0, "crop_col0": opt.col0,

@@ -435,11 +435,14 @@ def _normalisation(p):
 
 
 def target_kinds(fibers):
-    """Deterministic fiber roles: ``SKY`` for petal index % 10 == 4, ``STD`` for index % 50 in (7, 31), else ``TGT``."""
+    """Deterministic fiber roles: ``SKY`` for petal index % 10 == 4, ``STD`` for index % 50 in (7, 19, 31, 43), else ``TGT``.
+
+    40 standards per petal (DESI assigns 10-40) and 4 in the 50-fiber ``mini`` preset.
+    """
     idx = np.asarray(fibers) % ins.FIBERS_PER_PETAL
     kinds = np.full(idx.shape, "TGT", dtype="U3")
     kinds[idx % 10 == 4] = "SKY"
-    kinds[np.isin(idx % 50, (7, 31))] = "STD"
+    kinds[np.isin(idx % 50, (7, 19, 31, 43))] = "STD"
     return kinds
 
 
@@ -469,6 +472,8 @@ def make_targets(seed, tileid, fibers):
         p["objtype"] = "SKY" if kind == "SKY" else "TGT"
         bit = {"ELG": "ELG", "LRG": "LRG", "QSO": "QSO", "BGS": "BGS_ANY", "STD": "STD_FAINT", "SKY": "SKY"}[kind]
         p["desi_target"] = int(desi_target.mask(bit))
+        if kind == "STD" and p["mag"] < 18.0:      # desitarget: STD_BRIGHT 15 < G < 18, STD_FAINT 16 < G < 19
+            p["desi_target"] |= int(desi_target.mask("STD_BRIGHT"))
         petal = int(fiber) // ins.FIBERS_PER_PETAL
         r = 0.45 * np.sqrt(rng.uniform(0.02, 1.0))
         theta = np.deg2rad(36.0 * (petal + rng.uniform(0.05, 0.95)))

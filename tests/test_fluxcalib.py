@@ -1,0 +1,134 @@
+"""Flux calibration and cframes on a mini frame-level night (flat and sky removed with the truth):
+accuracy against the simulator's truth, desispec reproduces our cframe from our files, fallbacks."""
+import numpy as np
+import pytest
+from scipy.ndimage import uniform_filter1d
+
+from desired.fluxcalib import apply_flux_calibration, compute_flux_calibration
+from desired.io.fluxcalib import read_flux_calibration
+from desired.io.frame import read_frame
+from desired.maskbits import fibermask
+from desired.scripts import cframe as cframe_script
+from desired.scripts import fluxcalib as fluxcalib_script
+from desired.scripts import stdstars as stdstars_script
+from desired.sim.truthcal import true_calibration, true_cframe_flux
+from desired.stdstars import StdStars
+
+from flux_fixtures import GRID, make_night
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory):
+    out = make_night(tmp_path_factory.mktemp("fluxcalib"))
+    root = out["root"]
+    out["stdstars"] = str(root / "stdstars-0-00000001.fits")
+    out["stars"] = stdstars_script.run([out["corr_path"][b] for b in "brz"], out["stdstars"],
+                                       teff=(GRID["teff"][0], GRID["teff"][-1], 250.0), logg=GRID["logg"],
+                                       feh=GRID["feh"])
+    out["fluxcalib"], out["cframe"] = {}, {}
+    for b in "brz":
+        out["fluxcalib"][b] = str(root / f"fluxcalib-{b}0-00000001.fits")
+        out["cframe"][b] = str(root / f"cframe-{b}0-00000001.fits")
+        fluxcalib_script.run(out["corr_path"][b], out["stdstars"], out["fluxcalib"][b], nominal=out["nominal"][b])
+        cframe_script.run(out["corr_path"][b], out["fluxcalib"][b], out["cframe"][b])
+    return out
+
+
+def _smooth100(wave, flux):
+    return uniform_filter1d(flux, max(int(round(100.0 / np.median(np.diff(wave)))), 1), axis=-1, mode="nearest")
+
+
+@pytest.mark.parametrize("band", ["b", "r", "z"])
+def test_calibration_matches_truth(night, band):
+    """Our calibration of every fiber vs the true R·(T·C) / flat (both smoothed over 100 A)."""
+    calib = read_flux_calibration(night["fluxcalib"][band])
+    assert calib.header["CALMODE"] == "STDSTARS" and calib.header["NSTDUSED"] >= 3
+    truth = night["truth"][band]
+    thru = truth["FIBERFLAT"]
+    expected = true_calibration(night["raw"][band], truth) / (thru / thru.mean(axis=0))
+    ratio = _smooth100(calib.wave, calib.calib) / _smooth100(calib.wave, expected)
+    inner = slice(150, -150)
+    # mini has only 4 standards of the simulator's stars: looser than the petal acceptance (2 %)
+    assert abs(np.median(ratio[:, inner]) - 1) < 0.03
+    assert np.sqrt(np.mean((ratio[:, inner] - 1) ** 2)) < (0.10 if band == "b" else 0.04)
+
+
+def test_cframe_flux_of_bright_targets_matches_truth(night):
+    for band in "rz":
+        cf = read_frame(night["cframe"][band])
+        assert cf.header["BUNIT"].startswith("10**-17")
+        expected = true_cframe_flux(night["raw"][band], night["truth"][band])
+        fm = cf.fibermap
+        targets = np.char.strip(np.asarray(fm["OBJTYPE"]).astype(str)) != "SKY"
+        ours, truth = _smooth100(cf.wave, cf.flux[targets]), _smooth100(cf.wave, expected[targets])
+        bright = np.median(truth, axis=1) > np.percentile(np.median(truth, axis=1), 60)
+        rel = ours[bright][:, 150:-150] / truth[bright][:, 150:-150] - 1
+        assert abs(np.median(rel)) < 0.03, band
+        assert np.all(np.isfinite(cf.flux)) and np.all(np.isfinite(cf.ivar)) and np.all(cf.ivar >= 0)
+
+
+def test_desispec_reads_our_files_and_reproduces_our_cframe(night):
+    desispec_io = pytest.importorskip("desispec.io")
+    from desispec.fluxcalibration import apply_flux_calibration as desi_apply
+    for band in "brz":
+        frame = desispec_io.read_frame(night["corr_path"][band])
+        calib = desispec_io.read_flux_calibration(night["fluxcalib"][band])
+        desi_apply(frame, calib)
+        ours = desispec_io.read_frame(night["cframe"][band])
+        good = (ours.ivar > 0) & (np.abs(ours.flux) > 0.1 * np.median(np.abs(ours.flux)))
+        rel = np.abs(frame.flux[good] / ours.flux[good] - 1)
+        assert np.median(rel) < 1e-3, band
+        ivr = frame.ivar[good] / ours.ivar[good]
+        assert abs(np.median(ivr) - 1) < 1e-3, band
+        stars = desispec_io.read_stdstar_models(night["stdstars"])
+        assert stars[0].shape[0] == night["stars"].nstd
+
+
+def test_zero_standards_fall_back_on_the_flagged_nominal(night, tmp_path):
+    frame = night["corr"]["r"]
+    nominal = read_flux_calibration(night["nominal"]["r"])
+    empty = StdStars(night["stars"].wave, np.zeros((0, night["stars"].wave.size)), [], night["stars"].metadata[:0])
+    calib = compute_flux_calibration(frame, empty, nominal=nominal)
+    assert calib.header["CALMODE"] == "NOMINAL" and calib.header["FLUXFALL"] is True
+    assert calib.header["NSTDUSED"] == 0
+    cf = apply_flux_calibration(frame, calib)
+    assert np.all(cf.fibermap["FIBERSTATUS"] & fibermask.mask("BADPETALFLUXCAL"))
+    assert cf.header["FLUXFALL"] and np.all(np.isfinite(cf.flux))
+    # the nominal calibration is honest to the airmass term only (1.2 vs 1.0): within 15 % of the truth
+    truth = night["truth"]["r"]
+    thru = truth["FIBERFLAT"]
+    expected = true_calibration(night["raw"]["r"], truth) / (thru / thru.mean(axis=0))
+    assert abs(np.median(calib.calib[:, 100:-100] / expected[:, 100:-100]) - 1) < 0.15
+    # without a nominal calibration it is an error naming the camera, never a silent calibration
+    with pytest.raises(ValueError, match="r0"):
+        compute_flux_calibration(frame, empty)
+    # the file written by the CLI carries the flag too
+    out = tmp_path / "fluxcalib-r0.fits"
+    empty_path = tmp_path / "stdstars-empty.fits"
+    from desired.io.stdstars import write_stdstar_models
+    write_stdstar_models(str(empty_path), empty)
+    fluxcalib_script.run(night["corr_path"]["r"], str(empty_path), str(out), nominal=night["nominal"]["r"])
+    assert read_flux_calibration(str(out)).header["FLUXFALL"] is True
+
+
+def test_one_good_standard_scales_the_nominal(night):
+    stars = night["stars"]
+    one = StdStars(stars.wave, stars.flux[:1], stars.fibers[:1], stars.metadata[:1], fibermap=stars.fibermap[:1])
+    calib = compute_flux_calibration(night["corr"]["r"], one, nominal=read_flux_calibration(night["nominal"]["r"]))
+    assert calib.header["CALMODE"] == "NOMINAL_SCALED" and calib.header["NSTDUSED"] == 1
+    truth = night["truth"]["r"]
+    thru = truth["FIBERFLAT"]
+    expected = true_calibration(night["raw"]["r"], truth) / (thru / thru.mean(axis=0))
+    assert abs(np.median(calib.calib[:, 100:-100] / expected[:, 100:-100]) - 1) < 0.05
+
+
+def test_dead_fiber_is_masked_without_nan(night):
+    frame = night["corr"]["z"]
+    dead = frame.select(slice(None))
+    dead.ivar[3] = 0.0
+    dead.flux[3] = np.nan
+    calib = read_flux_calibration(night["fluxcalib"]["z"])
+    cf = apply_flux_calibration(dead, calib)
+    assert np.all(cf.ivar[3] == 0) and np.all(np.isfinite(cf.ivar))
+    with pytest.raises(ValueError, match="z0"):
+        apply_flux_calibration(frame.select(slice(0, 10)), calib)
