@@ -27,6 +27,8 @@ include: "rules/exposures.smk"
 include: "rules/preproc.smk"
 include: "rules/psf.smk"
 include: "rules/extract.smk"
+include: "rules/common_redshift.smk"
+include: "rules/redshift.smk"
 
 
 localrules:

@@ -67,8 +67,8 @@ def _refine_one(bands, template, redshifts, imin, npoints):
         zbest, chi2min = zz[k], zzchi2[k]
     if not (redshifts[1] <= zbest <= redshifts[-2]) or not (redshifts[1] <= zmin <= redshifts[-2]):
         flags |= zwarn.Z_FITLIMIT
-    _, coeff, models = chi2_direct(bands, template, np.array([zbest]), with_model=True)
-    if sum(float(np.sum(m)) for m in models) < 0:
+    _, coeff, model_sum = chi2_direct(bands, template, np.array([zbest]), with_model=True)
+    if model_sum[0] < 0:
         flags |= zwarn.NEGATIVE_MODEL
     return dict(z=float(zbest), zerr=float(zerr), zwarn=int(flags), chi2=float(chi2min), coeff=coeff[0])
 

@@ -47,7 +47,7 @@ def _rebin_kernel(wave, cumul, flux, edges, scale, out):
     prev = np.zeros(nbasis)
     cur = np.zeros(nbasis)
     for iz in range(scale.size):
-        j = 0
+        j = max(0, np.searchsorted(wave, edges[0] * scale[iz]) - 1)
         uprev = 0.0
         for k in range(edges.size):
             u = edges[k] * scale[iz]

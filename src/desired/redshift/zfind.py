@@ -132,7 +132,7 @@ def _run_batch(index):
                          st["xp"], st["dtype"], st["targetids"][lo:hi])
 
 
-def fit_redshifts(bands, templates, targetids=None, nproc=1, batch_size=128, nminima=3, comm=None,
+def fit_redshifts(bands, templates, targetids=None, nproc=1, batch_size=256, nminima=3, comm=None,
                   use_gpu=False, precision="single"):
     """Fit redshifts of all targets.
 

@@ -352,6 +352,65 @@ def scan_template(products, template, zchunk=32, xp=np, pair_products=None):
     return chi2
 
 
+@numba.njit(cache=True, nogil=True)
+def _normal_equations_kernel(rdata, weight, wflux, basis, M, y, total):
+    """Accumulate M += (RT)'W(RT), y += (RT)'Wf and total += sum_i (RT)_i for each redshift."""
+    ndiag, n = rdata.shape
+    _, nz, nb = basis.shape
+    h = ndiag // 2
+    rt = np.zeros(nb)
+    for iz in range(nz):
+        for i in range(n):
+            for a in range(nb):
+                rt[a] = 0.0
+            for k in range(ndiag):
+                j = i + h - k
+                if j < 0 or j >= n:
+                    continue
+                r = rdata[k, j]
+                for a in range(nb):
+                    rt[a] += r * basis[j, iz, a]
+            w = weight[i]
+            for a in range(nb):
+                total[iz, a] += rt[a]
+                if w == 0.0:
+                    continue
+                y[iz, a] += wflux[i] * rt[a]
+                wa = w * rt[a]
+                for b in range(a, nb):
+                    M[iz, a, b] += wa * rt[b]
+    for iz in range(nz):
+        for a in range(nb):
+            for b in range(a + 1, nb):
+                M[iz, b, a] = M[iz, a, b]
+
+
+def normal_equations(band, template, redshifts):
+    """M = (RT)'W(RT), y = (RT)'Wf and the model's column sums of one target in one band.
+
+    Parameters
+    ----------
+    band : BandSpectra
+        One target.
+    template : Template
+    redshifts : ndarray, shape (nz,)
+
+    Returns
+    -------
+    M : ndarray, shape (nz, nbasis, nbasis)
+    y, total : ndarray, shape (nz, nbasis)
+        ``total[z, a]`` is the sum over pixels of the convolved basis vector a.
+    wff : float
+    """
+    basis = template_basis(template, band.wave, redshifts)
+    nz, nb = basis.shape[1:]
+    M, y, total = np.zeros((nz, nb, nb)), np.zeros((nz, nb)), np.zeros((nz, nb))
+    w, f = band.weight[0], band.flux[0]
+    _normal_equations_kernel(np.ascontiguousarray(band.rdata[0]), np.ascontiguousarray(w),
+                             np.ascontiguousarray(w * f), basis, M, y, total)
+    return M, y, total, float(np.sum(w * f * f))
+
+
 def chi2_direct(bands, template, redshifts, with_model=False):
     """chi2 of one target at given redshifts, applying R to the template at each (reference path).
 
@@ -362,28 +421,26 @@ def chi2_direct(bands, template, redshifts, with_model=False):
     template : Template
     redshifts : ndarray, shape (nz,)
     with_model : bool
-        Also return the best-fit model of each band.
+        Also return the sum of the best-fit model over all pixels.
 
     Returns
     -------
     chi2 : ndarray, shape (nz,)
         Including the [OII] penalty for GALAXY templates.
     coeff : ndarray, shape (nz, nbasis)
-    models : list of ndarray, shape (nz, npix), only when ``with_model``
+    model_sum : ndarray, shape (nz,), only when ``with_model``
+        Sum over all pixels of the best-fit model (resolution applied).
     """
     redshifts = np.atleast_1d(np.asarray(redshifts, dtype=np.float64))
     nb = template.nbasis
-    M = np.zeros((redshifts.size, nb, nb))
-    y = np.zeros((redshifts.size, nb))
+    M, y, total = np.zeros((redshifts.size, nb, nb)), np.zeros((redshifts.size, nb)), np.zeros((redshifts.size, nb))
     wff = 0.0
-    convolved = []
     for band in bands:
-        w, f = band.weight[0], band.flux[0]
-        rt = resolution_apply(band.rdata[0], template_basis(template, band.wave, redshifts))
-        convolved.append(rt)
-        M += np.einsum("i,iza,izb->zab", w, rt, rt, optimize=True)
-        y += np.einsum("i,iza->za", w * f, rt, optimize=True)
-        wff += np.sum(w * f * f)
+        bm, by, bt, bw = normal_equations(band, template, redshifts)
+        M += bm
+        y += by
+        total += bt
+        wff += bw
     coeff = solve_normal(M, y)
     chi2 = wff - np.sum(y * coeff, axis=-1)
     oii = template.oii_basis()
@@ -392,5 +449,5 @@ def chi2_direct(bands, template, redshifts, with_model=False):
         chi2 = chi2 - flux_oii * (flux_oii < 0)
     chi2 = np.where(np.isfinite(chi2), chi2, HUGE_CHI2)
     if with_model:
-        return chi2, coeff, [np.einsum("iza,za->zi", rt, coeff) for rt in convolved]
+        return chi2, coeff, np.sum(total * coeff, axis=-1)
     return chi2, coeff

@@ -32,8 +32,8 @@ def add_arguments(parser):
     parser.add_argument("--nproc", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--mpi", action="store_true", help="distribute target batches over MPI ranks (mpi4py)")
     parser.add_argument("--gpu", action="store_true", help="coarse redshift scan on a GPU (CuPy)")
-    parser.add_argument("--batch-size", type=int, default=128,
-                        help="targets per batch of the coarse scan (default 128)")
+    parser.add_argument("--batch-size", type=int, default=256,
+                        help="targets per batch of the coarse scan (default 256)")
     parser.add_argument("--nminima", type=int, default=3, help="solutions kept per template class (default 3)")
     parser.add_argument("--double-scan", action="store_true",
                         help="coarse scan in double precision (default single; refinement is always double)")
@@ -50,7 +50,7 @@ def default_template_dir():
     return str(path) if path.is_dir() else None
 
 
-def run(infile, outfile, templates=None, model=None, nproc=1, comm=None, use_gpu=False, batch_size=128,
+def run(infile, outfile, templates=None, model=None, nproc=1, comm=None, use_gpu=False, batch_size=256,
         nminima=3, precision="single", skymask=True):
     """Fit every target of ``infile`` and write ``outfile`` (rank 0 under MPI); return the table.
 
