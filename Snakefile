@@ -38,6 +38,8 @@ include: "rules/common_fluxcalib.smk"
 include: "rules/fluxcalib.smk"
 include: "rules/common_spectra.smk"
 include: "rules/spectra.smk"
+include: "rules/common_redshift.smk"
+include: "rules/redshift.smk"
 # the QA stage: its report waits for every registered target (input functions run after all includes)
 include: "rules/qa.smk"
 

@@ -232,3 +232,29 @@ def read_zcatalog(path):
     if exp_fibermap is not None:
         exp_fibermap.meta.clear()
     return ZCatalog(zcatalog, exp_fibermap, header)
+
+
+def write_rrmodel(path, redshifts, waves, models, header=None):
+    """Write best-fit models as redrock does (PRIMARY, REDSHIFTS, {B}_WAVELENGTH, {B}_MODEL).
+
+    Parameters
+    ----------
+    path : str
+        Output file; written atomically.
+    redshifts : astropy.table.Table
+        REDSHIFTS, row-matched to the models.
+    waves : dict band -> ndarray, shape (npix,)
+    models : dict band -> ndarray, shape (ntarget, npix)
+    header : dict, optional
+        PRIMARY keywords.
+    """
+    keywords = dict(header or {})
+    hdus = [fits.PrimaryHDU(header=build_header(keywords)),
+            table_to_hdu(_redshift_table(redshifts, path), "REDSHIFTS", keywords)]
+    for band, wave in waves.items():
+        b = band.upper()
+        hdus.append(fits.ImageHDU(np.asarray(wave, dtype=np.float64), header=build_header(None, f"{b}_WAVELENGTH",
+                                                                                       "Angstrom")))
+        hdus.append(fits.ImageHDU(np.asarray(models[band], dtype=np.float32), header=build_header(None, f"{b}_MODEL")))
+    with atomic_path(path) as tmp:
+        fits.HDUList(hdus).writeto(tmp)

@@ -1,0 +1,45 @@
+# Stage: redshifts. One redshift job per healpix coadd, then one catalog per survey/program
+# (helpers in rules/common_redshift.smk).
+
+
+rule redshifts:
+    """Fit redshifts to one healpix coadd (redrock format); MPI ranks split the target batches."""
+    input:
+        coadd=pattern("coadd"),
+    output:
+        **redshift_outputs(),
+    params:
+        options=lambda wildcards, output: redshift_options().format(output=output),
+        launch=mpi_launch,
+        mpi=mpi_flag,
+        desired=DESIRED,
+    threads: config["redshifts"]["nproc"]
+    resources:
+        tasks=config["redshifts"]["tasks"],
+        mpi="srun",
+    log:
+        log_pattern("redshifts", "survey", "program", "pixgroup", "healpix"),
+    benchmark:
+        benchmark_pattern("redshifts", "survey", "program", "pixgroup", "healpix")
+    conda:
+        "../envs/desired.yaml"
+    # shell, not script: the SLURM profile starts this step under `srun -n N` ({params.launch})
+    shell:
+        "{params.launch} {params.desired} --log-file {log} redshifts --infile {input.coadd}"
+        " --outfile {output.redrock} {params.options} {params.mpi}"
+
+
+rule zcatalog:
+    """Stack every healpix redshift file of a survey/program into zpix-{survey}-{program}.fits."""
+    input:
+        zcatalog_inputs,
+    output:
+        zcatalog=pattern("zcatalog"),
+    log:
+        log_pattern("zcatalog", "survey", "program"),
+    benchmark:
+        benchmark_pattern("zcatalog", "survey", "program")
+    conda:
+        "../envs/desired.yaml"
+    script:
+        "../workflow/scripts/zcatalog.py"

@@ -1,0 +1,187 @@
+"""Refinement of chi2(z) minima: fine grid, parabola, ZERR, distinct solutions, DELTACHI2.
+
+Follows redrock's ``fitz`` and ``zfind`` rules, so that results compare one to one:
+up to ``nminima`` minima per template, each resampled on 15 redshifts between its
+coarse neighbours with the exact (double-precision) chi2, a parabola through the
+three lowest points giving Z, ZERR (where chi2 rises by 1) and CHI2; candidates
+closer than the template class's velocity limit are merged; across templates the
+candidates are sorted by (bad fit, chi2), DELTACHI2 is the chi2 difference to the
+next distinct good candidate and SMALL_DELTA_CHI2 flags a distinct good candidate
+within 9.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .zscan import chi2_direct
+from .zwarning import BADFIT_MASK, zwarn
+
+C_KMS = 299792.458
+#: chi2 difference below which two distinct solutions are ambiguous (redrock's value)
+MIN_DELTACHI2 = 9.0
+
+
+def velocity_difference(z, zref):
+    """c (z - zref) / (1 + zref), km/s."""
+    return C_KMS * (np.asarray(z) - zref) / (1.0 + zref)
+
+
+def find_minima(values):
+    """Indices of the local minima of ``values`` (edges included), sorted by value."""
+    x = np.asarray(values)
+    ii = np.where(np.r_[True, x[1:] <= x[:-1]] & np.r_[x[:-1] <= x[1:], True])[0]
+    return ii[np.argsort(x[ii], kind="stable")]
+
+
+def fit_parabola(x, y):
+    """Fit y = y0 + ((x - x0) / xerr)^2 through points; return (x0, xerr, y0, zwarn bits)."""
+    if len(x) < 3:
+        return -1.0, -1.0, -1.0, zwarn.BAD_MINFIT
+    try:
+        a, b, c = np.polyfit(x, y, 2)
+    except (np.linalg.LinAlgError, ValueError):
+        return -1.0, -1.0, -1.0, zwarn.BAD_MINFIT
+    if a == 0.0 or not np.isfinite(a):
+        return -1.0, -1.0, -1.0, zwarn.BAD_MINFIT
+    x0 = -b / (2 * a)
+    y0 = -(b ** 2) / (4 * a) + c
+    flags = 0
+    if x0 <= np.min(x) or np.max(x) <= x0 or y0 <= 0.0:
+        flags |= zwarn.BAD_MINFIT
+    if a < 0:
+        flags |= zwarn.BAD_MINFIT
+    return x0, 1.0 / np.sqrt(abs(a)), y0, flags
+
+
+def _refine_one(bands, template, redshifts, imin, npoints):
+    """Refine one coarse minimum; return a candidate dict."""
+    ilo, ihi = max(0, imin - 1), min(imin + 1, redshifts.size - 1)
+    zz = np.linspace(redshifts[ilo], redshifts[ihi], npoints)
+    zzchi2, _ = chi2_direct(bands, template, zz)
+    i = min(max(int(np.argmin(zzchi2)), 1), npoints - 2)
+    zmin, zerr, chi2min, flags = fit_parabola(zz[i - 1:i + 2], zzchi2[i - 1:i + 2])
+    zbest = zmin
+    if zbest < zz[0] or zbest > zz[-1]:
+        flags |= zwarn.BAD_MINFIT
+        k = int(np.argmin(zzchi2))
+        zbest, chi2min = zz[k], zzchi2[k]
+    if not (redshifts[1] <= zbest <= redshifts[-2]) or not (redshifts[1] <= zmin <= redshifts[-2]):
+        flags |= zwarn.Z_FITLIMIT
+    _, coeff, model_sum = chi2_direct(bands, template, np.array([zbest]), with_model=True)
+    if model_sum[0] < 0:
+        flags |= zwarn.NEGATIVE_MODEL
+    return dict(z=float(zbest), zerr=float(zerr), zwarn=int(flags), chi2=float(chi2min), coeff=coeff[0])
+
+
+def refine_minima(bands, template, zchi2, nminima=3, npoints=15):
+    """Best distinct solutions of one target for one template.
+
+    Parameters
+    ----------
+    bands : list of BandSpectra
+        One target per band.
+    template : Template
+    zchi2 : ndarray, shape (nz,)
+        Coarse chi2 on ``template.redshifts`` (penalty included).
+    nminima : int
+    npoints : int
+        Fine-grid points between the coarse neighbours of a minimum.
+
+    Returns
+    -------
+    list of dict
+        Keys z, zerr, zwarn, chi2, coeff (nbasis,), sorted by chi2.
+    """
+    redshifts = np.asarray(template.redshifts)
+    vmax = template.max_velocity_diff
+    results = []
+    for imin in find_minima(zchi2):
+        if len(results) == nminima:
+            break
+        zprev = np.array([r["z"] for r in results])
+        if np.any(np.abs(velocity_difference(redshifts[imin], zprev)) < vmax):
+            continue
+        cand = _refine_one(bands, template, redshifts, imin, npoints)
+        if np.any(np.abs(velocity_difference(cand["z"], zprev)) < vmax):
+            continue
+        results.append(cand)
+    return sorted(results, key=lambda r: r["chi2"])
+
+
+def delta_chi2(chi2, z, flags, vlimit):
+    """DELTACHI2 to the next distinct good candidate, and which candidates are ambiguous.
+
+    Parameters
+    ----------
+    chi2, z : ndarray, shape (ncand,)
+        Sorted by (bad fit, chi2).
+    flags : ndarray of int, shape (ncand,)
+    vlimit : ndarray, shape (ncand,)
+        Velocity (km/s) below which two candidates are the same solution.
+
+    Returns
+    -------
+    deltachi2 : ndarray, shape (ncand,)
+    small : ndarray of bool, shape (ncand,)
+        A distinct good candidate lies within :data:`MIN_DELTACHI2`.
+    """
+    n = len(chi2)
+    good = (flags & BADFIT_MASK) == 0
+    deltachi2 = np.zeros(n)
+    small = np.zeros(n, dtype=bool)
+    for i in range(n):
+        others = np.arange(n) != i
+        dv = np.abs(velocity_difference(z, z[i]))
+        distinct = dv >= np.minimum(vlimit[i], vlimit)
+        later = np.arange(n) > i
+        sel = later & (dv > np.minimum(vlimit[i], vlimit)) & good
+        if np.any(sel):
+            deltachi2[i] = np.min(chi2[sel] - chi2[i])
+        small[i] = np.any(others & good & distinct & (np.abs(chi2 - chi2[i]) < MIN_DELTACHI2))
+    return deltachi2, small
+
+
+def combine_candidates(candidates, npixels, nminima=3):
+    """Rank one target's candidates of all templates; return them with DELTACHI2 and ZWARN.
+
+    Parameters
+    ----------
+    candidates : list of dict
+        Each with z, zerr, zwarn, chi2, coeff, spectype, subtype, vlimit.
+    npixels : int
+        Pixels with weight > 0 (all bands).
+    nminima : int
+        Candidates kept per template class.
+
+    Returns
+    -------
+    list of dict
+        Best first; each gains ``deltachi2``, ``npixels`` and ``ncoeff``.
+    """
+    for c in candidates:
+        c["ncoeff"] = len(c["coeff"])
+        c["npixels"] = int(npixels)
+        if npixels == 0:
+            c["zwarn"] |= zwarn.NODATA
+        if npixels < 10 * c["ncoeff"]:
+            c["zwarn"] |= zwarn.LITTLE_COVERAGE
+
+    def rank(c):
+        return (bool(c["zwarn"] & BADFIT_MASK), c["chi2"])
+
+    ordered = sorted(candidates, key=rank)
+    kept, count = [], {}
+    for c in ordered:
+        if count.get(c["spectype"], 0) < nminima:
+            kept.append(c)
+            count[c["spectype"]] = count.get(c["spectype"], 0) + 1
+    kept = sorted(kept, key=rank)
+    if not kept:
+        return kept
+    dchi2, small = delta_chi2(np.array([c["chi2"] for c in kept]), np.array([c["z"] for c in kept]),
+                              np.array([c["zwarn"] for c in kept]), np.array([c["vlimit"] for c in kept]))
+    for c, d, s in zip(kept, dchi2, small):
+        c["deltachi2"] = float(d)
+        if s:
+            c["zwarn"] |= zwarn.SMALL_DELTA_CHI2
+    return kept

@@ -1,0 +1,178 @@
+"""Redshift fitter: kernels against dense/reference computations, accuracy at known redshifts, bad input."""
+import os
+
+import numpy as np
+import pytest
+
+from desired.io.redshifts import read_redshifts
+from desired.io.spectra import write_spectra
+from desired.io.templates import read_templates
+from desired.redshift import fit, rebin, zfind, zscan
+from desired.redshift.zwarning import zwarn
+
+from redshift_synth import TEMPLATE_DIR, gaussian_rdata, line_template, make_spectra
+
+HERE = os.path.dirname(__file__)
+TEMPLATES = os.path.join(HERE, TEMPLATE_DIR)
+needs_templates = pytest.mark.skipif(not os.path.isdir(TEMPLATES), reason=f"no redrock templates at {TEMPLATES}")
+
+
+def dense_resolution(rdata):
+    """Dense R from DESI diagonals: R[j - o_k, j] = rdata[k, j], o_k = ndiag//2 - k."""
+    ndiag, n = rdata.shape
+    R = np.zeros((n, n))
+    for k in range(ndiag):
+        o = ndiag // 2 - k
+        for j in range(n):
+            if 0 <= j - o < n:
+                R[j - o, j] = rdata[k, j]
+    return R
+
+
+def test_zwarn_values_are_desis():
+    assert (zwarn.SKY, zwarn.LITTLE_COVERAGE, zwarn.SMALL_DELTA_CHI2, zwarn.NEGATIVE_MODEL) == (1, 2, 4, 8)
+    assert (zwarn.Z_FITLIMIT, zwarn.NODATA, zwarn.BAD_MINFIT, zwarn.POORDATA) == (32, 512, 1024, 2048)
+    rr = pytest.importorskip("redrock.zwarning")
+    for name in zwarn:
+        assert getattr(zwarn, name) == getattr(rr.ZWarningMask, name)
+
+
+def test_rebin_conserves_flux_and_matches_trapezoid_integral():
+    rng = np.random.default_rng(1)
+    wave = np.sort(rng.uniform(1000, 3000, 400))
+    flux = rng.normal(size=(2, wave.size))
+    edges = np.linspace(1500, 2400, 91)
+    out = rebin.rebin_basis(wave, flux, edges, np.array([0.2]))[:, 0, :]
+    # integral over all output pixels = trapezoid integral of the linear interpolant between the ends
+    fine = np.linspace(edges[0], edges[-1], 200001) / 1.2
+    interp = np.array([np.interp(fine, wave, f) for f in flux])
+    expect = np.trapezoid(interp, fine * 1.2, axis=1)
+    assert np.allclose((out * np.diff(edges)[:, None]).sum(axis=0), expect, rtol=1e-6)
+    rr = pytest.importorskip("redrock.rebin")
+    ref = rr.trapz_rebin(wave, flux, edges=edges, myz=np.array([0.2]))[0]
+    assert np.allclose(out, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_resolution_products_match_dense_matrices():
+    rng = np.random.default_rng(2)
+    n = 60
+    rdata = gaussian_rdata(1, n, np.array([1.3]))[0] * rng.uniform(0.9, 1.1, (11, n))
+    R = dense_resolution(rdata)
+    w, v = rng.uniform(0, 2, n), rng.normal(size=n)
+    assert np.allclose(zscan.resolution_apply(rdata, v), R @ v)
+    assert np.allclose(zscan.resolution_transpose_apply(rdata[None], v[None])[0], R.T @ v)
+    A = R.T @ np.diag(w) @ R
+    diag = zscan.resolution_normal(rdata[None], w[None])[0]
+    for d in range(diag.shape[0]):
+        assert np.allclose(diag[d, :n - d], np.diagonal(A, d))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_shared_scan_equals_direct_chi2(dtype):
+    """The batched matrix-product scan = applying R to the template at every redshift (double: to 1e-6)."""
+    t = line_template(zmax=0.6, dlogz=2e-3)
+    spectra = make_spectra({"GALAXY": t}, [("GALAXY", 0.31, None), ("GALAXY", 0.12, None), ("GALAXY", 0.5, None)],
+                           seed=3)
+    bands = zfind.prepare_bands(spectra)
+    chi2 = zscan.scan_template(zscan.batch_products(bands, dtype=dtype), t)
+    for i in range(3):
+        direct, _ = zscan.chi2_direct([b.subset(slice(i, i + 1)) for b in bands], t, t.redshifts)
+        tol = 1e-6 * direct.max() if dtype == np.float64 else 1e-4 * direct.max()
+        assert np.max(np.abs(chi2[i] - direct)) < tol
+        assert np.argmin(chi2[i]) == np.argmin(direct)
+
+
+def test_array_module_path_equals_cpu_kernels():
+    """The CuPy code path (array-module functions), run with numpy, equals the numba CPU path."""
+    rng = np.random.default_rng(4)
+    basis = rng.normal(size=(50, 7, 4))
+    assert np.allclose(zscan.lagged_pair_products(basis, 11, np), zscan.lagged_pair_products_cpu(basis, 11))
+    t = line_template(zmax=0.4, dlogz=2e-3)
+    bands = zfind.prepare_bands(make_spectra({"GALAXY": t}, [("GALAXY", 0.2, None)] * 2, seed=5))
+    products = zscan.batch_products(bands, dtype=np.float64)
+    cpu = zscan.scan_template(products, t)
+    generic = zscan.scan_template(products, t, pair_products=lambda b, n: zscan.lagged_pair_products(b, n, np))
+    assert np.allclose(cpu, generic, rtol=1e-10)
+
+
+def test_parabola_and_minima():
+    x = np.array([0.1, 0.2, 0.3])
+    x0, xerr, y0, flags = fit.fit_parabola(x, 5 + ((x - 0.21) / 0.05) ** 2)
+    assert flags == 0 and abs(x0 - 0.21) < 1e-12 and abs(xerr - 0.05) < 1e-12 and abs(y0 - 5) < 1e-9
+    assert fit.fit_parabola(x, -((x - 0.2) ** 2))[3] & zwarn.BAD_MINFIT
+    assert list(fit.find_minima([3, 1, 2, 0.5, 4])) == [3, 1]
+
+
+def test_known_redshifts_recovered_within_errors():
+    t = line_template(zmax=1.0, dlogz=1e-3)
+    ztrue = [0.05, 0.33, 0.61, 0.9]
+    spectra = make_spectra({"GALAXY": t}, [("GALAXY", z, None) for z in ztrue], seed=6, snr=2.0)
+    best = zfind.fit_redshifts(zfind.prepare_bands(spectra), [t])
+    table = zfind.redshift_table(best, spectra.fibermap["TARGETID"], spectra.fibermap)
+    pull = (table["Z"] - ztrue) / table["ZERR"]
+    assert np.all(table["ZWARN"] == 0) and np.all(np.abs(pull) < 4)
+    assert np.all(table["DELTACHI2"] > 25) and np.all(table["NPIXELS"] > 7000)
+
+
+def test_results_do_not_depend_on_nproc():
+    t = line_template(zmax=1.0, dlogz=1e-3)
+    spectra = make_spectra({"GALAXY": t}, [("GALAXY", z, None) for z in (0.1, 0.4, 0.7, 0.2, 0.5)], seed=7)
+    bands = zfind.prepare_bands(spectra)
+    one = zfind.fit_redshifts(bands, [t], nproc=1, batch_size=2)
+    two = zfind.fit_redshifts(bands, [t], nproc=2, batch_size=2)
+    assert [r["z"] for r in one] == [r["z"] for r in two]
+    assert [r["chi2"] for r in one] == [r["chi2"] for r in two]
+
+
+def test_bad_input_is_flagged_not_fatal():
+    """All-masked target -> NODATA; NaNs ignored; an empty band leaves the others; sky fiber flagged."""
+    t = line_template(zmax=1.0, dlogz=1e-3)
+    spectra = make_spectra({"GALAXY": t}, [("GALAXY", 0.3, None)] * 4, seed=8, snr=4.0)
+    spectra.ivar["b"][0] = spectra.ivar["r"][0] = spectra.ivar["z"][0] = 0
+    spectra.flux["r"][1, ::7] = np.nan
+    spectra.ivar["z"][1, ::5] = np.inf
+    spectra.ivar["b"][2] = 0  # empty band
+    spectra.mask["r"][2] = 1
+    spectra.fibermap["OBJTYPE"][3] = "SKY"
+    best = zfind.fit_redshifts(zfind.prepare_bands(spectra), [t])
+    table = zfind.redshift_table(best, spectra.fibermap["TARGETID"], spectra.fibermap)
+    assert table["ZWARN"][0] & zwarn.NODATA and table["NPIXELS"][0] == 0
+    assert table["ZWARN"][1] == 0 and abs(table["Z"][1] - 0.3) < 5 * table["ZERR"][1]
+    assert table["ZWARN"][2] == 0 and table["NPIXELS"][2] < 3000 and abs(table["Z"][2] - 0.3) < 0.01
+    assert table["ZWARN"][3] & zwarn.SKY
+
+
+def test_template_directory_without_usable_template(tmp_path):
+    (tmp_path / "rrtemplate-broken.fits").write_bytes(b"not a fits file")
+    with pytest.raises(ValueError, match="no usable redrock template"):
+        read_templates(str(tmp_path))
+    with pytest.raises(ValueError, match="does not exist"):
+        read_templates(str(tmp_path / "missing"))
+
+
+@needs_templates
+def test_cli_on_redrock_templates_known_redshifts(tmp_path):
+    """The CLI with DESI's templates: known redshifts and classes recovered; DESI readers open the files."""
+    from desired.cli import main as desired_main
+    templates = {t.fulltype: t for t in read_templates(TEMPLATES)}
+    truth = [("GALAXY", 0.45, None), ("GALAXY", 1.1, None), ("QSO:::LOZ", 1.3, None), ("STAR:::K", 0.0002, None)]
+    spectra = make_spectra(templates, truth, seed=9, snr=3.0)
+    infile, outfile, model = (str(tmp_path / n) for n in ("coadd.fits", "redrock.fits", "rrmodel.fits"))
+    write_spectra(infile, spectra)
+    assert desired_main(["redshifts", "--infile", infile, "--outfile", outfile, "--templates", TEMPLATES,
+                         "--model", model]) == 0
+    cat = read_redshifts(outfile)
+    z = cat.redshifts
+    assert list(np.char.strip(z["SPECTYPE"].astype(str))) == ["GALAXY", "GALAXY", "QSO", "STAR"]
+    assert np.all(np.abs(z["Z"] - [t[1] for t in truth]) < 5 * z["ZERR"] + 1e-4)
+    assert np.all(z["ZWARN"] == 0)
+    # DESI's readers
+    fitsio = pytest.importorskip("fitsio")
+    hdr = fitsio.read_header(outfile, 0)
+    rrt = pytest.importorskip("redrock.templates")
+    files = rrt.header2templatefiles(hdr, template_dir=TEMPLATES)
+    assert all(os.path.exists(f) for f in files) and len(files) == len(templates)
+    from astropy.table import Table
+    assert np.all(Table.read(outfile, "FIBERMAP")["TARGETID"] == z["TARGETID"])
+    with fitsio.FITS(model) as fx:
+        assert fx["B_MODEL"].read().shape == spectra.flux["b"].shape
