@@ -61,7 +61,14 @@ def simulate(outdir, seed):
 
 
 def truth_cframes(outdir):
-    """Truth-calibrate every science frame of the night; return the cframe paths."""
+    """Truth-calibrate every science frame of the night; return the cframe paths.
+
+    desispec's grouping needs each cframe's SCORES HDU: it is added with
+    ``desispec.specscore.compute_and_append_frame_scores`` (suffix CALIB, as
+    desispec does for cframes) and the cframe rewritten with desispec.io.
+    """
+    import desispec.io
+    from desispec.specscore import compute_and_append_frame_scores
     out = []
     for path in sorted(glob.glob(f"{outdir}/redux/exposures/{NIGHT}/*/frame-*.fits")):
         frame = read_frame(path)
@@ -70,6 +77,9 @@ def truth_cframes(outdir):
                                                  camera=camera))
         cpath = paths.findfile("cframe", root=f"{outdir}/redux", night=NIGHT, expid=expid, camera=camera)
         write_frame(cpath, truth_calibrate(frame, truth))
+        dframe = desispec.io.read_frame(cpath)
+        compute_and_append_frame_scores(dframe, suffix="CALIB")
+        desispec.io.write_frame(cpath, dframe)
         out.append(cpath)
     return out
 
