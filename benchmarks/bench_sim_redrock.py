@@ -1,0 +1,269 @@
+"""Do the simulated targets look like DESI's?  DESI's own redshift fitter on a truth-calibrated petal night.
+
+The measurement of issue 17:
+
+1. a frame-level ``petal`` night (``desired simulate --level frame --preset petal
+   --nscience 2 --seed 3``: two 900 s dark exposures, 500 fibers);
+2. every frame calibrated *perfectly* with the truth
+   (:func:`desired.sim.truthcal.truth_calibrate`) and written as a cframe;
+3. desispec's ``desi_group_spectra`` (grouping + coadd of the two exposures);
+4. redrock 0.21 (``rrdesi``) with DESI's templates in ``../shared/data/redrock-templates``
+   (the benchmark says so and stops when they are absent);
+5. per class (truth TEMPLATETYPE): correct and confident (ZWARN = 0, right
+   SPECTYPE, |Δv| < 1000 km/s for galaxies and stars, < 3000 km/s for QSO),
+   catastrophic (ZWARN = 0 but wrong), the QSO velocity bias (median c Δz/(1+z) of
+   the correct ones) and its scatter, and for the standards χ²/pixel of the best
+   fit (all STAR templates) — with the goals of the issue next to them;
+6. at the true redshift, the GALAXY templates (joint fit of the PCA basis,
+   through each band's resolution) against a 5-term Legendre polynomial per band:
+   median χ²_Legendre − χ²_GALAXY per galaxy class (> 0: the templates fit better,
+   the spectra carry galaxy features);
+7. magnitude and colour distributions per class next to DESI's selection cuts
+   (printed percentiles and a PNG in ``benchmarks/out/``, not committed).
+
+Usage::
+
+    python benchmarks/bench_sim_redrock.py [--outdir DIR] [--seed 3] [--ncpu 2]
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from desired import paths
+from desired.io.frame import read_frame, write_frame
+from desired.io.truth import read_camera_truth
+from desired.sim import population
+from desired.sim.truthcal import truth_calibrate
+
+NIGHT = 20250301
+C_KMS = 299792.458
+HERE = os.path.dirname(os.path.abspath(__file__))
+TEMPLATES = os.path.join(HERE, "..", "..", "shared", "data", "redrock-templates")
+GOALS = {"BGS": 0.95, "LRG": 0.95, "ELG": 0.90, "QSO": 0.90, "STD": None}
+
+
+def simulate(outdir, seed):
+    """Frame-level petal night into ``outdir``; returns the wall time (s)."""
+    cmd = [sys.executable, "-m", "desired", "simulate", "--level", "frame", "--preset", "petal", "--night", str(NIGHT),
+           "--frame-dir", f"{outdir}/redux", "--truth-dir", f"{outdir}/truth", "--calib-dir", f"{outdir}/calib",
+           "--nscience", "2", "--narc", "0", "--nflat", "0", "--seed", str(seed)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t0
+
+
+def truth_cframes(outdir):
+    """Truth-calibrate every science frame of the night; return the cframe paths.
+
+    desispec's grouping needs each cframe's SCORES HDU: it is added with
+    ``desispec.specscore.compute_and_append_frame_scores`` (suffix CALIB, as
+    desispec does for cframes) and the cframe rewritten with desispec.io.
+    """
+    import desispec.io
+    from desispec.specscore import compute_and_append_frame_scores
+    out = []
+    for path in sorted(glob.glob(f"{outdir}/redux/exposures/{NIGHT}/*/frame-*.fits")):
+        frame = read_frame(path)
+        expid, camera = int(frame.header["EXPID"]), frame.header["CAMERA"]
+        truth = read_camera_truth(paths.findfile("truth_camera", root=f"{outdir}/truth", night=NIGHT, expid=expid,
+                                                 camera=camera))
+        cpath = paths.findfile("cframe", root=f"{outdir}/redux", night=NIGHT, expid=expid, camera=camera)
+        write_frame(cpath, truth_calibrate(frame, truth))
+        dframe = desispec.io.read_frame(cpath)
+        compute_and_append_frame_scores(dframe, suffix="CALIB")
+        desispec.io.write_frame(cpath, dframe)
+        out.append(cpath)
+    return out
+
+
+def truth_table(outdir):
+    from astropy.table import Table
+    path = sorted(glob.glob(f"{outdir}/truth/{NIGHT}/*/truth-*.fits"))[0]
+    return Table.read(path, "TRUTH")
+
+
+def run_redrock(cframes, outdir, ncpu):
+    """desi_group_spectra + rrdesi; returns (coadd path, redrock table, seconds of each)."""
+    from astropy.table import Table
+    bindir = os.path.dirname(sys.executable)
+    spectra, coadd, rr = (f"{outdir}/{n}.fits" for n in ("spectra", "coadd", "redrock"))
+    t0 = time.perf_counter()
+    subprocess.run([f"{bindir}/desi_group_spectra", "--inframes", *cframes, "--outfile", spectra,
+                    "--coaddfile", coadd], check=True, stdout=subprocess.DEVNULL)
+    t1 = time.perf_counter()
+    subprocess.run([f"{bindir}/rrdesi", "-i", coadd, "-o", rr, "-t", TEMPLATES, "--ncpu", str(ncpu)], check=True,
+                   stdout=subprocess.DEVNULL)
+    t2 = time.perf_counter()
+    return coadd, Table.read(rr, "REDSHIFTS"), (t1 - t0, t2 - t1)
+
+
+def score(rr, truth):
+    """Per-class redshift-success table rows (dicts)."""
+    idx = {int(t): k for k, t in enumerate(truth["TARGETID"])}
+    rows = []
+    for kind in ("BGS", "LRG", "ELG", "QSO", "STD"):
+        sel = [k for k, t in enumerate(rr["TARGETID"]) if truth["TEMPLATETYPE"][idx[int(t)]] == kind]
+        if not sel:
+            continue
+        r = rr[sel]
+        tz = np.array([truth["TRUEZ"][idx[int(t)]] for t in r["TARGETID"]])
+        ttype = np.array([truth["TRUESPECTYPE"][idx[int(t)]].strip() for t in r["TARGETID"]])
+        dv = C_KMS * (np.asarray(r["Z"]) - tz) / (1 + tz)
+        tol = 3000.0 if kind == "QSO" else 1000.0
+        good_type = np.char.strip(np.asarray(r["SPECTYPE"]).astype(str)) == ttype
+        right = good_type & (np.abs(dv) < tol)
+        conf = np.asarray(r["ZWARN"]) == 0
+        row = {"kind": kind, "n": len(r), "correct": np.mean(right & conf), "catastrophic": np.mean(conf & ~right)}
+        if kind == "QSO" and np.any(right & conf):
+            row["vbias"] = float(np.median(dv[right & conf]))
+            row["vscatter"] = float(1.4826 * np.median(np.abs(dv[right & conf] - row["vbias"])))
+        if kind == "STD":
+            row["chi2pix"] = float(np.median(np.asarray(r["CHI2"]) / np.maximum(np.asarray(r["NPIXELS"]), 1)))
+        bad = r[~(right & conf)]
+        row["failures"] = ", ".join(f"{s.strip()} z={z:.3f} (true {truth['TRUEZ'][idx[int(t)]]:.3f}, zw {w})"
+                                    for s, z, t, w in zip(bad["SPECTYPE"], bad["Z"], bad["TARGETID"], bad["ZWARN"]))
+        rows.append(row)
+    return rows
+
+
+def _legendre(wave, deg=5):
+    x = 2 * (wave - wave[0]) / (wave[-1] - wave[0]) - 1
+    return np.polynomial.legendre.legvander(x, deg - 1).T
+
+
+def _chi2(design, flux, ivar):
+    """Weighted linear least-squares χ² of ``flux`` on the rows of ``design``."""
+    w = np.sqrt(ivar)
+    coef, *_ = np.linalg.lstsq((design * w).T, flux * w, rcond=None)
+    resid = (flux - coef @ design) * w
+    return float(resid @ resid)
+
+
+def template_vs_legendre(coadd_path, truth):
+    """Median χ²_Legendre − χ²_GALAXY at the true z per galaxy class, and the per-class counts."""
+    import desispec.io
+    from desispec.resolution import Resolution
+    from redrock.rebin import trapz_rebin
+    from redrock.templates import Template
+    tfile = [f for f in glob.glob(f"{TEMPLATES}/rrtemplate-galaxy*.fits")][0]
+    tpl = Template(tfile)
+    sp = desispec.io.read_spectra(coadd_path)
+    idx = {int(t): k for k, t in enumerate(truth["TARGETID"])}
+    out = {}
+    for i, tid in enumerate(sp.fibermap["TARGETID"]):
+        kind = truth["TEMPLATETYPE"][idx[int(tid)]]
+        if kind not in ("BGS", "LRG", "ELG"):
+            continue
+        z = float(truth["TRUEZ"][idx[int(tid)]])
+        blocks, fl, iv, legs = [], [], [], 0.0
+        for b in sp.bands:
+            wave = sp.wave[b]
+            res = Resolution(sp.resolution_data[b][i])
+            basis = np.array([res.dot(trapz_rebin(tpl.wave * (1 + z), v, wave)) for v in tpl.flux])
+            blocks.append(basis)
+            fl.append(sp.flux[b][i])
+            iv.append(sp.ivar[b][i] * (sp.mask[b][i] == 0))
+            legs += _chi2(_legendre(wave), fl[-1], iv[-1])
+        chi_t = _chi2(np.concatenate(blocks, axis=1), np.concatenate(fl), np.concatenate(iv))
+        out.setdefault(kind, []).append(legs - chi_t)
+    return {k: (len(v), float(np.median(v)), float(np.mean(np.array(v) > 0))) for k, v in out.items()}
+
+
+def plot_distributions(truth, path):
+    """Magnitude and colour distributions per class with DESI's cuts (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, 3, figsize=(15, 9))
+    colors = {"BGS": "tab:orange", "LRG": "tab:red", "ELG": "tab:blue", "QSO": "tab:green", "STD": "k"}
+    g, r, z = (np.asarray(truth[f"MAG_{b}"], float) for b in "GRZ")
+    kinds = np.asarray(truth["TEMPLATETYPE"]).astype(str)
+    off = population.FIB_OFFSET["extended"]
+    for kind, c in colors.items():
+        s = kinds == kind
+        axes[0, 0].scatter((r - z)[s], (g - r)[s], s=6, c=c, label=kind)
+    rz = np.linspace(0.15, 1.6, 50)
+    axes[0, 0].plot(rz, np.minimum(0.5 * rz + 0.1, -1.2 * rz + 1.3), "b--", label="ELG_LOP cuts")
+    axes[0, 0].axvline(0.15, color="b", ls="--")
+    axes[0, 0].plot([-0.5, 0.2, 0.2], [0.35, 0.35, 0.0], "k--", label="STD cuts")
+    axes[0, 0].set(xlabel="r - z", ylabel="g - r", xlim=(-0.5, 2.6), ylim=(-0.4, 2.6))
+    axes[0, 0].legend(fontsize=7)
+    for ax, (kind, mag, cut, lab) in zip(axes.flat[1:], [("BGS", r, 19.5, "r (BGS r<19.5)"),
+                                                         ("LRG", z + off, 21.61, "z fiber (LRG <21.61)"),
+                                                         ("ELG", g + off, 24.1, "g fiber (ELG <24.1)"),
+                                                         ("QSO", r, 23.0, "r (QSO <23)")]):
+        ax.hist(mag[kinds == kind], bins=20, color=colors[kind])
+        ax.axvline(cut, color="k", ls="--")
+        ax.set(xlabel=lab, ylabel="N")
+    zs = np.asarray(truth["TRUEZ"], float)
+    for kind in ("BGS", "LRG", "ELG", "QSO"):
+        axes[1, 2].hist(zs[kinds == kind], bins=30, histtype="step", color=colors[kind], label=kind)
+    axes[1, 2].set(xlabel="true z", ylabel="N")
+    axes[1, 2].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def print_distributions(truth):
+    g, r, z = (np.asarray(truth[f"MAG_{b}"], float) for b in "GRZ")
+    kinds = np.asarray(truth["TEMPLATETYPE"]).astype(str)
+    print("\nclass  N    g-r (10/50/90%)       r-z (10/50/90%)       mag (10/50/90%)           in cuts")
+    for kind in ("BGS", "LRG", "ELG", "QSO", "STD"):
+        s = np.nonzero(kinds == kind)[0]
+        band = {"BGS": r, "LRG": z, "ELG": g, "QSO": r, "STD": r}[kind]
+        inc = np.mean([population.passes_cuts(kind, {"G": g[k], "R": r[k], "Z": z[k]}) for k in s])
+        pc = lambda a: " ".join(f"{v:6.2f}" for v in np.percentile(a[s], [10, 50, 90]))  # noqa: E731
+        print(f"{kind:5s} {s.size:4d}  {pc(g - r)}    {pc(r - z)}    {pc(band)}   {inc:6.1%}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--outdir", default=None, help="keep products here (temporary otherwise)")
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--ncpu", type=int, default=2)
+    args = parser.parse_args(argv)
+    if not os.path.exists(os.path.join(TEMPLATES, "templates-default.txt")):
+        print(f"SKIPPED: redrock templates not found in {os.path.normpath(TEMPLATES)}")
+        return 0
+    outdir = args.outdir or tempfile.mkdtemp(prefix="bench_sim_rr_")
+    os.makedirs(outdir, exist_ok=True)
+    tsim = simulate(outdir, args.seed)
+    print(f"simulate (frame-level petal, 2 x 900 s): {tsim:.1f} s")
+    truth = truth_table(outdir)
+    os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
+    png = os.path.join(HERE, "out", "sim_targets.png")
+    plot_distributions(truth, png)
+    print_distributions(truth)
+    print(f"(plot: {png})")
+    cframes = truth_cframes(outdir)
+    coadd, rr, (tgroup, trr) = run_redrock(cframes, outdir, args.ncpu)
+    print(f"\ndesi_group_spectra {tgroup:.1f} s, rrdesi {trr:.1f} s ({args.ncpu} cpu)\n")
+    print("class    N  correct&confident (goal)  catastrophic (goal <=2%)  extra")
+    for row in score(rr, truth):
+        goal = GOALS[row["kind"]]
+        extra = ""
+        if "vbias" in row:
+            extra = f"QSO velocity bias {row['vbias']:+.0f} km/s (goal |.|<=100), scatter {row['vscatter']:.0f} km/s"
+        if "chi2pix" in row:
+            extra = f"median chi2/pixel {row['chi2pix']:.2f} (goal <=1.5)"
+        gtxt = f"(>={goal:.0%})" if goal else "       "
+        print(f"{row['kind']:5s} {row['n']:4d}  {row['correct']:7.1%} {gtxt:8s}          {row['catastrophic']:6.1%}"
+              f"                  {extra}")
+        if row["failures"]:
+            print(f"      failures: {row['failures'][:600]}")
+    print("\nat the true z: chi2(5-term Legendre per band) - chi2(GALAXY templates), median per class (>0: templates better)")
+    for kind, (n, med, frac) in template_vs_legendre(coadd, truth).items():
+        print(f"  {kind:5s} N={n:4d}  median {med:+9.1f}   templates better for {frac:.0%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Per-class distributions of redshift, magnitude, physical parameters and the target-selection cuts.
+
+Each simulated target is drawn from its class's distribution and kept only if
+its synthetic DECam g, r, z photometry (speclite ``decam2014`` curves, fibre
+magnitudes as in the fibermap: FIBERFLUX = 0.55 × FLUX for galaxies, 0.78 for
+point sources) passes DESI's optical target-selection cuts for that class
+(rejection sampling, a few tries).  The cuts are those of desitarget's
+``cuts.py`` (DR9 main survey, south) and the papers below; WISE W1/W2 and Gaia
+photometry are not simulated, so the cuts that need them are replaced by the
+redshift range they produce.
+
+* **BGS** (Bright, Hahn et al. 2023, AJ 165, 253): r < 19.5; −1 < g − r < 4,
+  −1 < r − z < 4.  r from counts dN/dr ∝ 10^(0.45 r) over 16-19.5; redshift
+  dN/dz ∝ z² exp[−(z/0.14)^1.5] (median ≈ 0.2, as the BGS Bright n(z)), 0.02-0.6.
+  Half quiescent (old, short τ, 0.5-2 Z☉, σ* 100-250 km/s), half star-forming.
+* **LRG** (Zhou et al. 2023, AJ 165, 58): z_fiber < 21.61 (the W1 colour cuts
+  are represented by 0.35 < z < 1.1, the LRG n(z), drawn N(0.75, 0.2)); z mag
+  counts ∝ 10^(0.45 z); old populations (formed 0.3-2.5 Gyr after the Big Bang,
+  τ 0.1-0.6 Gyr), 1-2.5 Z☉, A_V 0-0.3, σ* 150-300 km/s; 30 % carry a small
+  recent burst (0.1-2 % of the mass, so weak [OII]).
+* **ELG** (ELG_LOP, Raichoor et al. 2023, AJ 165, 126): g > 20, g_fiber < 24.1,
+  r − z > 0.15, g − r < 0.5 (r − z) + 0.1, g − r < −1.2 (r − z) + 1.3; redshift
+  N(1.1, 0.3) over 0.6-1.6; g counts ∝ 10^(0.35 g); rising star formation
+  (delayed τ 3-20 Gyr, onset 0.3-3 Gyr ago) plus a 2-15 % burst in the last
+  10-200 Myr, 0.2-1 Z☉, A_V 0-0.8, log U −3.5…−2.3.
+* **QSO** (Chaussidon et al. 2023, ApJ 944, 107): 17.5 < r < 23 with counts
+  ∝ 10^(0.3 r) (the colour/random-forest selection needs WISE: not simulated);
+  redshift N(1.8, 0.8) over 0.5-3.5.
+* **STD** (desitarget ``isSTD_colors``; MWS/STD_FAINT): 0 < g − r < 0.35,
+  r − z < 0.2, 16.5 < r < 18.8; metal-poor F stars (see :mod:`desired.sim.stars`).
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+FIBER_FRAC = {"point": 0.78, "extended": 0.55}
+FIB_OFFSET = {k: -2.5 * np.log10(v) for k, v in FIBER_FRAC.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _age_table():
+    from astropy.cosmology import Planck18
+    z = np.linspace(0.0, 4.0, 401)
+    return z, Planck18.age(z).value
+
+
+def universe_age(z):
+    """Age of the Universe at redshift ``z`` (Gyr, Planck 2018)."""
+    zz, age = _age_table()
+    return float(np.interp(z, zz, age))
+
+
+def power_law_mag(rng, lo, hi, slope):
+    """Magnitude in [lo, hi] with dN/dm ∝ 10^(slope m)."""
+    u = rng.uniform()
+    return lo + np.log10(1.0 + u * (10 ** (slope * (hi - lo)) - 1.0)) / slope
+
+
+def truncated_normal(rng, mu, sigma, lo, hi):
+    """One draw of N(mu, sigma) truncated to [lo, hi]."""
+    while True:
+        x = rng.normal(mu, sigma)
+        if lo <= x <= hi:
+            return x
+
+
+def _bgs_z(rng):
+    while True:
+        z = rng.uniform(0.02, 0.6)
+        if rng.uniform() < (z / 0.2) ** 2 * np.exp(-(z / 0.14) ** 1.5) / 0.6:
+            return z
+
+
+def galaxy_params(rng, kind, z):
+    """SPS parameters (:func:`desired.sim.galaxies.rest_model`) of a ``kind`` galaxy at redshift ``z``."""
+    tuniv = universe_age(z)
+    p = {"oii_ratio": rng.uniform(0.7, 1.5)}
+    quiescent = kind == "LRG" or (kind == "BGS" and rng.uniform() < 0.5)
+    if quiescent:
+        p.update(age=tuniv - rng.uniform(0.3, 2.5), tau=rng.uniform(0.1, 0.6),
+                 zmet=rng.uniform(1.0, 2.5) if kind == "LRG" else rng.uniform(0.5, 2.0),
+                 av=rng.uniform(0.0, 0.3), logu=rng.uniform(-3.8, -3.0),
+                 sigma_star=rng.uniform(150, 300) if kind == "LRG" else rng.uniform(100, 250),
+                 sigma_gas=rng.uniform(80, 200))
+        frac = rng.uniform(0.001, 0.02) if rng.uniform() < 0.3 else 0.0
+        p.update(burst_frac=frac, burst_age=rng.uniform(0.05, 0.5))
+    elif kind == "BGS":
+        p.update(age=tuniv - rng.uniform(0.5, 3.0), tau=rng.uniform(1.0, 8.0), zmet=rng.uniform(0.3, 1.5),
+                 av=rng.uniform(0.1, 1.0), logu=rng.uniform(-3.5, -2.5), sigma_star=rng.uniform(60, 180),
+                 sigma_gas=rng.uniform(40, 120), burst_frac=rng.uniform(0.0, 0.03), burst_age=rng.uniform(0.02, 0.3))
+    else:  # ELG
+        p.update(age=rng.uniform(0.3, min(3.0, tuniv - 0.5)), tau=rng.uniform(3.0, 20.0), zmet=rng.uniform(0.2, 1.0),
+                 av=rng.uniform(0.0, 0.8), logu=rng.uniform(-3.5, -2.3), sigma_star=rng.uniform(50, 120),
+                 sigma_gas=rng.uniform(30, 100), burst_frac=rng.uniform(0.02, 0.15), burst_age=rng.uniform(0.01, 0.2))
+    return p
+
+
+def draw_redshift_mag(rng, kind):
+    """(z, normalising band, magnitude) of a target of class ``kind``."""
+    if kind == "BGS":
+        return _bgs_z(rng), "R", power_law_mag(rng, 16.0, 19.5, 0.45)
+    if kind == "LRG":
+        return truncated_normal(rng, 0.75, 0.2, 0.35, 1.1), "Z", power_law_mag(rng, 18.0, 21.61 - FIB_OFFSET["extended"], 0.45)
+    if kind == "ELG":
+        return truncated_normal(rng, 1.1, 0.3, 0.6, 1.6), "G", power_law_mag(rng, 21.0, 24.1 - FIB_OFFSET["extended"], 0.35)
+    if kind == "QSO":
+        return truncated_normal(rng, 1.8, 0.8, 0.5, 3.5), "R", power_law_mag(rng, 17.5, 23.0, 0.3)
+    if kind == "STD":
+        return rng.uniform(-1e-3, 1e-3), "R", rng.uniform(16.5, 18.8)
+    raise ValueError(f"unknown target kind {kind!r}")
+
+
+def passes_cuts(kind, mags):
+    """Whether AB magnitudes ``mags`` ({'G','R','Z'}, total) pass the optical selection of ``kind``."""
+    g, r, z = mags["G"], mags["R"], mags["Z"]
+    gr, rz = g - r, r - z
+    if kind == "BGS":
+        return r < 19.5 and -1 < gr < 4 and -1 < rz < 4
+    if kind == "LRG":
+        return z + FIB_OFFSET["extended"] < 21.61
+    if kind == "ELG":
+        return (g > 20 and g + FIB_OFFSET["extended"] < 24.1 and rz > 0.15 and gr < 0.5 * rz + 0.1
+                and gr < -1.2 * rz + 1.3)
+    if kind == "QSO":
+        return 17.5 < r < 23.0
+    if kind == "STD":
+        return 0.0 < gr < 0.35 and rz < 0.2
+    return True
