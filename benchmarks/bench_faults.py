@@ -68,7 +68,8 @@ def fits_content(path):
     out = []
     with fitsio.FITS(str(path)) as fits:
         for hdu in fits:
-            header = {k: v for k, v in hdu.read_header().items() if "DATE" not in k}
+            hdr = hdu.read_header()
+            header = {k: hdr[k] for k in hdr.keys() if "DATE" not in k}
             out.append((header, hdu.read() if hdu.has_data() else None))
     return out
 

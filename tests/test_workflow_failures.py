@@ -81,7 +81,8 @@ def fits_arrays(path):
     out = []
     with fitsio.FITS(str(path)) as fits:
         for hdu in fits:
-            header = {k: v for k, v in hdu.read_header().items() if "DATE" not in k and k not in ("CHECKSUM", "DATASUM")}
+            hdr = hdu.read_header()
+            header = {k: hdr[k] for k in hdr.keys() if "DATE" not in k and k not in ("CHECKSUM", "DATASUM")}
             data = hdu.read() if hdu.has_data() else None
             out.append((header, data))
     return out
