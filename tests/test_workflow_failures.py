@@ -54,7 +54,7 @@ def _env(**extra):
 
 def snakemake(prod, *args, **env):
     cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory", str(prod),
-           "--configfile", str(prod / "config.yaml"), "--cores", "2", *args]
+           "--configfile", str(prod / "config.yaml"), "--profile", str(REPO / "profiles" / "local"), *args]
     return subprocess.run(cmd, cwd=prod, env=_env(**env), text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=1200)
 
