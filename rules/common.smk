@@ -77,7 +77,7 @@ def tolerant(command, status="{output.status}", log="{log}"):
     return ("rm -f {st}; rc=0; {cmd} || rc=$?; "
             "if [ $rc -eq 0 ]; then echo ok > {st}.tmp; "
             "elif [ $rc -eq {data} ]; then "
-            "{{{{ echo failed; echo \"data error: $(grep -m1 ' ERROR ' {log} | cut -c1-250)\"; }}}} > {st}.tmp; "
+            "{{{{ echo failed; echo \"data error: $({{{{ grep -m1 ' ERROR ' {log} || tail -n1 {log}; }}}} | cut -c1-250)\"; }}}} > {st}.tmp; "
             "echo \"data error (exit {data}) recorded in {st}\" >&2; "
             "else echo \"environment or code failure (exit $rc), not recorded as bad data; see {log}\" >&2; "
             "exit $rc; fi; mv {st}.tmp {st}").format(cmd=command, st=status, log=log, data=EXIT_DATA_ERROR)

@@ -463,9 +463,11 @@ def failure_line(task, workdir="."):
         lines = [line.strip() for line in fh if line.strip()]
     if not lines:
         return f"(empty log {task['log']}: the job failed before the step started; see the Snakemake output)"
+    import re
+    stamp = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ ERROR [\w.]+: ")      # our logging prefix
     for line in lines:
         if " ERROR " in line or line.startswith(("Error", "ERROR")) or "Error:" in line:
-            return line[:300]
+            return stamp.sub("", line)[:300]
     return lines[0][:300]
 
 
