@@ -68,7 +68,8 @@ def fits_content(path):
     out = []
     with fitsio.FITS(str(path)) as fits:
         for hdu in fits:
-            header = {k: v for k, v in hdu.read_header().items() if "DATE" not in k}
+            hdr = hdu.read_header()
+            header = {k: hdr[k] for k in hdr.keys() if "DATE" not in k}
             out.append((header, hdu.read() if hdu.has_data() else None))
     return out
 
@@ -193,9 +194,12 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|---|")
     for step, kind, rc, row, rec, line, nmiss, ident, _, missing in rows:
         print(f"| {step} | {kind} | {rc} | {row} | {rec} | {line} | {nmiss} | {ident} |")
-    print("\nremoved per case:")
+    print("\nper case:")
     for step, kind, *_, missing in rows:
-        print(f"  {step} {kind}: {', '.join(os.path.basename(m) for m in missing) or '-'}")
+        gone = [os.path.basename(m) for m in missing if not m.startswith("changed ")]
+        rebuilt = [os.path.basename(m[len("changed "):]) for m in missing if m.startswith("changed ")]
+        print(f"  {step} {kind}: removed {', '.join(gone) or '-'}; rebuilt differently (downstream of an "
+              f"absorbed arc) {', '.join(rebuilt) or '-'}")
     if not args.keep and not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 

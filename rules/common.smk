@@ -77,7 +77,7 @@ def tolerant(command, status="{output.status}", log="{log}"):
     return ("rm -f {st}; rc=0; {cmd} || rc=$?; "
             "if [ $rc -eq 0 ]; then echo ok > {st}.tmp; "
             "elif [ $rc -eq {data} ]; then "
-            "{{{{ echo failed; echo \"data error: $(grep -m1 ' ERROR ' {log} | cut -c1-250)\"; }}}} > {st}.tmp; "
+            "{{{{ echo failed; echo \"data error: $({{{{ grep -m1 ' ERROR ' {log} || tail -n1 {log}; }}}} | cut -c1-250)\"; }}}} > {st}.tmp; "
             "echo \"data error (exit {data}) recorded in {st}\" >&2; "
             "else echo \"environment or code failure (exit $rc), not recorded as bad data; see {log}\" >&2; "
             "exit $rc; fi; mv {st}.tmp {st}").format(cmd=command, st=status, log=log, data=EXIT_DATA_ERROR)
@@ -218,17 +218,16 @@ def all_targets(wildcards):
 
 # ---------------------------------------------------------------- stage helpers: exposures.smk
 def exposure_table_inputs(wildcards):
-    """Simulated night: the simulation marker; real data: the night's raw files (a new file reruns the scan)."""
+    """The night's raw files (a new or changed file reruns the scan), and the simulation marker of a simulated night."""
     inputs = []
     if SIMULATING:
         inputs.append(os.path.join(SIM_DIR, f"simulate-{wildcards.night}.done"))
-    else:
-        night_dir = os.path.join(ROOTS["raw"], wildcards.night)
-        if os.path.isdir(night_dir):
-            for name in sorted(os.listdir(night_dir)):
-                raw = path("raw", night=wildcards.night, expid=name)
-                if name.isdigit() and os.path.exists(raw):
-                    inputs.append(raw)
+    night_dir = os.path.join(ROOTS["raw"], wildcards.night)
+    if os.path.isdir(night_dir):           # also when simulated: a raw file changed later rescans the night
+        for name in sorted(os.listdir(night_dir)):
+            raw = path("raw", night=wildcards.night, expid=name)
+            if name.isdigit() and os.path.exists(raw):
+                inputs.append(raw)
     if config["exposure_table"]:
         inputs.append(config["exposure_table"])
     return inputs

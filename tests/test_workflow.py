@@ -556,7 +556,7 @@ def test_fault_injection_data_vs_environment(workdir, tmp_path_factory):
     assert snakemake(reference, "--cores", "2").returncode == 0
     faults = ("preproc:preproc-b0-00000001:data,psf:psf-r0-00000003:import,traceshift:shifted-psf-b0-00000004:data,"
               "extract:frame-b0-00000005:import,preproc:preproc-b0-00000006:kill")
-    run = snakemake(workdir, "--cores", "2", env=_env(workdir, FAKE_FAULT=faults))
+    run = snakemake(workdir, "--cores", "2", "--keep-going", env=_env(workdir, FAKE_FAULT=faults))
     assert run.returncode != 0
     psf_b0 = workdir / sidecar_path(findfile("psf", root="prod", night=NIGHT, expid=1, camera="b0"))
     assert psf_b0.read_text().startswith("failed\npreproc of this arc failed: data error")      # absorbed

@@ -54,7 +54,7 @@ def _env(**extra):
 
 def snakemake(prod, *args, **env):
     cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory", str(prod),
-           "--configfile", str(prod / "config.yaml"), "--cores", "2", *args]
+           "--configfile", str(prod / "config.yaml"), "--profile", str(REPO / "profiles" / "local"), *args]
     return subprocess.run(cmd, cwd=prod, env=_env(**env), text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=1200)
 
@@ -81,7 +81,8 @@ def fits_arrays(path):
     out = []
     with fitsio.FITS(str(path)) as fits:
         for hdu in fits:
-            header = {k: v for k, v in hdu.read_header().items() if "DATE" not in k and k not in ("CHECKSUM", "DATASUM")}
+            hdr = hdu.read_header()
+            header = {k: hdr[k] for k in hdr.keys() if "DATE" not in k and k not in ("CHECKSUM", "DATASUM")}
             data = hdu.read() if hdu.has_data() else None
             out.append((header, data))
     return out

@@ -484,9 +484,11 @@ def failure_line(task, workdir="."):
         lines = [line.strip() for line in fh if line.strip()]
     if not lines:
         return f"(empty log {task['log']}: the job failed before the step started; see the Snakemake output)"
+    import re
+    stamp = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ ERROR [\w.]+: ")      # our logging prefix
     for line in lines:
         if " ERROR " in line or line.startswith(("Error", "ERROR")) or "Error:" in line:
-            return line[:300]
+            return stamp.sub("", line)[:300]
     return lines[0][:300]
 
 
@@ -669,7 +671,8 @@ def production_tasks(config, workdir="."):
     tasks : list of dict
         See :func:`expected_tasks`.
     missing_nights : list of int
-        Configured nights whose exposure table does not exist yet.
+        Configured nights with neither an exposure table nor a raw directory
+        (a night without a table but with raw files is scanned, as the workflow does).
     """
     from .exposures import list_nights, read_exposure_table, select_rows
     from .paths import findfile
@@ -685,10 +688,19 @@ def production_tasks(config, workdir="."):
     for night in nights:
         table = findfile("exposure_table", root=roots["redux"], night=night)
         table = table if os.path.isabs(table) else os.path.join(workdir, table)
-        if not os.path.exists(table):
+        raw_night = os.path.join(roots["raw"] if os.path.isabs(roots["raw"]) else os.path.join(workdir, roots["raw"]),
+                                 str(night))
+        if os.path.exists(table):
+            table_rows = read_exposure_table(table)
+        elif os.path.isdir(raw_night):            # not written yet (or its job failed): scan as the workflow does
+            from .scripts.exposure_table import table_rows as scan
+            override = config.get("exposure_table")
+            if override and not os.path.isabs(override):
+                override = os.path.join(workdir, override)
+            table_rows = scan(os.path.dirname(raw_night), night, override)
+        else:
             missing.append(night)
             continue
-        table_rows = read_exposure_table(table)
         for bad in (False, True):
             rows.extend(select_rows(table_rows, night=night, cameras=config.get("cameras"), bad=bad))
     rows.sort(key=lambda r: (int(r["NIGHT"]), int(r["EXPID"])))

@@ -6,14 +6,11 @@ the output as dropped with their reason (as are arcs marked bad in the exposure
 table).  With no arc left the configured fallback PSF is copied, or the job
 fails with a message saying so.
 """
-from desired.scripts.psfnight import arc_inputs, run
+from desired.scripts.psfnight import run
 from desired.workflow_status import step_logging
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with step_logging(snakemake.log[0]):
-    arcs, dropped = arc_inputs(list(snakemake.input.status), extra_dropped=snakemake.params.dropped)
-    if not arcs and not snakemake.params.fallback:
-        raise RuntimeError(f"psfnight {snakemake.wildcards.night} {snakemake.wildcards.camera}: no arc PSF "
-                           "succeeded this night and psfnight.fallback_psf is not configured")
-    run(infiles=arcs, outfile=snakemake.output.psf, fallback=snakemake.params.fallback, dropped=dropped)
+    run(infiles=[], sidecars=list(snakemake.input.status), outfile=snakemake.output.psf,
+        fallback=snakemake.params.fallback, dropped=snakemake.params.dropped)

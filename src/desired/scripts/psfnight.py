@@ -120,7 +120,7 @@ def copy_fallback(fallback, outfile):
     log.warning("no arc PSF: %s is a copy of the fallback %s", outfile, fallback)
 
 
-def run(infiles, outfile, nsig=4.0, fallback=None, dropped=()):
+def run(infiles, outfile, nsig=4.0, fallback=None, dropped=(), sidecars=None):
     """Combine a night's arc PSFs of one camera, or copy the fallback when there are none.
 
     Parameters
@@ -135,20 +135,29 @@ def run(infiles, outfile, nsig=4.0, fallback=None, dropped=()):
         PSF copied to ``outfile`` when ``infiles`` is empty.
     dropped : sequence of (str, str)
         (file name, reason) of arcs dropped before this step, recorded in the output.
+    sidecars : list of str, optional
+        ok/failed sidecars of the night's arc PSF fits (the workflow's input):
+        the PSFs whose sidecar says ok are added to ``infiles``, the others to
+        ``dropped`` (see :func:`arc_inputs`).
 
     Raises
     ------
     ValueError
         No input and no fallback, no readable input, or inconsistent inputs (nothing written).
     """
+    infiles = list(infiles or [])
+    if sidecars is not None:
+        arcs, dropped = arc_inputs(sidecars, extra_dropped=dropped)
+        infiles += arcs
     if infiles:
-        combine_files(list(infiles), outfile, nsig=nsig, dropped=dropped)
+        combine_files(infiles, outfile, nsig=nsig, dropped=dropped)
     elif fallback:
         for name, reason in dropped:
             log.warning("arc %s dropped: %s", name, reason)
         copy_fallback(fallback, outfile)
     else:
-        raise ValueError(f"{outfile}: no input PSF and no fallback PSF; nothing written")
+        raise ValueError(f"{outfile}: no input PSF and no fallback PSF (no arc PSF succeeded this night and "
+                         "psfnight.fallback_psf is not configured); nothing written")
 
 
 def main(args):
