@@ -62,6 +62,7 @@ class Meter:
 
 def task(kind, who, root, camera, flatfile=None):
     """One measurement in a child process: returns (Meter figures, accuracy dict)."""
+    os.environ.setdefault("DESI_LOGLEVEL", "WARNING")
     import logging
     from desiutil.log import get_logger
     get_logger().setLevel(logging.WARNING)
