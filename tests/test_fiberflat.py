@@ -138,6 +138,9 @@ def test_dead_fiber_masked_without_nan(night):
 
 def test_bad_fiberstatus_and_cosmic(night, flats):
     frame = night.frame(FLATS[0], "z0")
+    # the simulator's flat exposures carry a FIBERMAP like DESI's (no targets, FIBERSTATUS 0)
+    assert frame.header["OBSTYPE"] == "FLAT" and len(frame.fibermap) == frame.nspec
+    assert np.all(frame.fibermap["FIBERSTATUS"] == 0) and np.all(frame.fibermap["FIBER"] == frame.fibers)
     fm = frame.fibermap.copy()
     fm["FIBERSTATUS"][3] |= fibermask.BROKENFIBER
     flux = frame.flux.copy()

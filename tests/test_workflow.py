@@ -299,6 +299,9 @@ def test_full_run_and_status(workdir):
     rows = {line.split()[0]: line.split()[1:] for line in status.stdout.splitlines()[2:] if line.strip()}
     assert rows["extract"] == ["8", "0", "0", "0", "0", "8"], status.stdout
     assert rows["psf"] == ["6", "0", "0", "0", "0", "6"], status.stdout
+    assert rows["fiberflat"] == ["4", "0", "0", "0", "0", "4"], status.stdout
+    assert rows["fiberflatnight"] == ["2", "0", "0", "0", "0", "2"], status.stdout
+    assert rows["sky"] == ["4", "0", "0", "0", "0", "4"], status.stdout
 
 
 def test_failure_isolation_keep_going(workdir):
