@@ -54,6 +54,7 @@ def science_exposures():
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def healpix_index():
     """{(survey, program, healpix): sorted [(night, expid, camera)]} of the cframes feeding each pixel."""
     index = {}
@@ -61,6 +62,7 @@ def healpix_index():
         for group, spectros in _exposure_groups(night, expid).items():
             cams = [c for c in cameras if int(c[1:]) in spectros]
             index.setdefault(group, []).extend((night, expid, c) for c in cams)
+    # cached: computed once the exposures are known (an unfinished exposure scan raises instead)
     return {g: sorted(v) for g, v in sorted(index.items()) if v}
 
 
@@ -71,6 +73,7 @@ def healpix_groups():
     return list(healpix_index())
 
 
+@functools.lru_cache(maxsize=None)
 def tile_index():
     """{(kind, tileid, spectrograph, value): sorted [(night, expid, camera)]} of the configured tile groupings."""
     exps = science_exposures()

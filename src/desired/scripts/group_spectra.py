@@ -7,8 +7,8 @@ Examples::
     desired group-spectra --tile 1000 --spectrograph 0 --group cumulative --value 20261124 \\
         --infiles ... -o spectra-0-1000-thru20261124.fits
 
-Only the rows of the group are read (one cframe at a time), so memory is bounded by one
-frame plus the group's fibermap.  Exit status: 0 on success, 1 on unreadable or
+Only the rows of the group are read; each output HDU is assembled and written once, so
+memory is bounded by the largest HDU of the output (a band's RESOLUTION).  Exit status: 0 on success, 1 on unreadable or
 inconsistent input (nothing written), 2 when no input row belongs to the group.
 """
 from __future__ import annotations
@@ -69,8 +69,61 @@ def _pad_resolution(res, ndiag):
     return out
 
 
+def _band_rows(pieces, band, nwave, ndiag, kinds):
+    """Yield (piece, data) with the rows of every piece in ``band`` (blank rows for a missing camera)."""
+    from ..io.spectra import read_frame_rows
+    from ..maskbits import specmask
+    for piece in pieces:
+        fm = piece.frames[band]
+        n = piece.rows.size
+        if fm is None:
+            blank = {"flux": np.zeros((n, nwave), np.float32), "ivar": np.zeros((n, nwave), np.float32),
+                     "mask": np.full((n, nwave), specmask.NODATA, np.int32),
+                     "resolution": np.zeros((n, ndiag, nwave), np.float32), "scores": None}
+            yield piece, {k: blank[k] for k in kinds}
+        else:
+            data = read_frame_rows(fm.path, piece.rows, kinds)
+            if "resolution" in data:
+                data["resolution"] = _pad_resolution(data["resolution"], ndiag)
+            yield piece, data
+
+
+def _write_band(writer, band, wave, pieces, nspec, ndiag, copied, scores):
+    """Write one band's HDUs: each HDU is assembled from every piece, then written once."""
+    from ..coadd import band_scores
+    from ..io.frame import CFRAME_UNITS, ivar_units
+    B = band.upper()
+    flux = np.zeros((nspec, wave.size), np.float32)
+    ivar = np.zeros((nspec, wave.size), np.float32)
+    for piece, data in _band_rows(pieces, band, wave.size, ndiag, ("flux", "ivar", "scores")):
+        rows = slice(piece.start, piece.start + piece.rows.size)
+        flux[rows], ivar[rows] = data["flux"], data["ivar"]
+        for name in copied:
+            scores.setdefault(name, np.zeros(nspec))[rows] = data["scores"][name] if data["scores"] is not None else 0
+    wanted = [f"INTEG_CALIB_FLUX_{B}", f"MEDIAN_CALIB_FLUX_{B}", f"MEDIAN_CALIB_SNR_{B}"]
+    computed = band_scores(wave, flux, ivar, band, suffix="CALIB") if set(wanted) - set(copied) else {}
+    for name, value in computed.items():
+        if name not in copied:
+            scores[name] = value
+    writer.fits.write(np.asarray(wave, dtype=np.float64), extname=f"{B}_WAVELENGTH", header={"BUNIT": "Angstrom"})
+    writer.write_image(f"{B}_FLUX", flux, CFRAME_UNITS)
+    writer.write_image(f"{B}_IVAR", ivar, ivar_units(CFRAME_UNITS))
+    del flux, ivar
+    for kind, shape, dtype in (("mask", (nspec, wave.size), np.int32),
+                               ("resolution", (nspec, ndiag, wave.size), np.float32)):
+        out = np.zeros(shape, dtype)
+        for piece, data in _band_rows(pieces, band, wave.size, ndiag, (kind,)):
+            out[piece.start:piece.start + piece.rows.size] = data[kind]
+        writer.write_image(f"{B}_{kind.upper()}", out)
+        del out
+
+
 def write_group(outfile, frames, group, onetile=False):
     """Write the spectra file of one group.
+
+    Each output HDU is assembled from the group's rows of every frame (only those rows are
+    read) and written once, so memory is bounded by the largest HDU of the output (a band's
+    RESOLUTION) rather than by the number of input frames.
 
     Parameters
     ----------
@@ -86,10 +139,8 @@ def write_group(outfile, frames, group, onetile=False):
     int
         Number of spectra written (0: nothing written).
     """
-    from ..coadd import band_scores
     from ..grouping import group_fibermap, group_header, plan_group
-    from ..io.spectra import SpectraFileWriter, read_frame_rows
-    from ..maskbits import specmask
+    from ..io.spectra import SpectraFileWriter
 
     bands, waves, pieces = plan_group(frames, group)
     if not pieces:
@@ -97,34 +148,13 @@ def write_group(outfile, frames, group, onetile=False):
     fibermap = group_fibermap(pieces, onetile=onetile)
     header = group_header(group, pieces)
     nspec = len(fibermap)
-    ndiag = {b: max(p.frames[b].ndiag for p in pieces if p.frames[b] is not None) for b in bands}
     copied = _score_columns(pieces, bands)
     scores = {"TARGETID": np.asarray(fibermap["TARGETID"], dtype=np.int64)}
     with SpectraFileWriter(outfile) as writer:
         writer.open(header, fibermap)
         for b in bands:
-            writer.add_band(b, waves[b], nspec, ndiag[b])
-        for piece in pieces:
-            n = piece.rows.size
-            for b in bands:
-                fm = piece.frames[b]
-                nw = waves[b].size
-                if fm is None:
-                    data = {"flux": np.zeros((n, nw), np.float32), "ivar": np.zeros((n, nw), np.float32),
-                            "mask": np.full((n, nw), specmask.NODATA, np.int32),
-                            "resolution": np.zeros((n, ndiag[b], nw), np.float32), "scores": None}
-                else:
-                    data = read_frame_rows(fm.path, piece.rows)
-                writer.write_rows(b, piece.start, data["flux"], data["ivar"], data["mask"],
-                                  _pad_resolution(data["resolution"], ndiag[b]))
-                rows = slice(piece.start, piece.start + n)
-                computed = band_scores(waves[b], data["flux"], data["ivar"], b, suffix="CALIB")
-                for name in copied[b]:
-                    scores.setdefault(name, np.zeros(nspec))[rows] = (data["scores"][name] if data["scores"] is not None
-                                                                      else 0.0)
-                for name, value in computed.items():
-                    if name not in copied[b]:
-                        scores.setdefault(name, np.zeros(nspec))[rows] = value
+            ndiag = max(p.frames[b].ndiag for p in pieces if p.frames[b] is not None)
+            _write_band(writer, b, waves[b], pieces, nspec, ndiag, copied[b], scores)
         table = np.zeros(nspec, dtype=[(k, "i8" if k == "TARGETID" else "f8") for k in scores])
         for k, v in scores.items():
             table[k] = v
