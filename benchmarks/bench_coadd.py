@@ -5,7 +5,8 @@ Simulates (once, cached in --workdir) ``--nexp`` frame-level exposures of one ti
 them with the truth into cframes (with a SCORES HDU, which desispec's grouping needs), then
 times, each in a fresh process so that peak memory (ru_maxrss) is its own:
 
-* ours: ``desired.scripts.group_spectra.run`` (streaming) then ``desired.scripts.coadd.run``;
+* ours: ``desired.scripts.group_spectra.run`` then ``desired.scripts.coadd.run`` (two processes, as
+  the workflow runs them), and both in one pass (``desired group-spectra -c``, like desispec's);
 * ours with ``--cameras`` (brz coadd);
 * desispec: ``desi_group_spectra --inframes ... --healpix P -o spectra -c coadd`` (group + coadd).
 
@@ -38,9 +39,8 @@ elif kind == "ours_coadd":
     run(args["spectra"], args["coadd"], cameras=args.get("cameras", False))
 elif kind == "ours_both":
     from desired.scripts.group_spectra import run, healpix_group
-    from desired.scripts.coadd import run as coadd
-    run(args["cframes"], args["spectra"], healpix_group(args["pix"], survey=args["survey"], program=args["program"]))
-    coadd(args["spectra"], args["coadd"])
+    run(args["cframes"], args["spectra"], healpix_group(args["pix"], survey=args["survey"], program=args["program"]),
+        coadd_outfile=args["coadd"])
 elif kind == "desispec":
     from desispec.scripts.group_spectra import main, parse
     main(parse(["--inframes", *args["cframes"], "--healpix", str(args["pix"]), "-o", args["spectra"],
@@ -121,7 +121,7 @@ def main(argv=None):
     runs["ours coadd"] = child("ours_coadd", {"spectra": f"{out}/ours-spectra.fits", "coadd": f"{out}/ours-coadd.fits"})
     runs["ours coadd --cameras"] = child("ours_coadd", {"spectra": f"{out}/ours-spectra.fits",
                                                         "coadd": f"{out}/ours-coadd-brz.fits", "cameras": True})
-    runs["ours group+coadd (1 proc)"] = child("ours_both", dict(common, spectra=f"{out}/ours-spectra1.fits",
+    runs["ours group -c (1 pass)"] = child("ours_both", dict(common, spectra=f"{out}/ours-spectra1.fits",
                                                                  coadd=f"{out}/ours-coadd1.fits"))
     if not args.no_desispec:
         runs["desispec group+coadd"] = child("desispec", dict(common, spectra=f"{out}/ds-spectra.fits",
@@ -138,7 +138,7 @@ def main(argv=None):
           f"({'within' if peak < 4096 else 'OVER'} 4 GiB)")
     if "desispec group+coadd" in runs:
         ds = runs["desispec group+coadd"]
-        one = runs["ours group+coadd (1 proc)"]["cpu"]
+        one = runs["ours group -c (1 pass)"]["cpu"]
         print(f"desispec/ours cpu time ratio, group+coadd in one process each: {ds['cpu'] / one:.2f}")
         print(f"desispec/ours cpu time ratio (ours as two processes, as the workflow runs them): {ds['cpu'] / ours:.2f}; "
               f"peak memory desispec {ds['maxrss_mb']:.0f} MB vs ours {peak:.0f} MB")

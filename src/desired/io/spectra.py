@@ -251,7 +251,10 @@ def read_frame_rows(path, rows, kinds=("flux", "ivar", "mask", "resolution", "sc
                     out["mask"] = None
                     continue
                 hdu = fits[0] if kind == "flux" and fits[0].has_data() else fits[hdus[kind]]
-                data = hdu[lo:hi, :, :] if kind == "resolution" else hdu[lo:hi, :]
+                if lo == 0 and hi == int(hdu.get_dims()[0]):
+                    data = hdu.read()                       # whole image: faster than a slice read
+                else:
+                    data = hdu[lo:hi, :, :] if kind == "resolution" else hdu[lo:hi, :]
                 data = np.asarray(data, dtype=dtypes[kind])
                 out[kind] = data if idx is None else data[idx]
     except (OSError, ValueError) as err:
@@ -342,6 +345,26 @@ class SpectraFileWriter:
         elif self.fits is not None:
             self.close()
         return False
+
+
+def write_coadd(path, header, coadd):
+    """Write a coadd file from :func:`desired.coadd.coadd_arrays` output (atomic).
+
+    Parameters
+    ----------
+    path : str
+    header : dict
+        HDU0 keywords.
+    coadd : dict
+        ``bands``, ``wave``/``flux``/``ivar``/``mask``/``resolution_data`` (dicts per band),
+        ``fibermap``, ``exp_fibermap``, ``scores``.
+    """
+    with SpectraFileWriter(path) as writer:
+        writer.open(header, coadd["fibermap"], coadd["exp_fibermap"])
+        for b in coadd["bands"]:
+            writer.write_band(b, coadd["wave"][b], coadd["flux"][b], coadd["ivar"][b], coadd["mask"][b],
+                              coadd["resolution_data"][b])
+        writer.add_table(coadd["scores"], "SCORES")
 
 
 def read_spectra_meta(path):
