@@ -119,15 +119,29 @@ def spectra_tile_inputs(kind):
     return inputs
 
 
+def cframes_buildable(cframes):
+    """True when a workflow step produces cframes, or (a tree without that stage) they all exist already."""
+    target = os.path.normpath(pattern("cframe"))
+    if any(os.path.normpath(str(out)) == target for step in workflow.rules for out in step.output):
+        return True
+    return all(os.path.exists(c) for c in cframes)
+
+
 @register_targets
 def spectra_targets(night):
     """Spectra and coadd of every group; healpix groups span nights, so they are listed once (first night)."""
     if int(night) != NIGHTS[0]:
         return []
     out = []
-    for group in healpix_groups() + tile_spectra_groups():
+    index = dict(healpix_index()) if "healpix" in SPECTRA["groupings"] else {}
+    index.update(tile_index() if TILE_GROUPINGS else {})
+    groups = [g for g, members in index.items() if cframes_buildable(_cframes(members))]
+    if len(groups) < len(index):
+        logger.warning(f"spectra: {len(index) - len(groups)} group(s) left out: no step makes cframes and "
+                       "some of their cframes do not exist")
+    for group in groups:
         out += [spectra_group_path("spectra", group), spectra_group_path("coadd", group)]
-    surveys = sorted({(s, p) for s, p, _ in healpix_groups()})
+    surveys = sorted({g[:2] for g in groups if len(g) == 3})
     out += [path("healpix_list", survey=s, program=p) for s, p in surveys]
     return out
 
