@@ -73,3 +73,9 @@ rule all:
     input:
         all_targets,
     default_target: True
+
+
+rule spectra_all:
+    """Every spectra and coadd file of the production (and the healpix lists)."""
+    input:
+        lambda wildcards: sorted({p for night in NIGHTS for p in spectra_targets(night)}),

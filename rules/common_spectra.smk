@@ -54,6 +54,7 @@ def science_exposures():
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def healpix_index():
     """{(survey, program, healpix): sorted [(night, expid, camera)]} of the cframes feeding each pixel."""
     index = {}
@@ -61,6 +62,7 @@ def healpix_index():
         for group, spectros in _exposure_groups(night, expid).items():
             cams = [c for c in cameras if int(c[1:]) in spectros]
             index.setdefault(group, []).extend((night, expid, c) for c in cams)
+    # cached: computed once the exposures are known (an unfinished exposure scan raises instead)
     return {g: sorted(v) for g, v in sorted(index.items()) if v}
 
 
@@ -71,6 +73,7 @@ def healpix_groups():
     return list(healpix_index())
 
 
+@functools.lru_cache(maxsize=None)
 def tile_index():
     """{(kind, tileid, spectrograph, value): sorted [(night, expid, camera)]} of the configured tile groupings."""
     exps = science_exposures()
@@ -116,15 +119,29 @@ def spectra_tile_inputs(kind):
     return inputs
 
 
+def cframes_buildable(cframes):
+    """True when a workflow step produces cframes, or (a tree without that stage) they all exist already."""
+    target = os.path.normpath(pattern("cframe"))
+    if any(os.path.normpath(str(out)) == target for step in workflow.rules for out in step.output):
+        return True
+    return all(os.path.exists(c) for c in cframes)
+
+
 @register_targets
 def spectra_targets(night):
     """Spectra and coadd of every group; healpix groups span nights, so they are listed once (first night)."""
     if int(night) != NIGHTS[0]:
         return []
     out = []
-    for group in healpix_groups() + tile_spectra_groups():
+    index = dict(healpix_index()) if "healpix" in SPECTRA["groupings"] else {}
+    index.update(tile_index() if TILE_GROUPINGS else {})
+    groups = [g for g, members in index.items() if cframes_buildable(_cframes(members))]
+    if len(groups) < len(index):
+        logger.warning(f"spectra: {len(index) - len(groups)} group(s) left out: no step makes cframes and "
+                       "some of their cframes do not exist")
+    for group in groups:
         out += [spectra_group_path("spectra", group), spectra_group_path("coadd", group)]
-    surveys = sorted({(s, p) for s, p, _ in healpix_groups()})
+    surveys = sorted({g[:2] for g in groups if len(g) == 3})
     out += [path("healpix_list", survey=s, program=p) for s, p in surveys]
     return out
 

@@ -69,12 +69,6 @@ rule healpix_list:
         "../workflow/scripts/healpix_list.py"
 
 
-rule spectra_all:
-    """Every spectra and coadd file of the production (and the healpix lists)."""
-    input:
-        lambda wildcards: sorted({p for night in NIGHTS for p in spectra_targets(night)}),
-
-
 for _kind in ("cumulative", "pernight", "perexp"):
     _value = "expid" if _kind == "perexp" else "night"
 

@@ -237,3 +237,17 @@ def test_rrdesi_runs_on_our_coadd(sim, tmp_path):
     from astropy.table import Table
     z = Table.read(out, "REDSHIFTS")
     assert len(z) == 3 and np.all(np.isfinite(z["Z"]))
+
+
+def test_group_and_coadd_in_one_pass_equals_two_steps(sim, tmp_path):
+    spectra, coadd1 = str(tmp_path / "s.fits"), str(tmp_path / "c1.fits")
+    group_spectra.run(sim["cframes"], spectra, group_spectra.healpix_group(sim["pix"], survey=sim["survey"],
+                      program=sim["program"]), coadd_outfile=coadd1)
+    two = coadd_step.run(sim["spectra"], str(tmp_path / "c2.fits"))
+    one = read_spectra(coadd1)
+    assert np.array_equal(np.asarray(one.fibermap["TARGETID"]), two["targetid"])
+    for b in "brz":
+        assert np.array_equal(one.flux[b], two["flux"][b]) and np.array_equal(one.ivar[b], two["ivar"][b])
+        assert np.array_equal(one.resolution_data[b], two["resolution_data"][b])
+    assert np.array_equal(read_spectra(spectra).flux["r"], read_spectra(sim["spectra"]).flux["r"])
+

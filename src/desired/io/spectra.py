@@ -215,7 +215,7 @@ def read_frame_meta(path):
             "scores_columns": scores}
 
 
-def read_frame_rows(path, rows):
+def read_frame_rows(path, rows, kinds=("flux", "ivar", "mask", "resolution", "scores")):
     """Read the image rows ``rows`` of a cframe (one contiguous read per HDU, then indexed).
 
     Parameters
@@ -223,38 +223,54 @@ def read_frame_rows(path, rows):
     path : str
     rows : int array
         Sorted row indices.
+    kinds : iterable of str
+        Which of ``flux``, ``ivar``, ``mask``, ``resolution``, ``scores`` to read.
 
     Returns
     -------
     dict
-        ``flux``, ``ivar`` (float32 (n, nwave)), ``mask`` (int32), ``resolution`` (float32
-        (n, ndiag, nwave)), ``scores`` (structured array of the rows, or None).
+        ``flux``, ``ivar`` (float32 (n, nwave)), ``mask`` (int32, zeros without a MASK HDU),
+        ``resolution`` (float32 (n, ndiag, nwave)), ``scores`` (structured array of the rows, or
+        None without a SCORES HDU): the requested ones.
     """
     import fitsio
     rows = np.asarray(rows, dtype=np.int64)
     lo, hi = int(rows.min()), int(rows.max()) + 1
-    idx = rows - lo
+    idx = None if rows.size == hi - lo else rows - lo
+    hdus = {"flux": "FLUX", "ivar": "IVAR", "mask": "MASK", "resolution": "RESOLUTION"}
+    dtypes = {"flux": np.float32, "ivar": np.float32, "mask": np.int32, "resolution": np.float32}
+    out = {}
     try:
         with fitsio.FITS(path) as fits:
-            flux_hdu = fits[0] if fits[0].has_data() else fits["FLUX"]
-            out = {"flux": np.asarray(flux_hdu[lo:hi, :], dtype=np.float32)[idx],
-                   "ivar": np.asarray(fits["IVAR"][lo:hi, :], dtype=np.float32)[idx],
-                   "resolution": np.asarray(fits["RESOLUTION"][lo:hi, :, :], dtype=np.float32)[idx]}
             names = {hdu.get_extname().upper() for hdu in fits}
-            out["mask"] = (np.asarray(fits["MASK"][lo:hi, :], dtype=np.int32)[idx] if "MASK" in names
-                           else np.zeros(out["flux"].shape, np.int32))
-            out["scores"] = fits["SCORES"].read(rows=rows) if "SCORES" in names else None
+            for kind in kinds:
+                if kind == "scores":
+                    out["scores"] = fits["SCORES"].read(rows=rows) if "SCORES" in names else None
+                    continue
+                if kind == "mask" and "MASK" not in names:
+                    out["mask"] = None
+                    continue
+                hdu = fits[0] if kind == "flux" and fits[0].has_data() else fits[hdus[kind]]
+                if lo == 0 and hi == int(hdu.get_dims()[0]):
+                    data = hdu.read()                       # whole image: faster than a slice read
+                else:
+                    data = hdu[lo:hi, :, :] if kind == "resolution" else hdu[lo:hi, :]
+                data = np.asarray(data, dtype=dtypes[kind])
+                out[kind] = data if idx is None else data[idx]
     except (OSError, ValueError) as err:
         raise DataModelError(path, f"cannot read rows of cframe ({type(err).__name__}: {err})") from None
+    if "mask" in out and out["mask"] is None:
+        dims = fitsio.FITS(path)["IVAR"].get_dims()
+        out["mask"] = np.zeros((rows.size, int(dims[1])), np.int32)
     return out
 
 
 class SpectraFileWriter:
-    """Write a spectra or coadd file piece by piece (memory: one piece at a time).
+    """Write a spectra or coadd file HDU by HDU (memory: one HDU at a time).
 
-    PRIMARY, FIBERMAP and EXP_FIBERMAP are written by :meth:`open`; each band's WAVELENGTH,
-    FLUX, IVAR, MASK and RESOLUTION HDUs are created by :meth:`add_band` and filled row block by
-    row block with :meth:`write_rows`; :meth:`add_table` appends SCORES.  The file is written
+    PRIMARY, FIBERMAP and EXP_FIBERMAP are written by :meth:`open`; a band's WAVELENGTH, FLUX,
+    IVAR, MASK and RESOLUTION HDUs by :meth:`write_band` or one by one with :meth:`write_image`;
+    :meth:`add_table` appends SCORES.  The file is written
     under a temporary name and renamed into place by :meth:`close` (removed on error when used
     as a context manager).
 
@@ -285,19 +301,6 @@ class SpectraFileWriter:
         self.fits = fitsio.FITS(self.tmp, "rw")
         return self
 
-    def add_band(self, band, wave, nspec, ndiag):
-        """Create the five HDUs of ``band`` (zero-filled until :meth:`write_rows`)."""
-        B = band.upper()
-        wave = np.asarray(wave, dtype=np.float64)
-        self.fits.write(wave, extname=f"{B}_WAVELENGTH", header={"BUNIT": "Angstrom"})
-        for kind, dtype, dims, unit in (("FLUX", "f4", [nspec, wave.size], self.units),
-                                        ("IVAR", "f4", [nspec, wave.size], ivar_units(self.units)),
-                                        ("MASK", "i4", [nspec, wave.size], None),
-                                        ("RESOLUTION", "f4", [nspec, ndiag, wave.size], None)):
-            self.fits.create_image_hdu(dims=dims, dtype=dtype, extname=f"{B}_{kind}")
-            if unit:
-                self.fits[f"{B}_{kind}"].write_key("BUNIT", unit)
-
     def write_band(self, band, wave, flux, ivar, mask, resolution):
         """Write the five HDUs of ``band`` at once (flux/ivar/resolution as float32, mask int32)."""
         B = band.upper()
@@ -308,16 +311,9 @@ class SpectraFileWriter:
                                  ("RESOLUTION", np.asarray(resolution, dtype=np.float32), None)):
             self.fits.write(np.ascontiguousarray(data), extname=f"{B}_{kind}", header={"BUNIT": unit} if unit else None)
 
-    def write_rows(self, band, start, flux, ivar, mask, resolution):
-        """Write rows ``start ... start + len(flux) - 1`` of a band."""
-        B = band.upper()
-        if len(flux) == 0:
-            return
-        self.fits[f"{B}_FLUX"].write(np.ascontiguousarray(flux, dtype=np.float32), start=[int(start), 0])
-        self.fits[f"{B}_IVAR"].write(np.ascontiguousarray(ivar, dtype=np.float32), start=[int(start), 0])
-        self.fits[f"{B}_MASK"].write(np.ascontiguousarray(mask, dtype=np.int32), start=[int(start), 0])
-        self.fits[f"{B}_RESOLUTION"].write(np.ascontiguousarray(resolution, dtype=np.float32),
-                                           start=[int(start), 0, 0])
+    def write_image(self, extname, data, bunit=None):
+        """Append one image HDU."""
+        self.fits.write(np.ascontiguousarray(data), extname=extname, header={"BUNIT": bunit} if bunit else None)
 
     def add_table(self, table, extname):
         """Append a numeric table HDU (SCORES)."""
@@ -349,6 +345,26 @@ class SpectraFileWriter:
         elif self.fits is not None:
             self.close()
         return False
+
+
+def write_coadd(path, header, coadd):
+    """Write a coadd file from :func:`desired.coadd.coadd_arrays` output (atomic).
+
+    Parameters
+    ----------
+    path : str
+    header : dict
+        HDU0 keywords.
+    coadd : dict
+        ``bands``, ``wave``/``flux``/``ivar``/``mask``/``resolution_data`` (dicts per band),
+        ``fibermap``, ``exp_fibermap``, ``scores``.
+    """
+    with SpectraFileWriter(path) as writer:
+        writer.open(header, coadd["fibermap"], coadd["exp_fibermap"])
+        for b in coadd["bands"]:
+            writer.write_band(b, coadd["wave"][b], coadd["flux"][b], coadd["ivar"][b], coadd["mask"][b],
+                              coadd["resolution_data"][b])
+        writer.add_table(coadd["scores"], "SCORES")
 
 
 def read_spectra_meta(path):

@@ -45,7 +45,7 @@ def run(infile, outfile, cosmics_nsig=4.0, cameras=False, onetile=None):
         :func:`desired.coadd.coadd_arrays` output.
     """
     from ..coadd import coadd_arrays
-    from ..io.spectra import SpectraFileWriter, read_spectra_band, read_spectra_meta
+    from ..io.spectra import read_spectra_band, read_spectra_meta, write_coadd
 
     meta = read_spectra_meta(infile)
     if onetile is None:
@@ -58,13 +58,8 @@ def run(infile, outfile, cosmics_nsig=4.0, cameras=False, onetile=None):
     import os
     header["INFIL000"] = os.path.basename(infile)
     header["COADDNSG"] = float(cosmics_nsig)
+    write_coadd(outfile, header, res)
     ntarget = len(res["fibermap"])
-    with SpectraFileWriter(outfile) as writer:
-        writer.open(header, res["fibermap"], res["exp_fibermap"])
-        for b in res["bands"]:
-            writer.write_band(b, res["wave"][b], res["flux"][b], res["ivar"][b], res["mask"][b],
-                              res["resolution_data"][b])
-        writer.add_table(res["scores"], "SCORES")
     nrej = sum(int((v > 0).sum()) for v in res["nrejected"].values())
     log.info("wrote %s: %d targets from %d spectra, bands %s; %d input spectra had outlier pixels rejected",
              outfile, ntarget, len(meta["fibermap"]), ",".join(res["bands"]), nrej)

@@ -7,8 +7,8 @@ Examples::
     desired group-spectra --tile 1000 --spectrograph 0 --group cumulative --value 20261124 \\
         --infiles ... -o spectra-0-1000-thru20261124.fits
 
-Only the rows of the group are read (one cframe at a time), so memory is bounded by one
-frame plus the group's fibermap.  Exit status: 0 on success, 1 on unreadable or
+Only the rows of the group are read; each output HDU is assembled and written once, so
+memory is bounded by the largest HDU of the output (a band's RESOLUTION).  Exit status: 0 on success, 1 on unreadable or
 inconsistent input (nothing written), 2 when no input row belongs to the group.
 """
 from __future__ import annotations
@@ -35,6 +35,10 @@ def add_arguments(parser):
                         help="tile grouping")
     parser.add_argument("--value", type=int, default=None,
                         help="night (cumulative: through this night; pernight) or expid (perexp)")
+    parser.add_argument("-c", "--coaddfile", default=None,
+                        help="also write the coadd of the group (same pass; options as desired coadd)")
+    parser.add_argument("--nsig", type=float, default=4.0, help="coadd outlier rejection threshold (sigma)")
+    parser.add_argument("--cameras", action="store_true", help="coadd across cameras too (brz)")
     parser.add_argument("--default-survey", default="main", help="survey when the inputs have none (default main)")
     parser.add_argument("--default-program", default="other",
                         help="program when the inputs have none (default other)")
@@ -69,8 +73,51 @@ def _pad_resolution(res, ndiag):
     return out
 
 
-def write_group(outfile, frames, group, onetile=False):
-    """Write the spectra file of one group.
+def _band_rows(pieces, band, nwave, ndiag, kinds):
+    """Yield (piece, data) with the rows of every piece in ``band`` (blank rows for a missing camera)."""
+    from ..io.spectra import read_frame_rows
+    from ..maskbits import specmask
+    for piece in pieces:
+        fm = piece.frames[band]
+        n = piece.rows.size
+        if fm is None:
+            blank = {"flux": np.zeros((n, nwave), np.float32), "ivar": np.zeros((n, nwave), np.float32),
+                     "mask": np.full((n, nwave), specmask.NODATA, np.int32),
+                     "resolution": np.zeros((n, ndiag, nwave), np.float32), "scores": None}
+            yield piece, {k: blank[k] for k in kinds}
+        else:
+            data = read_frame_rows(fm.path, piece.rows, kinds)
+            if "resolution" in data:
+                data["resolution"] = _pad_resolution(data["resolution"], ndiag)
+            yield piece, data
+
+
+def _read_band(band, wave, pieces, nspec, ndiag, copied, scores):
+    """Assemble one band's FLUX, IVAR, MASK, RESOLUTION of the group (only its rows are read); fill ``scores``."""
+    from ..coadd import band_scores
+    B = band.upper()
+    flux = np.zeros((nspec, wave.size), np.float32)
+    ivar = np.zeros((nspec, wave.size), np.float32)
+    mask = np.zeros((nspec, wave.size), np.int32)
+    res = np.zeros((nspec, ndiag, wave.size), np.float32)
+    for piece, data in _band_rows(pieces, band, wave.size, ndiag, ("flux", "ivar", "mask", "resolution", "scores")):
+        rows = slice(piece.start, piece.start + piece.rows.size)
+        flux[rows], ivar[rows], mask[rows], res[rows] = data["flux"], data["ivar"], data["mask"], data["resolution"]
+        for name in copied:
+            scores.setdefault(name, np.zeros(nspec))[rows] = data["scores"][name] if data["scores"] is not None else 0
+    wanted = [f"INTEG_CALIB_FLUX_{B}", f"MEDIAN_CALIB_FLUX_{B}", f"MEDIAN_CALIB_SNR_{B}"]
+    if set(wanted) - set(copied):
+        for name, value in band_scores(wave, flux, ivar, band, suffix="CALIB").items():
+            if name not in copied:
+                scores[name] = value
+    return flux, ivar, mask, res
+
+
+def write_group(outfile, frames, group, onetile=False, coadd_outfile=None, cosmics_nsig=4.0, cameras=False):
+    """Write the spectra file of one group (and optionally its coadd in the same pass).
+
+    Only the group's rows of each frame are read; the file is written one band at a time, so
+    memory is bounded by one band of the output (plus the coadd's output when requested).
 
     Parameters
     ----------
@@ -79,17 +126,20 @@ def write_group(outfile, frames, group, onetile=False):
     group : dict
         See :func:`desired.grouping.plan_group`.
     onetile : bool
-        Keep tile keywords (tile groupings).
+        Keep tile keywords and fibermap columns (tile groupings).
+    coadd_outfile : str, optional
+        Also coadd the group (each band coadded from the arrays just written) into this file.
+    cosmics_nsig, cameras :
+        Coadd options (see :func:`desired.coadd.coadd_arrays`).
 
     Returns
     -------
     int
         Number of spectra written (0: nothing written).
     """
-    from ..coadd import band_scores
+    from ..coadd import coadd_arrays
     from ..grouping import group_fibermap, group_header, plan_group
-    from ..io.spectra import SpectraFileWriter, read_frame_rows
-    from ..maskbits import specmask
+    from ..io.spectra import SpectraFileWriter, write_coadd
 
     bands, waves, pieces = plan_group(frames, group)
     if not pieces:
@@ -97,40 +147,34 @@ def write_group(outfile, frames, group, onetile=False):
     fibermap = group_fibermap(pieces, onetile=onetile)
     header = group_header(group, pieces)
     nspec = len(fibermap)
-    ndiag = {b: max(p.frames[b].ndiag for p in pieces if p.frames[b] is not None) for b in bands}
     copied = _score_columns(pieces, bands)
     scores = {"TARGETID": np.asarray(fibermap["TARGETID"], dtype=np.int64)}
     with SpectraFileWriter(outfile) as writer:
         writer.open(header, fibermap)
-        for b in bands:
-            writer.add_band(b, waves[b], nspec, ndiag[b])
-        for piece in pieces:
-            n = piece.rows.size
+
+        def band_arrays(b):
+            ndiag = max(p.frames[b].ndiag for p in pieces if p.frames[b] is not None)
+            arrays = _read_band(b, waves[b], pieces, nspec, ndiag, copied[b], scores)
+            writer.write_band(b, waves[b], *arrays)
+            return arrays
+
+        if coadd_outfile is None:
             for b in bands:
-                fm = piece.frames[b]
-                nw = waves[b].size
-                if fm is None:
-                    data = {"flux": np.zeros((n, nw), np.float32), "ivar": np.zeros((n, nw), np.float32),
-                            "mask": np.full((n, nw), specmask.NODATA, np.int32),
-                            "resolution": np.zeros((n, ndiag[b], nw), np.float32), "scores": None}
-                else:
-                    data = read_frame_rows(fm.path, piece.rows)
-                writer.write_rows(b, piece.start, data["flux"], data["ivar"], data["mask"],
-                                  _pad_resolution(data["resolution"], ndiag[b]))
-                rows = slice(piece.start, piece.start + n)
-                computed = band_scores(waves[b], data["flux"], data["ivar"], b, suffix="CALIB")
-                for name in copied[b]:
-                    scores.setdefault(name, np.zeros(nspec))[rows] = (data["scores"][name] if data["scores"] is not None
-                                                                      else 0.0)
-                for name, value in computed.items():
-                    if name not in copied[b]:
-                        scores.setdefault(name, np.zeros(nspec))[rows] = value
+                band_arrays(b)
+        else:
+            res = coadd_arrays(bands, waves, band_arrays, fibermap, cosmics_nsig=cosmics_nsig, onetile=onetile,
+                               cameras=cameras)
         table = np.zeros(nspec, dtype=[(k, "i8" if k == "TARGETID" else "f8") for k in scores])
         for k, v in scores.items():
             table[k] = v
         writer.add_table(table, "SCORES")
     log.info("wrote %s: %d spectra of %d targets from %d exposure-spectrographs, bands %s", outfile, nspec,
              np.unique(fibermap["TARGETID"]).size, len(pieces), "".join(bands))
+    if coadd_outfile is not None:
+        import os
+        write_coadd(coadd_outfile, dict(header, INFIL000=os.path.basename(outfile), COADDNSG=float(cosmics_nsig)),
+                    res)
+        log.info("wrote %s: %d targets", coadd_outfile, len(res["fibermap"]))
     return nspec
 
 
@@ -146,11 +190,13 @@ def tile_group(kind, tileid, spectrograph, value):
     return {"kind": kind, "tileid": int(tileid), "spectrograph": int(spectrograph), "value": int(value)}
 
 
-def run(infiles, outfile, group, default_survey="main", default_program="other"):
+def run(infiles, outfile, group, default_survey="main", default_program="other", coadd_outfile=None,
+        cosmics_nsig=4.0, cameras=False):
     """Group ``infiles`` (cframes) into the spectra file of ``group``; return the number of spectra.
 
     ``group`` is :func:`healpix_group` or :func:`tile_group` output; a healpix group whose survey
-    or program is None takes the inputs' single (survey, program).
+    or program is None takes the inputs' single (survey, program).  With ``coadd_outfile`` the
+    group is also coadded in the same pass (like desi_group_spectra -c).
 
     Raises
     ------
@@ -163,7 +209,8 @@ def run(infiles, outfile, group, default_survey="main", default_program="other")
         if len(pairs) != 1:
             raise ValueError(f"inputs span several (survey, program) {pairs}: give --survey and --program")
         group = dict(group, survey=group.get("survey") or pairs[0][0], program=group.get("program") or pairs[0][1])
-    return write_group(outfile, frames, group, onetile=group["kind"] != "healpix")
+    return write_group(outfile, frames, group, onetile=group["kind"] != "healpix", coadd_outfile=coadd_outfile,
+                       cosmics_nsig=cosmics_nsig, cameras=cameras)
 
 
 def main(args):
@@ -177,7 +224,8 @@ def main(args):
         log.error("give --healpix, or --tile, --spectrograph, --group and --value")
         return 1
     try:
-        n = run(args.infiles, args.outfile, group, args.default_survey, args.default_program)
+        n = run(args.infiles, args.outfile, group, args.default_survey, args.default_program,
+                coadd_outfile=args.coaddfile, cosmics_nsig=args.nsig, cameras=args.cameras)
     except (DataModelError, ValueError) as err:
         log.error("%s", err)
         return _data_error_status()
