@@ -40,6 +40,7 @@ from desired.io.redshifts import RedshiftCatalog, write_redshifts
 from desired.io.sky import write_sky
 from desired.io.truth import read_camera_truth
 from desired.qa import metrics as qm
+from desired.sim.targets import aperture_fraction
 from desired.sim.truthcal import true_calibration, true_cframe_flux, truth_calibrate
 from desired.sky import SkyModel
 from desired.workflow_status import load_config
@@ -108,8 +109,12 @@ def _calibrated_products(redux, truth_root, expid, camera):
                     FiberFlat(frame.wave, flat, np.full(flat.shape, 1e4), header=frame.header, fibers=frame.fibers))
     cal = true_calibration(frame, truth)
     stdfm = frame.fibermap[qm.target_classes(frame.fibermap) == "STD"]
+    # the simulator's sky has no aperture loss, a point source the fiber fraction aperture_fraction(wave, True)
+    ratio = 1.0 / aperture_fraction(qm.REF_WAVE[camera[0]], True)
+    fibercorr = Table({"FLAT_TO_PSF_FLUX": np.ones(frame.nspec), "PSF_TO_FIBER_FLUX": np.full(frame.nspec, ratio)})
     write_flux_calibration(paths.findfile("fluxcalib", root=redux, **fields),
-                           FluxCalib(frame.wave, cal, np.ones(cal.shape), header=frame.header, stdstar_fibermap=stdfm))
+                           FluxCalib(frame.wave, cal, np.ones(cal.shape), header=frame.header, stdstar_fibermap=stdfm,
+                                     fibercorr=fibercorr))
     write_frame(paths.findfile("cframe", root=redux, **fields), truth_calibrate(frame, truth))
 
 
@@ -263,6 +268,18 @@ def test_redshift_metrics_against_injected_truth(qa_prod):
 
 
 # ---------------------------------------------------------------- alarms
+def test_exposure_qa_files_open_with_desispec(qa_prod):
+    from desispec.io import read_exposure_qa as desi_read_exposure_qa
+    science = paths.findfile("qa_exposure", root=qa_prod["redux"], night=NIGHT2, expid=1)
+    fibers, petals = desi_read_exposure_qa(science)
+    assert len(fibers) == 150 and petals is None
+    assert set(np.asarray(fibers["CAMERA"]).astype(str)) == {"b0", "r0", "z0"}
+    assert np.all(np.asarray(fibers["TARGETID"]) > 0)
+    arc = paths.findfile("qa_exposure", root=qa_prod["redux"], night=NIGHT, expid=1)
+    assert len(desi_read_exposure_qa(arc)[0]) == 0
+    assert "PSF_CHI2PDF" in read_exposure_qa(arc).metrics["b0"]
+
+
 def test_dead_amplifier_is_an_alarm(qa_prod):
     qa = _exposure_qa(qa_prod, NIGHT, DEAD_EXPID)
     assert qa.metrics["b0"]["NBADAMP"] == 1 and qa.status["b0"]["NBADAMP"] == "alarm"

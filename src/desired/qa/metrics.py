@@ -453,7 +453,11 @@ def fluxcalib_metrics(fluxcalib, exptime, band, frame=None, halfwidth=10.0):
     band : str
     frame : desired.frame.Frame, optional
         The frame (electron/Angstrom): its sky fibers, divided by the calibration
-        and the fiber area, give SKY_SB.
+        and the fiber area, give SKY_SB.  The calibration is in DESI's point-source
+        convention; the FIBERCORR column PSF_TO_FIBER_FLUX (fiber flux of a uniform
+        source over its point-source-calibrated flux), when present, converts the
+        sky to a surface brightness.  Without it SKY_SB is too high by the
+        inverse of a point source's fiber fraction.
 
     Returns
     -------
@@ -482,8 +486,12 @@ def fluxcalib_metrics(fluxcalib, exptime, band, frame=None, halfwidth=10.0):
         if idx.size and fsel.any() and fluxcalib.nspec == frame.nspec:
             calf = np.interp(frame.wave[fsel], fluxcalib.wave, np.median(fluxcalib.calib[idx], axis=0))
             sky_e = np.median(frame.flux[idx][:, fsel], axis=0)
+            corr = fluxcalib.fibercorr
+            psf_to_fiber = 1.0
+            if corr is not None and "PSF_TO_FIBER_FLUX" in corr.colnames and len(corr) == frame.nspec:
+                psf_to_fiber = float(np.median(np.asarray(corr["PSF_TO_FIBER_FLUX"], dtype=np.float64)[idx]))
             with np.errstate(divide="ignore", invalid="ignore"):
-                out["SKY_SB"] = float(np.median(sky_e / calf) / FIBER_AREA_ARCSEC2)
+                out["SKY_SB"] = float(np.median(sky_e / calf) * psf_to_fiber / FIBER_AREA_ARCSEC2)
     return out
 
 

@@ -207,6 +207,8 @@ def _spectra_sections(cam, plot_dir, stem, exptime, flat):
                 lambda: _plots().calibration_vector(fluxcalib, cam.camera))
     if frame is not None and "FIBER" not in cam.fibers:
         cam.fibers["FIBER"] = frame.fibers
+    if frame is not None and frame.fibermap is not None and "TARGETID" in frame.fibermap.colnames:
+        cam.fibers["TARGETID"] = np.asarray(frame.fibermap["TARGETID"])
 
 
 def camera_qa(roots, night, expid, camera, obstype, exptime, plot_dir=None, max_flat_offset=0.15):
@@ -331,12 +333,14 @@ def to_exposure_qa(header, cams, thresholds=None):
             continue
         n = len(fibers)
         for i in range(n):
-            rows.append((c, int(fibers[i]), str(cam.fibers.get("CLASS", ["OTHER"] * n)[i]),
+            rows.append((int(cam.fibers.get("TARGETID", np.full(n, -1))[i]), c, int(fibers[i]),
+                         str(cam.fibers.get("CLASS", ["OTHER"] * n)[i]),
                          float(cam.fibers.get("MAG", np.full(n, np.nan))[i]),
                          float(cam.fibers.get("SNR", np.full(n, np.nan))[i]),
                          float(cam.fibers.get("FLAT_MEAN", np.full(n, np.nan))[i])))
-    fibers = Table(rows=rows, names=("CAMERA", "FIBER", "CLASS", "MAG", "SNR", "FLAT_MEAN"),
-                   dtype=("S3", "i4", "S5", "f4", "f4", "f4")) if rows else None
+    # always present (empty for arcs): desispec.io.read_exposure_qa needs the FIBERQA HDU
+    fibers = Table(rows=rows or None, names=("TARGETID", "CAMERA", "FIBER", "CLASS", "MAG", "SNR", "FLAT_MEAN"),
+                   dtype=("i8", "S3", "i4", "S5", "f4", "f4", "f4"))
     return ExposureQA(header, metrics, status, fibers)
 
 
