@@ -101,10 +101,11 @@ def _calibrated_products(redux, truth_root, expid, camera):
     fields = dict(night=NIGHT2, expid=expid, camera=camera)
     frame = read_frame(paths.findfile("frame", root=redux, **fields))
     truth = read_camera_truth(paths.findfile("truth_camera", root=truth_root, **fields))
-    sky = frame.convolve(truth["SKY_ELECTRONS"])
+    # desispec fits the sky to the fiber-flatted frame: the true sky without the fiber throughput
+    flat = truth["FIBERFLAT"]
+    sky = frame.convolve(truth["SKY_ELECTRONS"] / flat)
     write_sky(paths.findfile("sky", root=redux, **fields),
               SkyModel(frame.wave, sky, np.full(sky.shape, 1e8), header=frame.header))
-    flat = truth["FIBERFLAT"]
     write_fiberflat(paths.findfile("fiberflatnight", root=redux, **fields),
                     FiberFlat(frame.wave, flat, np.full(flat.shape, 1e4), header=frame.header, fibers=frame.fibers))
     cal = true_calibration(frame, truth)

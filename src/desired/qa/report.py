@@ -182,18 +182,22 @@ def _spectra_sections(cam, plot_dir, stem, exptime, flat):
     sky = _read(cam, "sky", read_sky)
     if frame is not None and frame.fibermap is not None:
         cam.metrics.update(qm.fiberstatus_metrics(frame.fibermap))
+    # the sky model is fitted to the fiber-flatted frame (desispec): compare like with like
+    fframe = frame
+    if frame is not None and flat is not None and flat.fiberflat.shape == frame.flux.shape:
+        fframe = qm.flat_fielded(frame, flat)
     if frame is not None and str(frame.header.get("OBSTYPE", frame.header.get("FLAVOR", ""))).upper() == "SCIENCE":
-        cam.metrics.update(qm.sky_metrics(frame, sky, flat if flat is not None and flat.nspec == frame.nspec else None))
-        _figure(cam, plot_dir, f"{stem}-spectra", "sample spectra with sky",
-                lambda: _plots().sample_spectra(frame, sky, title=cam.camera))
+        cam.metrics.update(qm.sky_metrics(fframe, sky))
+        _figure(cam, plot_dir, f"{stem}-spectra", "sample spectra (fiber-flatted when a flat exists) with sky",
+                lambda: _plots().sample_spectra(fframe, sky, title=cam.camera))
         if sky is not None:
             _figure(cam, plot_dir, f"{stem}-skyresid", "sky residuals on sky fibers",
-                    lambda: _plots().sky_residuals(frame, sky, cam.camera))
+                    lambda: _plots().sky_residuals(fframe, sky, cam.camera))
     calibrated = _read(cam, "cframe", read_frame)
     if calibrated is None and frame is not None and sky is not None:
         from ..frame import Frame
-        calibrated = Frame(frame.wave, frame.flux - sky.flux, frame.ivar, frame.mask, None, frame.fibermap,
-                           header=frame.header, fibers=frame.fibers)
+        calibrated = Frame(fframe.wave, fframe.flux - sky.flux, fframe.ivar, fframe.mask, None, fframe.fibermap,
+                           header=fframe.header, fibers=fframe.fibers)
     if calibrated is not None:
         values, per_fiber = qm.snr_metrics(calibrated)
         cam.metrics.update(values)
