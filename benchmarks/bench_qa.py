@@ -24,17 +24,19 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 
 def production_time(redux):
-    """Sum of the job wall times (s) in the benchmark tsv files, QA jobs excluded; and the job count."""
-    total, njobs = 0.0, 0
+    """Sums of the job wall and CPU times (s) in the benchmark tsv files, QA jobs excluded; the job count."""
+    total, cpu, njobs = 0.0, 0.0, 0
     for path in glob.glob(os.path.join(redux, "benchmarks", "*", "*", "*.tsv")):
         if os.path.basename(os.path.dirname(os.path.dirname(path))).startswith("qa_"):
             continue
         with open(path) as fh:
             lines = fh.read().splitlines()
         if len(lines) >= 2:
-            total += float(lines[1].split("\t")[0])
+            columns = dict(zip(lines[0].split("\t"), lines[1].split("\t")))
+            total += float(columns["s"])
+            cpu += float(columns.get("cpu_time", "nan"))
             njobs += 1
-    return total, njobs
+    return total, cpu, njobs
 
 
 def truth_comparison(roots, config):
@@ -74,7 +76,7 @@ def main():
     schema = os.path.join(os.path.dirname(os.path.abspath(args.configfile)), "config.schema.yaml")
     config = load_config(args.configfile, schema)
     redux = os.path.join(args.directory, production_roots(config)["redux"])
-    prod, njobs = production_time(redux)
+    prod, prod_cpu, njobs = production_time(redux)
     if njobs == 0:
         sys.exit(f"no benchmark files under {redux}/benchmarks: run the production first (make run)")
     best_wall, best_cpu = float("inf"), float("inf")
@@ -86,9 +88,9 @@ def main():
             best_cpu = min(best_cpu, time.process_time() - cpu)
             npng = len(glob.glob(os.path.join(out, "**", "*.png"), recursive=True))
     load = os.getloadavg()[0]
-    print(f"production: {njobs} jobs, {prod:.1f} s summed job wall time")
+    print(f"production: {njobs} jobs, {prod:.1f} s summed job wall time, {prod_cpu:.1f} s summed job CPU time")
     print(f"QA report:  {best_wall:.2f} s wall, {best_cpu:.2f} s CPU (best of {args.repeat}), {npng} figures")
-    print(f"ratio report/production: {best_wall / prod:.3%} wall, {best_cpu / prod:.3%} CPU "
+    print(f"ratio report/production: {best_wall / prod:.3%} wall, {best_cpu / prod_cpu:.3%} CPU "
           f"(target < 10 %; load average {load:.2f} on {os.cpu_count()} cores)")
     roots = {k: os.path.join(args.directory, v) for k, v in production_roots(config).items()}
     if os.path.isdir(roots["truth"]):

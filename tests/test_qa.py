@@ -40,6 +40,7 @@ from desired.io.redshifts import RedshiftCatalog, write_redshifts
 from desired.io.sky import write_sky
 from desired.io.truth import read_camera_truth
 from desired.qa import metrics as qm
+from desired.sim.targets import aperture_fraction, sky_electrons_per_brightness
 from desired.sim.truthcal import true_calibration, true_cframe_flux, truth_calibrate
 from desired.sky import SkyModel
 from desired.workflow_status import load_config
@@ -100,16 +101,22 @@ def _calibrated_products(redux, truth_root, expid, camera):
     fields = dict(night=NIGHT2, expid=expid, camera=camera)
     frame = read_frame(paths.findfile("frame", root=redux, **fields))
     truth = read_camera_truth(paths.findfile("truth_camera", root=truth_root, **fields))
-    sky = frame.convolve(truth["SKY_ELECTRONS"])
+    # desispec fits the sky to the fiber-flatted frame: the true sky without the fiber throughput
+    flat = truth["FIBERFLAT"]
+    sky = frame.convolve(truth["SKY_ELECTRONS"] / flat)
     write_sky(paths.findfile("sky", root=redux, **fields),
               SkyModel(frame.wave, sky, np.full(sky.shape, 1e8), header=frame.header))
-    flat = truth["FIBERFLAT"]
     write_fiberflat(paths.findfile("fiberflatnight", root=redux, **fields),
                     FiberFlat(frame.wave, flat, np.full(flat.shape, 1e4), header=frame.header, fibers=frame.fibers))
     cal = true_calibration(frame, truth)
     stdfm = frame.fibermap[qm.target_classes(frame.fibermap) == "STD"]
+    # PSF_TO_FIBER_FLUX: fiber flux of a uniform source over its point-source-calibrated flux; the
+    # simulator's point sources lose 1 - aperture_fraction(wave, True) of their flux, its sky nothing
+    ratio = aperture_fraction(qm.REF_WAVE[camera[0]], True)
+    fibercorr = Table({"FLAT_TO_PSF_FLUX": np.ones(frame.nspec), "PSF_TO_FIBER_FLUX": np.full(frame.nspec, ratio)})
     write_flux_calibration(paths.findfile("fluxcalib", root=redux, **fields),
-                           FluxCalib(frame.wave, cal, np.ones(cal.shape), header=frame.header, stdstar_fibermap=stdfm))
+                           FluxCalib(frame.wave, cal, np.ones(cal.shape), header=frame.header, stdstar_fibermap=stdfm,
+                                     fibercorr=fibercorr))
     write_frame(paths.findfile("cframe", root=redux, **fields), truth_calibrate(frame, truth))
 
 
@@ -245,7 +252,14 @@ def test_zero_point_and_effective_time(qa_prod):
         rate = np.interp(ref, wave, truth["FLUXCALIB"] * np.median(truth["FIBERFLAT"], axis=0)) / 900.0
         zp_true = -2.5 * np.log10(1e-17 * ref ** 2 / 2.99792458e18 / rate) - 48.6
         assert abs(m["ZP"] - zp_true) < 0.02, (cam, m["ZP"], zp_true)
-        assert m["NSTDSTAR"] == 2 and m["ZP_RMS"] < 0.1 and m["SKY_SB"] > 0
+        assert m["NSTDSTAR"] == 2 and m["ZP_RMS"] < 0.1
+        # sky surface brightness against the truth: the true sky over the fiber area, seen through the
+        # atmosphere the point-source calibration includes (its ratio to the unattenuated sky rate)
+        sky_rate = sky_electrons_per_brightness(cam[0], wave, 900.0) / qm.FIBER_AREA_ARCSEC2
+        atm = truth["FLUXCALIB"] / (sky_rate * aperture_fraction(wave, True))
+        window = np.abs(wave - ref) <= 50.0
+        sb_seen = np.median(truth["SKY_FLUX"][0][window] / qm.FIBER_AREA_ARCSEC2 / atm[window])
+        assert abs(m["SKY_SB"] / sb_seen - 1) < 0.1, (cam, m["SKY_SB"], sb_seen)
     # the effective time of the report uses the report's median zero point: both exposures share the sky
     page = (qa_prod["index"].parent / str(NIGHT2) / "index.html").read_text()
     assert "EFFTIME" in page
@@ -263,6 +277,18 @@ def test_redshift_metrics_against_injected_truth(qa_prod):
 
 
 # ---------------------------------------------------------------- alarms
+def test_exposure_qa_files_open_with_desispec(qa_prod):
+    from desispec.io import read_exposure_qa as desi_read_exposure_qa
+    science = paths.findfile("qa_exposure", root=qa_prod["redux"], night=NIGHT2, expid=1)
+    fibers, petals = desi_read_exposure_qa(science)
+    assert len(fibers) == 150 and petals is None
+    assert set(np.asarray(fibers["CAMERA"]).astype(str)) == {"b0", "r0", "z0"}
+    assert np.all(np.asarray(fibers["TARGETID"]) > 0)
+    arc = paths.findfile("qa_exposure", root=qa_prod["redux"], night=NIGHT, expid=1)
+    assert len(desi_read_exposure_qa(arc)[0]) == 0
+    assert "PSF_CHI2PDF" in read_exposure_qa(arc).metrics["b0"]
+
+
 def test_dead_amplifier_is_an_alarm(qa_prod):
     qa = _exposure_qa(qa_prod, NIGHT, DEAD_EXPID)
     assert qa.metrics["b0"]["NBADAMP"] == 1 and qa.status["b0"]["NBADAMP"] == "alarm"

@@ -3,8 +3,9 @@
 exposure-qa (``exposures/{night}/{expid}/exposure-qa-{expid}.fits``): HDU0 keywords
 (NIGHT, EXPID, OBSTYPE, EXPTIME), ``CAMERAQA`` (one row per camera and metric:
 CAMERA, METRIC, VALUE f8, UNIT, STATUS normal/warning/alarm/none) and
-``FIBERQA`` (one row per camera and fiber: CAMERA, FIBER, CLASS, MAG, SNR,
-FLAT_MEAN; NaN where the product was missing).
+``FIBERQA`` (one row per camera and fiber: TARGETID, CAMERA, FIBER, CLASS, MAG,
+SNR, FLAT_MEAN; NaN where the product was missing; empty for arcs).  desispec's
+``desispec.io.read_exposure_qa`` reads the FIBERQA table (it has no PETALQA).
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def write_exposure_qa(path, qa, units=None):
     table = Table(rows=rows or None, names=("CAMERA", "METRIC", "VALUE", "UNIT", "STATUS"),
                   dtype=("S3", "S32", "f8", "S40", "S8"))
     hdus = [fits.PrimaryHDU(header=build_header(qa.header)), table_to_hdu(table, "CAMERAQA")]
-    if qa.fibers is not None and len(qa.fibers):
+    if qa.fibers is not None:
         hdus.append(table_to_hdu(qa.fibers, "FIBERQA"))
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)

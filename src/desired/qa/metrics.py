@@ -282,6 +282,17 @@ def sky_fibers(frame):
     return np.flatnonzero(target_classes(frame.fibermap) == "SKY")
 
 
+def flat_fielded(frame, fiberflat):
+    """Return a new Frame divided by the fiber flat (ivar scaled, pixels without flat get ivar 0)."""
+    from ..frame import Frame
+    ff = fiberflat.fiberflat
+    good = ff > 0
+    safe = np.where(good, ff, 1.0)
+    return Frame(frame.wave, np.where(good, frame.flux / safe, 0.0), np.where(good, frame.ivar * safe ** 2, 0.0),
+                 frame.mask, frame.resolution_data, frame.fibermap, frame.chi2pix, frame.header, frame.fibers,
+                 frame.scores)
+
+
 def sky_metrics(frame, sky=None, fiberflat=None, pchi=0.05):
     """Sky continuum, sky-line peaks and sky-subtraction residuals on the sky fibers of a frame.
 
@@ -290,10 +301,10 @@ def sky_metrics(frame, sky=None, fiberflat=None, pchi=0.05):
     frame : desired.frame.Frame
         Extracted frame in electron/Angstrom with a fibermap.
     sky : desired.sky.SkyModel, optional
-        Sky model of the frame (fiber flat applied, as desispec writes it); the
-        residual metrics need it.
+        Sky model of the frame; the residual metrics need it.  desispec fits it to
+        the fiber-flatted frame, so pass the fiber flat too when there is one.
     fiberflat : desired.fiberflat.FiberFlat, optional
-        Divides the frame before measuring the continuum and the peaks.
+        Divides the frame before every measurement.
     pchi : float
         A sky fiber whose residual chi2 survival probability is below this counts in
         SKY_NBADFIB (desispec PCHI_RESID).
@@ -314,11 +325,9 @@ def sky_metrics(frame, sky=None, fiberflat=None, pchi=0.05):
     out = {"NSKYFIB": float(idx.size)}
     if idx.size == 0:
         return out
-    flux, ivar = frame.flux[idx], frame.ivar[idx] * (frame.mask[idx] == 0)
     if fiberflat is not None:
-        ff = fiberflat.fiberflat[idx]
-        flux = np.where(ff > 0, flux / np.where(ff > 0, ff, 1.0), 0.0)
-        ivar = np.where(ff > 0, ivar * ff ** 2, 0.0)
+        frame = flat_fielded(frame, fiberflat)
+    flux, ivar = frame.flux[idx], frame.ivar[idx] * (frame.mask[idx] == 0)
     wave = frame.wave
     cont = [_window(wave, lo, hi) for lo, hi in SKY_CONT_WINDOWS[band]]
     cont = np.logical_or.reduce(cont) if cont else np.zeros(wave.size, bool)
@@ -337,7 +346,7 @@ def sky_metrics(frame, sky=None, fiberflat=None, pchi=0.05):
         with np.errstate(divide="ignore", invalid="ignore"):
             var = np.where(ivar > 0, 1.0 / ivar, np.inf) + np.where(sivar > 0, 1.0 / sivar, 0.0)
         use = np.isfinite(var) & (ivar > 0)
-        resid = frame.flux[idx] - model
+        resid = flux - model
         chi2 = np.where(use, resid ** 2 / np.where(use, var, 1.0), 0.0)
         ndof = use.sum(axis=1)
         out["SKYRESID_CHI2"] = float(chi2.sum() / max(ndof.sum(), 1))
@@ -453,7 +462,11 @@ def fluxcalib_metrics(fluxcalib, exptime, band, frame=None, halfwidth=10.0):
     band : str
     frame : desired.frame.Frame, optional
         The frame (electron/Angstrom): its sky fibers, divided by the calibration
-        and the fiber area, give SKY_SB.
+        and the fiber area, give SKY_SB.  The calibration is in DESI's point-source
+        convention; the FIBERCORR column PSF_TO_FIBER_FLUX (fiber flux of a uniform
+        source over its point-source-calibrated flux), when present, converts the
+        sky to a surface brightness.  Without it SKY_SB is too high by the
+        inverse of a point source's fiber fraction.
 
     Returns
     -------
@@ -482,8 +495,12 @@ def fluxcalib_metrics(fluxcalib, exptime, band, frame=None, halfwidth=10.0):
         if idx.size and fsel.any() and fluxcalib.nspec == frame.nspec:
             calf = np.interp(frame.wave[fsel], fluxcalib.wave, np.median(fluxcalib.calib[idx], axis=0))
             sky_e = np.median(frame.flux[idx][:, fsel], axis=0)
+            corr = fluxcalib.fibercorr
+            psf_to_fiber = 1.0
+            if corr is not None and "PSF_TO_FIBER_FLUX" in corr.colnames and len(corr) == frame.nspec:
+                psf_to_fiber = float(np.median(np.asarray(corr["PSF_TO_FIBER_FLUX"], dtype=np.float64)[idx]))
             with np.errstate(divide="ignore", invalid="ignore"):
-                out["SKY_SB"] = float(np.median(sky_e / calf) / FIBER_AREA_ARCSEC2)
+                out["SKY_SB"] = float(np.median(sky_e / calf) * psf_to_fiber / FIBER_AREA_ARCSEC2)
     return out
 
 

@@ -182,18 +182,22 @@ def _spectra_sections(cam, plot_dir, stem, exptime, flat):
     sky = _read(cam, "sky", read_sky)
     if frame is not None and frame.fibermap is not None:
         cam.metrics.update(qm.fiberstatus_metrics(frame.fibermap))
+    # the sky model is fitted to the fiber-flatted frame (desispec): compare like with like
+    fframe = frame
+    if frame is not None and flat is not None and flat.fiberflat.shape == frame.flux.shape:
+        fframe = qm.flat_fielded(frame, flat)
     if frame is not None and str(frame.header.get("OBSTYPE", frame.header.get("FLAVOR", ""))).upper() == "SCIENCE":
-        cam.metrics.update(qm.sky_metrics(frame, sky, flat if flat is not None and flat.nspec == frame.nspec else None))
-        _figure(cam, plot_dir, f"{stem}-spectra", "sample spectra with sky",
-                lambda: _plots().sample_spectra(frame, sky, title=cam.camera))
+        cam.metrics.update(qm.sky_metrics(fframe, sky))
+        _figure(cam, plot_dir, f"{stem}-spectra", "sample spectra (fiber-flatted when a flat exists) with sky",
+                lambda: _plots().sample_spectra(fframe, sky, title=cam.camera))
         if sky is not None:
             _figure(cam, plot_dir, f"{stem}-skyresid", "sky residuals on sky fibers",
-                    lambda: _plots().sky_residuals(frame, sky, cam.camera))
+                    lambda: _plots().sky_residuals(fframe, sky, cam.camera))
     calibrated = _read(cam, "cframe", read_frame)
     if calibrated is None and frame is not None and sky is not None:
         from ..frame import Frame
-        calibrated = Frame(frame.wave, frame.flux - sky.flux, frame.ivar, frame.mask, None, frame.fibermap,
-                           header=frame.header, fibers=frame.fibers)
+        calibrated = Frame(fframe.wave, fframe.flux - sky.flux, fframe.ivar, fframe.mask, None, fframe.fibermap,
+                           header=fframe.header, fibers=fframe.fibers)
     if calibrated is not None:
         values, per_fiber = qm.snr_metrics(calibrated)
         cam.metrics.update(values)
@@ -207,6 +211,8 @@ def _spectra_sections(cam, plot_dir, stem, exptime, flat):
                 lambda: _plots().calibration_vector(fluxcalib, cam.camera))
     if frame is not None and "FIBER" not in cam.fibers:
         cam.fibers["FIBER"] = frame.fibers
+    if frame is not None and frame.fibermap is not None and "TARGETID" in frame.fibermap.colnames:
+        cam.fibers["TARGETID"] = np.asarray(frame.fibermap["TARGETID"])
 
 
 def camera_qa(roots, night, expid, camera, obstype, exptime, plot_dir=None, max_flat_offset=0.15):
@@ -331,12 +337,14 @@ def to_exposure_qa(header, cams, thresholds=None):
             continue
         n = len(fibers)
         for i in range(n):
-            rows.append((c, int(fibers[i]), str(cam.fibers.get("CLASS", ["OTHER"] * n)[i]),
+            rows.append((int(cam.fibers.get("TARGETID", np.full(n, -1))[i]), c, int(fibers[i]),
+                         str(cam.fibers.get("CLASS", ["OTHER"] * n)[i]),
                          float(cam.fibers.get("MAG", np.full(n, np.nan))[i]),
                          float(cam.fibers.get("SNR", np.full(n, np.nan))[i]),
                          float(cam.fibers.get("FLAT_MEAN", np.full(n, np.nan))[i])))
-    fibers = Table(rows=rows, names=("CAMERA", "FIBER", "CLASS", "MAG", "SNR", "FLAT_MEAN"),
-                   dtype=("S3", "i4", "S5", "f4", "f4", "f4")) if rows else None
+    # always present (empty for arcs): desispec.io.read_exposure_qa needs the FIBERQA HDU
+    fibers = Table(rows=rows or None, names=("TARGETID", "CAMERA", "FIBER", "CLASS", "MAG", "SNR", "FLAT_MEAN"),
+                   dtype=("i8", "S3", "i4", "S5", "f4", "f4", "f4"))
     return ExposureQA(header, metrics, status, fibers)
 
 
