@@ -83,7 +83,13 @@ def accuracy(cf, raw, truth, flat, calib):
     good = np.isfinite(rel) & (exp > 0) & (sig < 0.01 * exp)
     cal_true = true_calibration(raw, truth) / flat
     crel = smooth100(cf.wave, calib)[:, inner] / smooth100(cf.wave, cal_true)[:, inner] - 1
-    return {"n_targets": int(tgt.sum()), "n_bright": int(np.any(good, axis=1).sum()),
+    blue = cf.wave[inner] < 4100.0
+    out_blue = {}
+    if np.any(blue) and np.any(~blue):
+        out_blue = {"cal_rms_below4100": float(np.sqrt(np.mean(crel[:, blue] ** 2))),
+                    "cal_rms_above4100": float(np.sqrt(np.mean(crel[:, ~blue] ** 2))),
+                    "rms_above4100": float(np.sqrt(np.mean(rel[:, ~blue][good[:, ~blue]] ** 2)))}
+    return {**out_blue, "n_targets": int(tgt.sum()), "n_bright": int(np.any(good, axis=1).sum()),
             "rms": float(np.sqrt(np.mean(rel[good] ** 2))), "median": float(np.median(rel[good])),
             "cal_rms": float(np.sqrt(np.mean(crel ** 2))), "cal_median": float(np.median(crel)),
             "cal_maxabs": float(np.max(np.abs(np.median(crel, axis=0))))}
@@ -158,6 +164,13 @@ def main():
               f"{100 * acc['median']:+.2f} % over {acc['n_bright']}/{acc['n_targets']} targets; calibration vs truth: "
               f"rms {100 * acc['cal_rms']:.2f} %, median {100 * acc['cal_median']:+.2f} %, "
               f"worst 100-A bin {100 * acc['cal_maxabs']:.2f} %")
+        if "cal_rms_below4100" in acc:
+            print(f"    b below/above 4100 A: calibration rms {100 * acc['cal_rms_below4100']:.2f} / "
+                  f"{100 * acc['cal_rms_above4100']:.2f} %, cframe rms above 4100 A {100 * acc['rms_above4100']:.2f} %")
+        sfm = fc.stdstar_fibermap
+        if sfm is not None and "STD_SHAPE_RMS" in sfm.colnames:
+            print(f"    standards' ratio to the calibration, rms over 100-A bins (model mismatch + noise): median "
+                  f"{100 * np.median(sfm['STD_SHAPE_RMS'][sfm['STD_USED']]):.2f} %")
     tgt = np.flatnonzero(np.char.strip(np.asarray(corr["b"].fibermap["OBJTYPE"]).astype(str)) != "SKY")
     for a, b in (("b", "r"), ("r", "z")):
         ratio, lo, hi = overlap(cframes[a], cframes[b], tgt)

@@ -171,7 +171,7 @@ def _shape_rms(data, ivar, pred, bins, nbin):
     return out
 
 
-def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_spacing=10.0, penalty=1.0,
+def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_spacing=10.0, penalty=0.2,
                              max_scale_dev=0.3, max_shape_rms=0.03, nsig=3.0, niter=6):
     """Flux calibration of one camera and exposure from its fitted standard stars.
 
