@@ -411,8 +411,6 @@ def fit_stdstars(frames, grid=None, *, knot_spacing=200.0, edge_trim=30.0, vmax=
     """
     import logging
 
-    from astropy.table import Table
-
     from .stdmodels import model_grid
     from .threads import single_threaded_blas
     log = logging.getLogger(__name__)
@@ -435,10 +433,7 @@ def fit_stdstars(frames, grid=None, *, knot_spacing=200.0, edge_trim=30.0, vmax=
         if not any(np.any(c["ivar"] > 0) for c in cams):
             log.warning("standard star on fiber %d has no valid pixel; skipped", fiber)
             continue
-        phot = {k: float(fibermap[f"FLUX_{k}"][row]) for k in "GRZ"}
-        phot.update({f"IVAR_{k}": float(fibermap[f"FLUX_IVAR_{k}"][row]) if f"FLUX_IVAR_{k}" in fibermap.colnames
-                     else 0.0 for k in "GRZ"})
-        ebv = float(fibermap["EBV"][row]) if "EBV" in fibermap.colnames else 0.0
+        phot, ebv = _photometry(fibermap, row)
         with single_threaded_blas():
             fit = fit_star(grid, cams, phot, ebv, vmax=vmax, color_sys=color_sys, delta_color=delta_color)
         flux.append(_star_model(grid, fit, ebv, phot, color_correct))
@@ -446,16 +441,31 @@ def fit_stdstars(frames, grid=None, *, knot_spacing=200.0, edge_trim=30.0, vmax=
         meta.append(_metadata_row(fibermap, row, fit, phot, ebv, snr))
         log.info("fiber %d: Teff %.0f logg %.1f [Fe/H] %.1f v %.0f km/s chi2/dof %.2f", fiber, fit["teff"],
                  fit["logg"], fit["feh"], fit["velocity"], fit["chi2dof"])
+    return _assemble_stdstars(grid, flux, meta, fibermap, [frames[b] for b in bands])
+
+
+def _photometry(fibermap, row):
+    """({G, R, Z, IVAR_G, IVAR_R, IVAR_Z}, EBV) of fibermap row ``row`` (ivar 0 / EBV 0 when absent)."""
+    cols = fibermap.colnames
+    phot = {k: float(fibermap[f"FLUX_{k}"][row]) for k in "GRZ"}
+    phot.update({f"IVAR_{k}": float(fibermap[f"FLUX_IVAR_{k}"][row]) if f"FLUX_IVAR_{k}" in cols else 0.0
+                 for k in "GRZ"})
+    return phot, (float(fibermap["EBV"][row]) if "EBV" in cols else 0.0)
+
+
+def _assemble_stdstars(grid, flux, meta, fibermap, frames):
+    """StdStars of the fitted stars (METADATA, FIBERMAP rows, INPUT_FRAMES, header)."""
+    from astropy.table import Table
     names = _METADATA_COLUMNS
     metadata = Table(rows=[tuple(m[c] for c in names) for m in meta], names=names) if meta else \
         Table(names=names, dtype=[np.int64, np.int32] + [np.float64] * (len(names) - 2))
     fibers = np.array([m["FIBER"] for m in meta], dtype=np.int64)
     std_rows = [int(np.flatnonzero(fibermap["FIBER"] == f)[0]) for f in fibers]
-    frames_used = Table({"NIGHT": [int(frames[b].header.get("NIGHT", 0)) for b in bands],
-                         "EXPID": [int(frames[b].header.get("EXPID", 0)) for b in bands],
-                         "CAMERA": [str(frames[b].camera or b) for b in bands]})
-    header = {k: frames[bands[0]].header[k] for k in ("NIGHT", "EXPID", "TILEID", "EXPTIME") if k in frames[bands[0]].header}
-    header["SPECGRPH"] = int(frames[bands[0]].camera[1:]) if frames[bands[0]].camera else 0
+    frames_used = Table({"NIGHT": [int(f.header.get("NIGHT", 0)) for f in frames],
+                         "EXPID": [int(f.header.get("EXPID", 0)) for f in frames],
+                         "CAMERA": [str(f.camera or "") for f in frames]})
+    header = {k: frames[0].header[k] for k in ("NIGHT", "EXPID", "TILEID", "EXPTIME") if k in frames[0].header}
+    header["SPECGRPH"] = int(frames[0].camera[1:]) if frames[0].camera else 0
     header["STDMODEL"] = "desired.stdmodels LTE grid"
     return StdStars(grid.wave, np.array(flux).reshape(len(flux), grid.wave.size), fibers, metadata,
                     fibermap=fibermap[std_rows], input_frames=frames_used, header=header)
