@@ -339,7 +339,7 @@ def _star_model(grid, fit, ebv, phot, color_correct=True):
     return model * phot["R"] / decam_nanomaggies(grid.wave, model)["R"]
 
 
-def match_colors(wave, flux, phot, pivot=6200.0, niter=6):
+def match_colors(wave, flux, phot, pivot=6200.0, niter=6, clip=(3300.0, 11000.0)):
     """Multiply a spectrum by ``exp(a x + b x^2)``, ``x = ln(λ/pivot)``, so that its g-r and r-z match ``phot``.
 
     The smallest smooth change of the model's broad-band shape that makes it agree
@@ -350,6 +350,14 @@ def match_colors(wave, flux, phot, pivot=6200.0, niter=6):
     wave, flux : arrays, shape (nwave,)
     phot : dict
         ``G``, ``R``, ``Z`` fluxes (any common unit); non-positive values are ignored.
+    pivot : float
+        Angstrom where the correction is 1.
+    niter : int
+        Newton iterations.
+    clip : (float, float)
+        Wavelength range (Å) outside which the correction is held constant (the
+        default covers the model grid; holding it below the g band was measured worse:
+        b-camera calibration rms below 4100 Å 6.8 % instead of 5.7 % on a petal night).
 
     Returns
     -------
@@ -359,7 +367,7 @@ def match_colors(wave, flux, phot, pivot=6200.0, niter=6):
     pairs = [(b1, b2) for b1, b2 in (("G", "R"), ("R", "Z")) if phot[b1] > 0 and phot[b2] > 0]
     if not pairs:
         return flux
-    x = np.log(wave / pivot)
+    x = np.log(np.clip(wave, clip[0], clip[1]) / pivot)
     target = np.array([-2.5 * np.log10(phot[b1] / phot[b2]) for b1, b2 in pairs])
     terms = [x, x ** 2][:len(pairs)]
 
