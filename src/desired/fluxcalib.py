@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .resolution import apply_resolution
+
 
 class FluxCalib:
     """Flux calibration vector of every fiber of one camera.
@@ -91,7 +93,63 @@ def smooth_calibration(wave, values, weights, knot_spacing, penalty):
     return basis @ coef if np.any(weights > 0) else np.zeros(wave.size)
 
 
-def star_models_on_frame(frame, stdstars):
+def _spline_design(wave, knot_spacing):
+    """Cubic B-spline design matrix (sparse csr, nwave x nbasis) with knots every ``knot_spacing`` Å."""
+    from scipy.interpolate import BSpline
+    nk = max(int(np.ceil((wave[-1] - wave[0]) / knot_spacing)), 1)
+    inner = np.linspace(wave[0], wave[-1], nk + 1)
+    knots = np.concatenate([[inner[0]] * 3, inner, [inner[-1]] * 3])
+    return BSpline.design_matrix(wave, knots, 3).tocsr()
+
+
+def deconvolved_calibration(wave, data, ivar, models, rdata, scale, knot_spacing, penalty):
+    """Calibration C(λ) (P-spline) solving ``data_i ≈ s_i R_i (model_i · C)`` for all stars at once.
+
+    The calibration is fitted *through* each star's resolution, so that sharp
+    features of the throughput (dichroic edges, telluric bands) are not smoothed
+    twice when the calibration is later convolved with each fiber's resolution.
+
+    Parameters
+    ----------
+    wave : array (nwave,)
+    data, ivar, models : arrays (nstar, nwave)
+        Star spectra (electrons), their ivar (0 for unused pixels), models (pixel-averaged, not convolved).
+    rdata : array (nstar, ndiag, nwave)
+        Resolution diagonals of the stars.
+    scale : array (nstar,)
+    knot_spacing, penalty : float
+        As :func:`smooth_calibration`.
+
+    Returns
+    -------
+    calib, weight : ndarrays (nwave,)
+        The calibration and the per-pixel ivar of a direct ratio estimate (for the calibration ivar).
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import spsolve
+
+    from .resolution import Resolution
+    basis = _spline_design(wave, knot_spacing)
+    nb = basis.shape[1]
+    normal = sp.csr_matrix((nb, nb))
+    rhs = np.zeros(nb)
+    for i in range(data.shape[0]):
+        if not np.any(ivar[i] > 0):
+            continue
+        design = Resolution(rdata[i]).to_sparse() @ sp.diags(models[i] * scale[i]) @ basis
+        weighted = sp.diags(ivar[i]) @ design
+        normal = normal + design.T @ weighted
+        rhs += weighted.T @ data[i]
+    if not np.any(rhs):
+        return np.zeros(wave.size), np.zeros(wave.size)
+    diff = sp.diags([1.0, -2.0, 1.0], [0, 1, 2], shape=(nb - 2, nb))
+    lam = penalty * max(float(normal.diagonal().mean()), 1e-300)
+    coef = spsolve((normal + lam * (diff.T @ diff)).tocsc(), rhs)
+    weight = np.sum(ivar * (models * scale[:, None]) ** 2, axis=0)
+    return basis @ coef, weight
+
+
+def star_models_on_frame(frame, stdstars, convolve=True):
     """The stdstars models of the stars in ``frame``, on its grid and convolved with each star's resolution.
 
     Returns
@@ -99,7 +157,8 @@ def star_models_on_frame(frame, stdstars):
     rows : ndarray of int, shape (nstar,)
         Frame rows of the stars (stars not in the frame are dropped).
     models : ndarray, shape (nstar, nwave)
-        ``R_i · model_i`` in 1e-17 erg/s/cm²/Å.
+        ``R_i · model_i`` in 1e-17 erg/s/cm²/Å (the pixel-averaged model without R when
+        ``convolve`` is False).
     keep : ndarray of int
         Indices into ``stdstars`` of the stars kept.
     """
@@ -114,12 +173,19 @@ def star_models_on_frame(frame, stdstars):
     if not rows.size:
         return rows, np.zeros((0, frame.nwave)), keep
     res = resample_spectra(stdstars.wave, stdstars.flux[keep], frame.wave)
+    if not convolve:
+        return rows, res, keep
     models = np.array([convolve_band(frame.resolution_data[r], res[i:i + 1])[0] for i, r in enumerate(rows)])
     return rows, models, keep
 
 
-def _fit_calibration(wave, data, ivar, models, knot_spacing, penalty, max_scale_dev, max_shape_rms, nsig, niter):
-    """Smooth calibration C(λ) and per-star scales ``s`` with ``data_i ≈ s_i C R_i·model_i``, outliers clipped.
+def _fit_calibration(wave, data, ivar, models, knot_spacing, penalty, max_scale_dev, max_shape_rms, nsig, niter,
+                     unconvolved=None, rdata=None):
+    """Smooth calibration C(λ) and per-star scales ``s`` with ``data_i ≈ s_i R_i (model_i C)``, outliers clipped.
+
+    With ``unconvolved`` models and the stars' ``rdata`` the calibration is fitted through
+    the resolution (:func:`deconvolved_calibration`); otherwise ``R_i (model_i C)`` is
+    approximated by ``C R_i·model_i`` (``models`` convolved).
 
     Returns
     -------
@@ -138,13 +204,18 @@ def _fit_calibration(wave, data, ivar, models, knot_spacing, penalty, max_scale_
     calib = weight = shape_rms = None
     for _ in range(niter):
         g = good[:, None]
-        num = np.sum(np.where(g, ivar * models * scale[:, None] * data, 0.0), axis=0)
-        den = np.sum(np.where(g, ivar * (models * scale[:, None]) ** 2, 0.0), axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            raw = np.where(den > 0, num / den, 0.0)
-        calib = smooth_calibration(wave, raw, den, knot_spacing, penalty)
-        weight = den
-        cm = calib[None, :] * models
+        if rdata is not None:
+            calib, weight = deconvolved_calibration(wave, data, np.where(g, ivar, 0.0), unconvolved, rdata, scale,
+                                                    knot_spacing, penalty)
+            cm = apply_resolution(rdata, unconvolved * calib[None, :])
+        else:
+            num = np.sum(np.where(g, ivar * models * scale[:, None] * data, 0.0), axis=0)
+            den = np.sum(np.where(g, ivar * (models * scale[:, None]) ** 2, 0.0), axis=0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                raw = np.where(den > 0, num / den, 0.0)
+            calib = smooth_calibration(wave, raw, den, knot_spacing, penalty)
+            weight = den
+            cm = calib[None, :] * models
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = np.where(np.sum(ivar * cm ** 2, axis=1) > 0,
                              np.sum(ivar * cm * data, axis=1) / np.sum(ivar * cm ** 2, axis=1), 0.0)
@@ -171,8 +242,8 @@ def _shape_rms(data, ivar, pred, bins, nbin):
     return out
 
 
-def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_spacing=10.0, penalty=1.0,
-                             max_scale_dev=0.3, max_shape_rms=0.03, nsig=3.0, niter=6):
+def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_spacing=10.0, penalty=0.2,
+                             max_scale_dev=0.3, max_shape_rms=0.03, nsig=3.0, niter=6, deconvolve=True):
     """Flux calibration of one camera and exposure from its fitted standard stars.
 
     ``frame`` must be flat-fielded and sky-subtracted (electron/Angstrom).  The model
@@ -209,6 +280,9 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
         max(nsig × median rms, max_shape_rms) are clipped.
     nsig : float
     niter : int
+    deconvolve : bool
+        Fit the calibration through each star's resolution (slower; exact at sharp
+        throughput features) rather than as a ratio to the convolved models.
 
     Returns
     -------
@@ -237,8 +311,10 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
             if "REDSHIFT" in stdstars.metadata.colnames else np.zeros(keep.size)
         for i in range(rows.size):
             ivar[i, _line_mask(frame.wave, red[i])] = 0.0
+        unconvolved = star_models_on_frame(frame, stdstars, convolve=False)[1] if deconvolve else None
         calib, weight, scale, good, shape_rms = _fit_calibration(
-            frame.wave, data, ivar, models, knot_spacing, penalty, max_scale_dev, max_shape_rms, nsig, niter)
+            frame.wave, data, ivar, models, knot_spacing, penalty, max_scale_dev, max_shape_rms, nsig, niter,
+            unconvolved=unconvolved, rdata=frame.resolution_data[rows] if deconvolve else None)
         ngood = int(good.sum())
         info = {"scale": scale, "good": good, "shape_rms": shape_rms, "fibers": frame.fibers[rows]}
         log.info("camera %s: %d of %d standards kept (scale rms %.3f, shape rms median %.4f)", camera, ngood,

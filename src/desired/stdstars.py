@@ -339,7 +339,7 @@ def _star_model(grid, fit, ebv, phot, color_correct=True):
     return model * phot["R"] / decam_nanomaggies(grid.wave, model)["R"]
 
 
-def match_colors(wave, flux, phot, pivot=6200.0, niter=6):
+def match_colors(wave, flux, phot, pivot=6200.0, niter=6, clip=(3300.0, 11000.0)):
     """Multiply a spectrum by ``exp(a x + b x^2)``, ``x = ln(λ/pivot)``, so that its g-r and r-z match ``phot``.
 
     The smallest smooth change of the model's broad-band shape that makes it agree
@@ -350,6 +350,14 @@ def match_colors(wave, flux, phot, pivot=6200.0, niter=6):
     wave, flux : arrays, shape (nwave,)
     phot : dict
         ``G``, ``R``, ``Z`` fluxes (any common unit); non-positive values are ignored.
+    pivot : float
+        Angstrom where the correction is 1.
+    niter : int
+        Newton iterations.
+    clip : (float, float)
+        Wavelength range (Å) outside which the correction is held constant (the
+        default covers the model grid; holding it below the g band was measured worse:
+        b-camera calibration rms below 4100 Å 6.8 % instead of 5.7 % on a petal night).
 
     Returns
     -------
@@ -359,7 +367,7 @@ def match_colors(wave, flux, phot, pivot=6200.0, niter=6):
     pairs = [(b1, b2) for b1, b2 in (("G", "R"), ("R", "Z")) if phot[b1] > 0 and phot[b2] > 0]
     if not pairs:
         return flux
-    x = np.log(wave / pivot)
+    x = np.log(np.clip(wave, clip[0], clip[1]) / pivot)
     target = np.array([-2.5 * np.log10(phot[b1] / phot[b2]) for b1, b2 in pairs])
     terms = [x, x ** 2][:len(pairs)]
 
@@ -411,8 +419,6 @@ def fit_stdstars(frames, grid=None, *, knot_spacing=200.0, edge_trim=30.0, vmax=
     """
     import logging
 
-    from astropy.table import Table
-
     from .stdmodels import model_grid
     from .threads import single_threaded_blas
     log = logging.getLogger(__name__)
@@ -435,10 +441,7 @@ def fit_stdstars(frames, grid=None, *, knot_spacing=200.0, edge_trim=30.0, vmax=
         if not any(np.any(c["ivar"] > 0) for c in cams):
             log.warning("standard star on fiber %d has no valid pixel; skipped", fiber)
             continue
-        phot = {k: float(fibermap[f"FLUX_{k}"][row]) for k in "GRZ"}
-        phot.update({f"IVAR_{k}": float(fibermap[f"FLUX_IVAR_{k}"][row]) if f"FLUX_IVAR_{k}" in fibermap.colnames
-                     else 0.0 for k in "GRZ"})
-        ebv = float(fibermap["EBV"][row]) if "EBV" in fibermap.colnames else 0.0
+        phot, ebv = _photometry(fibermap, row)
         with single_threaded_blas():
             fit = fit_star(grid, cams, phot, ebv, vmax=vmax, color_sys=color_sys, delta_color=delta_color)
         flux.append(_star_model(grid, fit, ebv, phot, color_correct))
@@ -446,16 +449,31 @@ def fit_stdstars(frames, grid=None, *, knot_spacing=200.0, edge_trim=30.0, vmax=
         meta.append(_metadata_row(fibermap, row, fit, phot, ebv, snr))
         log.info("fiber %d: Teff %.0f logg %.1f [Fe/H] %.1f v %.0f km/s chi2/dof %.2f", fiber, fit["teff"],
                  fit["logg"], fit["feh"], fit["velocity"], fit["chi2dof"])
+    return _assemble_stdstars(grid, flux, meta, fibermap, [frames[b] for b in bands])
+
+
+def _photometry(fibermap, row):
+    """({G, R, Z, IVAR_G, IVAR_R, IVAR_Z}, EBV) of fibermap row ``row`` (ivar 0 / EBV 0 when absent)."""
+    cols = fibermap.colnames
+    phot = {k: float(fibermap[f"FLUX_{k}"][row]) for k in "GRZ"}
+    phot.update({f"IVAR_{k}": float(fibermap[f"FLUX_IVAR_{k}"][row]) if f"FLUX_IVAR_{k}" in cols else 0.0
+                 for k in "GRZ"})
+    return phot, (float(fibermap["EBV"][row]) if "EBV" in cols else 0.0)
+
+
+def _assemble_stdstars(grid, flux, meta, fibermap, frames):
+    """StdStars of the fitted stars (METADATA, FIBERMAP rows, INPUT_FRAMES, header)."""
+    from astropy.table import Table
     names = _METADATA_COLUMNS
     metadata = Table(rows=[tuple(m[c] for c in names) for m in meta], names=names) if meta else \
         Table(names=names, dtype=[np.int64, np.int32] + [np.float64] * (len(names) - 2))
     fibers = np.array([m["FIBER"] for m in meta], dtype=np.int64)
     std_rows = [int(np.flatnonzero(fibermap["FIBER"] == f)[0]) for f in fibers]
-    frames_used = Table({"NIGHT": [int(frames[b].header.get("NIGHT", 0)) for b in bands],
-                         "EXPID": [int(frames[b].header.get("EXPID", 0)) for b in bands],
-                         "CAMERA": [str(frames[b].camera or b) for b in bands]})
-    header = {k: frames[bands[0]].header[k] for k in ("NIGHT", "EXPID", "TILEID", "EXPTIME") if k in frames[bands[0]].header}
-    header["SPECGRPH"] = int(frames[bands[0]].camera[1:]) if frames[bands[0]].camera else 0
+    frames_used = Table({"NIGHT": [int(f.header.get("NIGHT", 0)) for f in frames],
+                         "EXPID": [int(f.header.get("EXPID", 0)) for f in frames],
+                         "CAMERA": [str(f.camera or "") for f in frames]})
+    header = {k: frames[0].header[k] for k in ("NIGHT", "EXPID", "TILEID", "EXPTIME") if k in frames[0].header}
+    header["SPECGRPH"] = int(frames[0].camera[1:]) if frames[0].camera else 0
     header["STDMODEL"] = "desired.stdmodels LTE grid"
     return StdStars(grid.wave, np.array(flux).reshape(len(flux), grid.wave.size), fibers, metadata,
                     fibermap=fibermap[std_rows], input_frames=frames_used, header=header)

@@ -26,13 +26,13 @@ def add_arguments(parser):
     parser.add_argument("--outfile", required=True, help="output fluxcalib file")
     parser.add_argument("--min-std", type=int, default=3, help="fewest good standards before falling back")
     parser.add_argument("--knot-spacing", type=float, default=10.0, help="calibration spline knot spacing, A")
-    parser.add_argument("--penalty", type=float, default=1.0, help="calibration spline curvature penalty")
+    parser.add_argument("--penalty", type=float, default=0.2, help="calibration spline curvature penalty")
     parser.add_argument("--max-scale-dev", type=float, default=0.3, help="clip stars whose scale differs more")
     parser.add_argument("--max-shape-rms", type=float, default=0.03, help="clip stars whose shape rms exceeds")
 
 
 def run(infile, models, outfile, fiberflat=None, sky=None, nominal=None, min_std=3, knot_spacing=10.0,
-        penalty=1.0, max_scale_dev=0.3, max_shape_rms=0.03):
+        penalty=0.2, max_scale_dev=0.3, max_shape_rms=0.03):
     """Read, calibrate and write; returns the FluxCalib.
 
     Raises
