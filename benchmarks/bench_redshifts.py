@@ -15,7 +15,8 @@ Usage::
 
     python benchmarks/redshift_inputs.py /tmp/rrbench --preset petal --nscience 2 --seed 3
     python benchmarks/bench_redshifts.py /tmp/rrbench/coadd.fits --truth /tmp/rrbench/truth.fits \\
-        [--templates ../shared/data/redrock-templates] [--rr-ntargets 100] [--replicate 10]
+        [--templates ../shared/data/redrock-templates] [--ntargets 100] [--rr-ntargets 100] [--replicate 10]
+        [--parallel]
 
 ``--replicate K`` stacks the coadd K times (new TARGETIDs) to time 5000 targets
 from a 500-target petal coadd (timing only).
@@ -112,6 +113,25 @@ def replicate(coadd, k, outfile):
     return outfile
 
 
+def subset(coadd, n, outfile):
+    """The first n targets of a coadd (so that both fitters time the same targets)."""
+    import numpy as np
+    from desired.io.spectra import read_spectra, write_spectra
+    from desired.spectra import Spectra
+    s = read_spectra(coadd)
+
+    def first(d):
+        return {b: d[b][:n] for b in s.bands}
+    exp = s.exp_fibermap
+    if exp is not None:
+        exp = exp[np.isin(exp["TARGETID"], np.asarray(s.fibermap["TARGETID"][:n]))]
+    out = Spectra(s.bands, s.wave, first(s.flux), first(s.ivar), first(s.mask), first(s.resolution_data),
+                  s.fibermap[:n], exp_fibermap=exp, scores=None if s.scores is None else s.scores[:n],
+                  header=s.header)
+    write_spectra(outfile, out)
+    return outfile
+
+
 def compare(ours_path, rr_path, truth_path=None):
     """Print agreement and efficiency per class on the targets both fitted."""
     import numpy as np
@@ -162,6 +182,9 @@ def main():
     parser.add_argument("--templates", default=DEFAULT_TEMPLATES)
     parser.add_argument("--rr-ntargets", type=int, default=None, help="redrock fits only the first N targets")
     parser.add_argument("--replicate", type=int, default=1, help="stack the coadd K times (timing)")
+    parser.add_argument("--ntargets", type=int, default=None, help="both fitters on the first N targets only")
+    parser.add_argument("--parallel", action="store_true",
+                        help="run the two workers at the same time (CPU times stay per process)")
     parser.add_argument("--outdir", default=None)
     parser.add_argument("--skip-redrock", action="store_true")
     parser.add_argument("--worker", choices=["ours", "redrock"], default=None, help=argparse.SUPPRESS)
@@ -177,10 +200,18 @@ def main():
     coadd = args.coadd
     if args.replicate > 1:
         coadd = replicate(coadd, args.replicate, os.path.join(outdir, f"coadd-x{args.replicate}.fits"))
+    if args.ntargets:
+        coadd = subset(coadd, args.ntargets, os.path.join(outdir, f"coadd-first{args.ntargets}.fits"))
     ours_out, rr_out = os.path.join(outdir, "redrock-ours.fits"), os.path.join(outdir, "redrock-rr.fits")
-    res = [launch("ours", coadd, ours_out, args.templates)]
+    jobs = [("ours", coadd, ours_out, args.templates, None)]
     if not args.skip_redrock:
-        res.append(launch("redrock", coadd, rr_out, args.templates, args.rr_ntargets))
+        jobs.append(("redrock", coadd, rr_out, args.templates, args.rr_ntargets))
+    if args.parallel:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            res = list(pool.map(lambda job: launch(*job), jobs))
+    else:
+        res = [launch(*job) for job in jobs]
     print(f"load average at end: {os.getloadavg()[0]:.1f} (CPU times are per process; wall times suffer from load)")
     print(f"{'fitter':8} {'N':>5} {'cpu/target fit':>15} {'cpu/target total':>17} {'wall/target fit':>16} "
           f"{'wall/target total':>18}")
