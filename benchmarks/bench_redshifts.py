@@ -138,6 +138,8 @@ def compare(ours_path, rr_path, truth_path=None):
     from astropy.table import Table, join
     a = Table.read(ours_path, "REDSHIFTS")
     b = Table.read(rr_path, "REDSHIFTS")
+    a.meta.clear()
+    b.meta.clear()
     keep = ["TARGETID", "Z", "ZERR", "ZWARN", "SPECTYPE", "DELTACHI2", "CHI2"]
     t = join(a[keep], b[keep], keys="TARGETID", table_names=["ours", "rr"])
     cls = np.full(len(t), "ALL", dtype="U8")
@@ -145,7 +147,7 @@ def compare(ours_path, rr_path, truth_path=None):
     if truth_path:
         truth = Table.read(truth_path)
         idx = {int(x): i for i, x in enumerate(truth["TARGETID"])}
-        rows = [idx.get(int(x) % 10 ** 9, -1) for x in t["TARGETID"]]
+        rows = [idx.get(int(x), idx.get(int(x) % 10 ** 9, -1)) for x in t["TARGETID"]]
         cls = np.array([str(truth["TEMPLATETYPE"][r]).strip() if r >= 0 else "?" for r in rows])
         ztrue = np.array([truth["TRUEZ"][r] if r >= 0 else np.nan for r in rows])
     sp = {k: np.char.strip(np.asarray(t[f"SPECTYPE_{k}"]).astype(str)) for k in ("ours", "rr")}
