@@ -16,7 +16,7 @@ from astropy.table import Table
 
 from ..maskbits import fibermask
 from .fit import combine_candidates, refine_candidate, refine_class, refine_minima
-from .zscan import BandSpectra, batch_products, clean_band, scan_template, template_basis
+from .zscan import batch_products, clean_band, scan_template, template_basis
 from .zwarning import zwarn
 
 log = logging.getLogger(__name__)
