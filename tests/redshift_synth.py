@@ -10,7 +10,7 @@ from desired.spectra import Spectra
 
 #: DESI's coadd grids (Angstrom): b, r, z
 BANDS = {"b": (3600.0, 5800.0), "r": (5760.0, 7620.0), "z": (7520.0, 9824.0)}
-TEMPLATE_DIR = "../shared/data/redrock-templates"
+TEMPLATE_DIR = "shared/data/redrock-templates"  # relative to the checkout's parent
 
 
 def gaussian_rdata(nspec, nwave, sigma, ndiag=11):

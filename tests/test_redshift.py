@@ -12,8 +12,8 @@ from desired.redshift.zwarning import zwarn
 
 from redshift_synth import LINE_COEFF, TEMPLATE_DIR, gaussian_rdata, line_template, make_spectra
 
-HERE = os.path.dirname(__file__)
-TEMPLATES = os.path.join(HERE, TEMPLATE_DIR)
+#: ../shared/data/redrock-templates of the checkout (as conftest.SHARED_DATA)
+TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), TEMPLATE_DIR)
 needs_templates = pytest.mark.skipif(not os.path.isdir(TEMPLATES), reason=f"no redrock templates at {TEMPLATES}")
 
 
