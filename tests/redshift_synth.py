@@ -10,7 +10,7 @@ from desired.spectra import Spectra
 
 #: DESI's coadd grids (Angstrom): b, r, z
 BANDS = {"b": (3600.0, 5800.0), "r": (5760.0, 7620.0), "z": (7520.0, 9824.0)}
-TEMPLATE_DIR = "../shared/data/redrock-templates"
+TEMPLATE_DIR = "shared/data/redrock-templates"  # relative to the checkout's parent
 
 
 def gaussian_rdata(nspec, nwave, sigma, ndiag=11):
@@ -19,6 +19,10 @@ def gaussian_rdata(nspec, nwave, sigma, ndiag=11):
     prof = np.exp(-0.5 * (offsets[:, None] / np.asarray(sigma)[None, :]) ** 2)
     prof /= prof.sum(axis=0)
     return np.broadcast_to(prof.T[:, :, None], (nspec, ndiag, nwave)).copy()
+
+
+#: coefficients of :func:`line_template` for a strong-line galaxy (continuum 1, lines 4 in peak)
+LINE_COEFF = (1.0, 0.1, 4.0, 4.0, 4.0, 4.0)
 
 
 def line_template(spectype="GALAXY", zmax=1.0, dlogz=1e-3):
@@ -71,3 +75,15 @@ def make_spectra(templates, truth, seed=0, snr=3.0, sigma=1.0, step=0.8):
     return Spectra(list(waves), waves, flux, ivar, resolution_data=rdata, fibermap=fibermap, exp_fibermap=exp,
                    header={"SPGRP": "healpix", "SPGRPVAL": 18071, "HPXPIXEL": 18071, "SURVEY": "main",
                            "PROGRAM": "dark"})
+
+
+def write_template_file(path, template):
+    """Write a Template as a redrock template file (BASIS_VECTORS on a linear grid, REDSHIFTS)."""
+    from astropy.io import fits
+    step = template.wave[1] - template.wave[0]
+    hdr = fits.Header()
+    hdr["CRVAL1"], hdr["CDELT1"] = float(template.wave[0]), float(step)
+    hdr["RRTYPE"], hdr["RRSUBTYP"], hdr["VERSION"] = template.spectype, template.subtype, template.version
+    hdus = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(template.flux, header=hdr, name="BASIS_VECTORS"),
+                         fits.ImageHDU(np.asarray(template.redshifts), name="REDSHIFTS")])
+    hdus.writeto(path, overwrite=True)

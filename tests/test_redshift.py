@@ -10,10 +10,10 @@ from desired.io.templates import read_templates
 from desired.redshift import fit, rebin, zfind, zscan
 from desired.redshift.zwarning import zwarn
 
-from redshift_synth import TEMPLATE_DIR, gaussian_rdata, line_template, make_spectra
+from redshift_synth import LINE_COEFF, TEMPLATE_DIR, gaussian_rdata, line_template, make_spectra
 
-HERE = os.path.dirname(__file__)
-TEMPLATES = os.path.join(HERE, TEMPLATE_DIR)
+#: ../shared/data/redrock-templates of the checkout (as conftest.SHARED_DATA)
+TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), TEMPLATE_DIR)
 needs_templates = pytest.mark.skipif(not os.path.isdir(TEMPLATES), reason=f"no redrock templates at {TEMPLATES}")
 
 
@@ -69,16 +69,24 @@ def test_resolution_products_match_dense_matrices():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_shared_scan_equals_direct_chi2(dtype):
-    """The batched matrix-product scan = applying R to the template at every redshift (double: to 1e-6)."""
+    """The batched matrix-product scan = applying R to the template at every redshift.
+
+    Double precision: to 1e-6 relative.  Single precision (the default coarse scan;
+    the refinement is always double): an offset below 3e-4 of chi2 that is nearly
+    the same at every redshift, so the minima do not move.
+    """
     t = line_template(zmax=0.6, dlogz=2e-3)
-    spectra = make_spectra({"GALAXY": t}, [("GALAXY", 0.31, None), ("GALAXY", 0.12, None), ("GALAXY", 0.5, None)],
+    spectra = make_spectra({"GALAXY": t}, [("GALAXY", 0.31, LINE_COEFF), ("GALAXY", 0.12, LINE_COEFF), ("GALAXY", 0.5, LINE_COEFF)],
                            seed=3)
     bands = zfind.prepare_bands(spectra)
     chi2 = zscan.scan_template(zscan.batch_products(bands, dtype=dtype), t)
     for i in range(3):
         direct, _ = zscan.chi2_direct([b.subset(slice(i, i + 1)) for b in bands], t, t.redshifts)
-        tol = 1e-6 * direct.max() if dtype == np.float64 else 1e-4 * direct.max()
-        assert np.max(np.abs(chi2[i] - direct)) < tol
+        err = chi2[i] - direct
+        if dtype == np.float64:
+            assert np.max(np.abs(err)) < 1e-6 * direct.max()
+        else:
+            assert np.max(np.abs(err)) < 3e-4 * direct.max() and np.std(err) < 0.1
         assert np.argmin(chi2[i]) == np.argmin(direct)
 
 
@@ -88,7 +96,7 @@ def test_array_module_path_equals_cpu_kernels():
     basis = rng.normal(size=(50, 7, 4))
     assert np.allclose(zscan.lagged_pair_products(basis, 11, np), zscan.lagged_pair_products_cpu(basis, 11))
     t = line_template(zmax=0.4, dlogz=2e-3)
-    bands = zfind.prepare_bands(make_spectra({"GALAXY": t}, [("GALAXY", 0.2, None)] * 2, seed=5))
+    bands = zfind.prepare_bands(make_spectra({"GALAXY": t}, [("GALAXY", 0.2, LINE_COEFF)] * 2, seed=5))
     products = zscan.batch_products(bands, dtype=np.float64)
     cpu = zscan.scan_template(products, t)
     generic = zscan.scan_template(products, t, pair_products=lambda b, n: zscan.lagged_pair_products(b, n, np))
@@ -106,7 +114,7 @@ def test_parabola_and_minima():
 def test_known_redshifts_recovered_within_errors():
     t = line_template(zmax=1.0, dlogz=1e-3)
     ztrue = [0.05, 0.33, 0.61, 0.9]
-    spectra = make_spectra({"GALAXY": t}, [("GALAXY", z, None) for z in ztrue], seed=6, snr=2.0)
+    spectra = make_spectra({"GALAXY": t}, [("GALAXY", z, LINE_COEFF) for z in ztrue], seed=6, snr=2.0)
     best = zfind.fit_redshifts(zfind.prepare_bands(spectra), [t])
     table = zfind.redshift_table(best, spectra.fibermap["TARGETID"], spectra.fibermap)
     pull = (table["Z"] - ztrue) / table["ZERR"]
@@ -116,7 +124,7 @@ def test_known_redshifts_recovered_within_errors():
 
 def test_results_do_not_depend_on_nproc():
     t = line_template(zmax=1.0, dlogz=1e-3)
-    spectra = make_spectra({"GALAXY": t}, [("GALAXY", z, None) for z in (0.1, 0.4, 0.7, 0.2, 0.5)], seed=7)
+    spectra = make_spectra({"GALAXY": t}, [("GALAXY", z, LINE_COEFF) for z in (0.1, 0.4, 0.7, 0.2, 0.5)], seed=7)
     bands = zfind.prepare_bands(spectra)
     one = zfind.fit_redshifts(bands, [t], nproc=1, batch_size=2)
     two = zfind.fit_redshifts(bands, [t], nproc=2, batch_size=2)
@@ -127,18 +135,18 @@ def test_results_do_not_depend_on_nproc():
 def test_bad_input_is_flagged_not_fatal():
     """All-masked target -> NODATA; NaNs ignored; an empty band leaves the others; sky fiber flagged."""
     t = line_template(zmax=1.0, dlogz=1e-3)
-    spectra = make_spectra({"GALAXY": t}, [("GALAXY", 0.3, None)] * 4, seed=8, snr=4.0)
+    spectra = make_spectra({"GALAXY": t}, [("GALAXY", 0.3, LINE_COEFF)] * 4, seed=8, snr=4.0)
     spectra.ivar["b"][0] = spectra.ivar["r"][0] = spectra.ivar["z"][0] = 0
     spectra.flux["r"][1, ::7] = np.nan
     spectra.ivar["z"][1, ::5] = np.inf
+    spectra.mask["r"][1, :200] = 1
     spectra.ivar["b"][2] = 0  # empty band
-    spectra.mask["r"][2] = 1
     spectra.fibermap["OBJTYPE"][3] = "SKY"
     best = zfind.fit_redshifts(zfind.prepare_bands(spectra), [t])
     table = zfind.redshift_table(best, spectra.fibermap["TARGETID"], spectra.fibermap)
     assert table["ZWARN"][0] & zwarn.NODATA and table["NPIXELS"][0] == 0
     assert table["ZWARN"][1] == 0 and abs(table["Z"][1] - 0.3) < 5 * table["ZERR"][1]
-    assert table["ZWARN"][2] == 0 and table["NPIXELS"][2] < 3000 and abs(table["Z"][2] - 0.3) < 0.01
+    assert table["ZWARN"][2] == 0 and table["NPIXELS"][2] < 5500 and abs(table["Z"][2] - 0.3) < 5 * table["ZERR"][2]
     assert table["ZWARN"][3] & zwarn.SKY
 
 
@@ -176,3 +184,61 @@ def test_cli_on_redrock_templates_known_redshifts(tmp_path):
     assert np.all(Table.read(outfile, "FIBERMAP")["TARGETID"] == z["TARGETID"])
     with fitsio.FITS(model) as fx:
         assert fx["B_MODEL"].read().shape == spectra.flux["b"].shape
+
+
+def _cli_inputs(tmp_path, truth, seed):
+    """A template directory (one synthetic template file) and a coadd file of targets drawn from it."""
+    from redshift_synth import write_template_file
+    t = line_template(zmax=1.0, dlogz=1e-3)
+    tdir = tmp_path / "templates"
+    tdir.mkdir()
+    write_template_file(str(tdir / "rrtemplate-galaxy-test.fits"), t)
+    spectra = make_spectra({"GALAXY": t}, [("GALAXY", z, LINE_COEFF) for z in truth], seed=seed)
+    infile = str(tmp_path / "coadd.fits")
+    write_spectra(infile, spectra)
+    return str(tdir), infile, spectra
+
+
+def test_zcatalog_stacks_redshift_files(tmp_path):
+    from desired.cli import main as desired_main
+    from desired.io.redshifts import read_zcatalog
+    tdir, infile, spectra = _cli_inputs(tmp_path, [0.2, 0.6, 0.35], seed=10)
+    outs = []
+    for k in range(2):
+        out = str(tmp_path / f"redrock-{k}.fits")
+        assert desired_main(["redshifts", "--infile", infile, "--outfile", out, "--templates", tdir]) == 0
+        outs.append(out)
+    zfile = str(tmp_path / "zpix-main-dark.fits")
+    assert desired_main(["zcatalog", "--infiles"] + outs + ["--outfile", zfile]) == 0
+    zcat = read_zcatalog(zfile)
+    table = zcat.zcatalog
+    assert len(table) == 6 and np.all(table["ZCAT_NSPEC"] == 2) and table["ZCAT_PRIMARY"].sum() == 3
+    assert {"Z", "ZWARN", "SPECTYPE", "TARGET_RA", "HEALPIX", "SURVEY"} <= set(table.colnames)
+    assert zcat.header["SURVEY"] == "main" and np.all(table["HEALPIX"] == 18071)
+    assert np.allclose(np.sort(table["Z"][table["ZCAT_PRIMARY"]]), [0.2, 0.35, 0.6], atol=2e-3)
+
+
+def test_mpi_ranks_give_the_serial_redshifts(tmp_path):
+    """``mpiexec -n 2 desired redshifts --mpi`` writes the same table as the serial run."""
+    import shutil
+    import subprocess
+    import sys
+    pytest.importorskip("mpi4py")
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("no mpiexec")
+    version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True).stdout
+    if "Open MPI" not in version and "OpenRTE" not in version:
+        pytest.skip("test written for Open MPI's mpiexec options")
+    tdir, infile, _ = _cli_inputs(tmp_path, [0.1, 0.3, 0.5, 0.7], seed=11)
+    common = ["-m", "desired", "redshifts", "--infile", infile, "--templates", tdir, "--batch-size", "2"]
+    run = subprocess.run([mpiexec, "--allow-run-as-root", "--oversubscribe", "-n", "2", sys.executable] + common
+                         + ["--outfile", str(tmp_path / "mpi.fits"), "--mpi"], capture_output=True, text=True,
+                         timeout=600)
+    if run.returncode != 0 and not (tmp_path / "mpi.fits").exists():
+        pytest.skip(f"mpiexec could not run here: {run.stderr[-300:]}")
+    subprocess.run([sys.executable] + common + ["--outfile", str(tmp_path / "serial.fits")], check=True,
+                   capture_output=True, timeout=600)
+    a, b = read_redshifts(str(tmp_path / "mpi.fits")).redshifts, read_redshifts(str(tmp_path / "serial.fits")).redshifts
+    for name in ("TARGETID", "Z", "ZERR", "ZWARN", "CHI2", "DELTACHI2", "SPECTYPE"):
+        np.testing.assert_array_equal(a[name], b[name])

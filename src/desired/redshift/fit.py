@@ -108,6 +108,80 @@ def refine_minima(bands, template, zchi2, nminima=3, npoints=15):
     return sorted(results, key=lambda r: r["chi2"])
 
 
+def coarse_minima(template, zchi2, nminima=3):
+    """Up to ``nminima`` coarse minima of one template, distinct by the class's velocity limit.
+
+    Returns
+    -------
+    list of int
+        Indices into ``template.redshifts``, best first.
+    """
+    redshifts = np.asarray(template.redshifts)
+    out = []
+    for imin in find_minima(zchi2):
+        if len(out) == nminima:
+            break
+        if np.any(np.abs(velocity_difference(redshifts[imin], redshifts[out])) < template.max_velocity_diff):
+            continue
+        out.append(int(imin))
+    return out
+
+
+def refine_class(bands, templates, zchi2, nminima=3, margin=100.0, npoints=15):
+    """Solutions of the templates of one class whose coarse grid resolves their minima (stars).
+
+    The subtypes of a class compete for its ``nminima`` places in the final list.
+    Their coarse minima are refined in order of coarse chi2 while that is below the
+    best refined chi2 of the class + ``margin``; the others keep their coarse values
+    (flagged ``refined=False``): they can only enter DELTACHI2 at more than
+    ``margin``, where a coarse value is good to a few units.  Only for classes whose
+    coarse step is finer than the spectral resolution (STAR: 12 km/s).
+
+    Parameters
+    ----------
+    bands : list of BandSpectra
+        One target.
+    templates : list of Template
+        The class's templates.
+    zchi2 : dict fulltype -> ndarray
+        Coarse chi2 of each template.
+
+    Returns
+    -------
+    list of (Template, dict)
+    """
+    queue = []
+    for t in templates:
+        for imin in coarse_minima(t, zchi2[t.fulltype], nminima):
+            queue.append((float(zchi2[t.fulltype][imin]), t.fulltype, t, imin))
+    queue.sort(key=lambda q: (q[0], q[1]))
+    best, out, done = np.inf, [], {}
+    for chi2, _, t, imin in queue:
+        results = done.setdefault(t.fulltype, [])
+        zprev = np.array([r["z"] for r in results])
+        zc = float(np.asarray(t.redshifts)[imin])
+        if np.any(np.abs(velocity_difference(zc, zprev)) < t.max_velocity_diff):
+            continue
+        if chi2 < best + margin:
+            cand = _refine_one(bands, t, np.asarray(t.redshifts), imin, npoints)
+            if np.any(np.abs(velocity_difference(cand["z"], zprev)) < t.max_velocity_diff):
+                continue
+            cand["refined"] = True
+            best = min(best, cand["chi2"])
+        else:
+            cand = dict(z=zc, zerr=0.0, zwarn=0, chi2=chi2, coeff=np.zeros(t.nbasis), refined=False, imin=imin)
+        results.append(cand)
+        out.append((t, cand))
+    return out
+
+
+def refine_candidate(bands, template, cand, npoints=15):
+    """Refine a candidate left at its coarse values by :func:`refine_class` (in place); return it."""
+    cand.update(_refine_one(bands, template, np.asarray(template.redshifts), cand.pop("imin"), npoints))
+    cand["refined"] = True
+    return cand
+
+
 def delta_chi2(chi2, z, flags, vlimit):
     """DELTACHI2 to the next distinct good candidate, and which candidates are ambiguous.
 

@@ -15,8 +15,8 @@ import numpy as np
 from astropy.table import Table
 
 from ..maskbits import fibermask
-from .fit import combine_candidates, refine_minima
-from .zscan import BandSpectra, batch_products, clean_band, scan_template, template_basis
+from .fit import combine_candidates, refine_candidate, refine_class, refine_minima
+from .zscan import batch_products, clean_band, scan_template, template_basis
 from .zwarning import zwarn
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,40 @@ def _failed_row(flags):
                 deltachi2=0.0, npixels=0, ncoeff=0, fitmethod="NONE")
 
 
+#: template classes whose coarse grid resolves their minima: subtypes share the refinement (fit.refine_class)
+PRUNED_CLASSES = ("STAR",)
+
+
+def _fit_target(one, templates, coarse, k, npixels, nminima):
+    """Best candidates of one target (index ``k`` of the coarse chi2 arrays), ranked."""
+    candidates = []
+
+    def add(t, c):
+        c.update(spectype=t.spectype, subtype=t.subtype, vlimit=t.max_velocity_diff, fitmethod=t.method,
+                 template=t)
+        candidates.append(c)
+
+    for t in templates:
+        if t.spectype not in PRUNED_CLASSES:
+            for c in refine_minima(one, t, coarse[t.fulltype][k], nminima=nminima):
+                add(t, c)
+    for cls in PRUNED_CLASSES:
+        members = [t for t in templates if t.spectype == cls]
+        if members:
+            for t, c in refine_class(one, members, {t.fulltype: coarse[t.fulltype][k] for t in members},
+                                     nminima=nminima):
+                add(t, c)
+    while True:
+        ranked = combine_candidates([dict(c) for c in candidates], npixels, nminima=nminima)
+        if not ranked or ranked[0].get("refined", True):
+            for c in ranked:
+                c.pop("template", None)
+            return ranked
+        top = next(c for c in candidates if c.get("imin") == ranked[0]["imin"]
+                   and c["template"] is ranked[0]["template"] and not c.get("refined", True))
+        refine_candidate(one, top["template"], top)
+
+
 def fit_batch(bands, templates, nminima=3, xp=np, dtype=np.float32, targetids=None):
     """Fit every target of one batch.
 
@@ -104,13 +138,7 @@ def fit_batch(bands, templates, nminima=3, xp=np, dtype=np.float32, targetids=No
     for k, i in enumerate(live):
         one = [b.subset(slice(k, k + 1)) for b in sub]
         try:
-            candidates = []
-            for t in templates:
-                for c in refine_minima(one, t, coarse[t.fulltype][k], nminima=nminima):
-                    c.update(spectype=t.spectype, subtype=t.subtype, vlimit=t.max_velocity_diff,
-                             fitmethod=t.method)
-                    candidates.append(c)
-            ranked = combine_candidates(candidates, int(npixels[i]), nminima=nminima)
+            ranked = _fit_target(one, templates, coarse, k, int(npixels[i]), nminima)
             best[i] = ranked[0] if ranked else _failed_row(zwarn.BAD_MINFIT)
         except (ValueError, np.linalg.LinAlgError, FloatingPointError) as err:
             tid = targetids[i] if targetids is not None else i

@@ -352,30 +352,39 @@ def scan_template(products, template, zchunk=32, xp=np, pair_products=None):
     return chi2
 
 
-@numba.njit(cache=True, nogil=True)
-def _normal_equations_kernel(rdata, weight, wflux, basis, M, y, total):
-    """Accumulate M += (RT)'W(RT), y += (RT)'Wf and total += sum_i (RT)_i for each redshift."""
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _normal_equations_kernel(rdata, weight, wflux, basis, M, y, total, need_total):
+    """Accumulate M += (RT)'W(RT), y += (RT)'Wf (and total += sum_i (RT)_i) for each redshift.
+
+    ``basis`` is redshift-major, shape (nz, npix, nbasis); pixels of zero weight are
+    skipped unless ``need_total``.
+    """
     ndiag, n = rdata.shape
-    _, nz, nb = basis.shape
+    nz, _, nb = basis.shape
     h = ndiag // 2
     rt = np.zeros(nb)
     for iz in range(nz):
         for i in range(n):
+            w = weight[i]
+            if w == 0.0 and not need_total:
+                continue
             for a in range(nb):
                 rt[a] = 0.0
-            for k in range(ndiag):
+            klo = max(0, i + h - n + 1)
+            khi = min(ndiag, i + h + 1)
+            for k in range(klo, khi):
                 j = i + h - k
-                if j < 0 or j >= n:
-                    continue
                 r = rdata[k, j]
                 for a in range(nb):
-                    rt[a] += r * basis[j, iz, a]
-            w = weight[i]
+                    rt[a] += r * basis[iz, j, a]
+            if need_total:
+                for a in range(nb):
+                    total[iz, a] += rt[a]
+            if w == 0.0:
+                continue
+            wf = wflux[i]
             for a in range(nb):
-                total[iz, a] += rt[a]
-                if w == 0.0:
-                    continue
-                y[iz, a] += wflux[i] * rt[a]
+                y[iz, a] += wf * rt[a]
                 wa = w * rt[a]
                 for b in range(a, nb):
                     M[iz, a, b] += wa * rt[b]
@@ -385,7 +394,7 @@ def _normal_equations_kernel(rdata, weight, wflux, basis, M, y, total):
                 M[iz, b, a] = M[iz, a, b]
 
 
-def normal_equations(band, template, redshifts):
+def normal_equations(band, template, redshifts, need_total=False):
     """M = (RT)'W(RT), y = (RT)'Wf and the model's column sums of one target in one band.
 
     Parameters
@@ -402,12 +411,12 @@ def normal_equations(band, template, redshifts):
         ``total[z, a]`` is the sum over pixels of the convolved basis vector a.
     wff : float
     """
-    basis = template_basis(template, band.wave, redshifts)
-    nz, nb = basis.shape[1:]
+    basis = np.ascontiguousarray(template_basis(template, band.wave, redshifts).transpose(1, 0, 2))
+    nz, _, nb = basis.shape
     M, y, total = np.zeros((nz, nb, nb)), np.zeros((nz, nb)), np.zeros((nz, nb))
     w, f = band.weight[0], band.flux[0]
     _normal_equations_kernel(np.ascontiguousarray(band.rdata[0]), np.ascontiguousarray(w),
-                             np.ascontiguousarray(w * f), basis, M, y, total)
+                             np.ascontiguousarray(w * f), basis, M, y, total, need_total)
     return M, y, total, float(np.sum(w * f * f))
 
 
@@ -436,7 +445,7 @@ def chi2_direct(bands, template, redshifts, with_model=False):
     M, y, total = np.zeros((redshifts.size, nb, nb)), np.zeros((redshifts.size, nb)), np.zeros((redshifts.size, nb))
     wff = 0.0
     for band in bands:
-        bm, by, bt, bw = normal_equations(band, template, redshifts)
+        bm, by, bt, bw = normal_equations(band, template, redshifts, need_total=with_model)
         M += bm
         y += by
         total += bt
