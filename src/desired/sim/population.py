@@ -16,13 +16,15 @@ redshift range they produce.
 * **LRG** (Zhou et al. 2023, AJ 165, 58): z_fiber < 21.61 (the W1 colour cuts
   are represented by 0.35 < z < 1.1, the LRG n(z), drawn N(0.75, 0.2)); z mag
   counts ∝ 10^(0.45 z); old populations (formed 0.3-2.5 Gyr after the Big Bang,
-  τ 0.1-0.6 Gyr), 1-2.5 Z☉, A_V 0-0.3, σ* 150-300 km/s; 30 % carry a small
-  recent burst (0.1-2 % of the mass, so weak [OII]).
+  τ 0.1-0.6 Gyr), 1-2.5 Z☉, A_V 0-0.3, σ* 150-300 km/s; 15 % carry a small
+  recent burst (0.05-1 % of the mass over the last 0.1-1 Gyr, so weak [OII]).
 * **ELG** (ELG_LOP, Raichoor et al. 2023, AJ 165, 126): g > 20, g_fiber < 24.1,
   r − z > 0.15, g − r < 0.5 (r − z) + 0.1, g − r < −1.2 (r − z) + 1.3; redshift
   N(1.1, 0.3) over 0.6-1.6; g counts ∝ 10^(0.35 g); rising star formation
-  (delayed τ 3-20 Gyr, onset 0.3-3 Gyr ago) plus a 2-15 % burst in the last
-  10-200 Myr, 0.2-1 Z☉, A_V 0-0.8, log U −3.5…−2.3.
+  (delayed τ 2-20 Gyr, onset 0.5-5 Gyr ago) plus a 0-4 % burst in the last
+  20-300 Myr, 0.2-1 Z☉, A_V 0.1-0.9, log U −3.5…−2.3; the resulting [OII]
+  fluxes (median ≈ 1.8e-16 erg/s/cm², rest EW ≈ 40 Å) are close to DESI's
+  ELG_LOP (Raichoor et al. 2023).
 * **QSO** (Chaussidon et al. 2023, ApJ 944, 107): 17.5 < r < 23 with counts
   ∝ 10^(0.3 r) (the colour/random-forest selection needs WISE: not simulated);
   redshift N(1.8, 0.8) over 0.5-3.5.
@@ -76,7 +78,7 @@ def _bgs_z(rng):
 def galaxy_params(rng, kind, z):
     """SPS parameters (:func:`desired.sim.galaxies.rest_model`) of a ``kind`` galaxy at redshift ``z``."""
     tuniv = universe_age(z)
-    p = {"oii_ratio": rng.uniform(0.7, 1.5)}
+    p = {"oii_ratio": rng.uniform(0.7, 1.5), "lyc_dust": rng.uniform(0.3, 0.7)}
     quiescent = kind == "LRG" or (kind == "BGS" and rng.uniform() < 0.5)
     if quiescent:
         p.update(age=tuniv - rng.uniform(0.3, 2.5), tau=rng.uniform(0.1, 0.6),
@@ -84,16 +86,16 @@ def galaxy_params(rng, kind, z):
                  av=rng.uniform(0.0, 0.3), logu=rng.uniform(-3.8, -3.0),
                  sigma_star=rng.uniform(150, 300) if kind == "LRG" else rng.uniform(100, 250),
                  sigma_gas=rng.uniform(80, 200))
-        frac = rng.uniform(0.001, 0.02) if rng.uniform() < 0.3 else 0.0
-        p.update(burst_frac=frac, burst_age=rng.uniform(0.05, 0.5))
+        frac = rng.uniform(0.0005, 0.01) if rng.uniform() < 0.15 else 0.0
+        p.update(burst_frac=frac, burst_age=rng.uniform(0.1, 1.0))
     elif kind == "BGS":
         p.update(age=tuniv - rng.uniform(0.5, 3.0), tau=rng.uniform(1.0, 8.0), zmet=rng.uniform(0.3, 1.5),
                  av=rng.uniform(0.1, 1.0), logu=rng.uniform(-3.5, -2.5), sigma_star=rng.uniform(60, 180),
                  sigma_gas=rng.uniform(40, 120), burst_frac=rng.uniform(0.0, 0.03), burst_age=rng.uniform(0.02, 0.3))
     else:  # ELG
-        p.update(age=rng.uniform(0.3, min(3.0, tuniv - 0.5)), tau=rng.uniform(3.0, 20.0), zmet=rng.uniform(0.2, 1.0),
-                 av=rng.uniform(0.0, 0.8), logu=rng.uniform(-3.5, -2.3), sigma_star=rng.uniform(50, 120),
-                 sigma_gas=rng.uniform(30, 100), burst_frac=rng.uniform(0.02, 0.15), burst_age=rng.uniform(0.01, 0.2))
+        p.update(age=rng.uniform(0.5, min(5.0, tuniv - 0.5)), tau=rng.uniform(2.0, 20.0), zmet=rng.uniform(0.2, 1.0),
+                 av=rng.uniform(0.1, 0.9), logu=rng.uniform(-3.5, -2.3), sigma_star=rng.uniform(50, 120),
+                 sigma_gas=rng.uniform(30, 100), burst_frac=rng.uniform(0.0, 0.04), burst_age=rng.uniform(0.02, 0.3))
     return p
 
 
