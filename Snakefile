@@ -22,6 +22,7 @@ validate(config, "config/config.schema.yaml")
 
 
 include: "rules/common.smk"
+include: "rules/groups.smk"
 include: "rules/simulate.smk"
 include: "rules/exposures.smk"
 include: "rules/preproc.smk"

@@ -103,7 +103,11 @@ def main(argv=None):
         reference = None
         for chain, per_job in settings:
             workdir = root / f"prod_{chain}_{per_job}"
-            wall, nsbatch = run_production(workdir, raw, calib, chain, per_job, args.nodes)
+            try:
+                wall, nsbatch = run_production(workdir, raw, calib, chain, per_job, args.nodes)
+            except RuntimeError as err:
+                print(f"grouping {chain}/{per_job}: FAILED: {err}", flush=True)
+                continue
             products = frames(workdir)
             if reference is None:
                 reference = products

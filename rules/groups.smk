@@ -8,7 +8,8 @@
 #                extract  traceshift + extract of a flat/science camera    (group "camera_chain")
 #                all      preproc + traceshift + extract of a flat/science camera (group "camera_chain"),
 #                         and preproc_arc + psf of an arc camera             (group "arc_chain")
-#   group.per_job: N      N such chains (cameras or exposures) in one SLURM job
+#   group.per_job: N      N such chains (cameras or exposures) in one SLURM job, run one
+#                         after the other inside it
 #
 # With `all` a flat/science preproc waits for the night's psfnight (it runs in the
 # same job as its traceshift); `extract` keeps preproc free to run alongside the
@@ -30,15 +31,28 @@ def step_group(rule):
 
 def _pack_group_components():
     """Pack group.per_job chains into one job (as --group-components GROUP=N would);
-    an explicit --group-components on the command line wins."""
+    an explicit --group-components on the command line wins.
+
+    Snakemake sizes a group job by summing the resources of the jobs that may run
+    at once (cpus_per_task, tasks, nodes, mem_mb): N chains side by side would ask
+    for N x N CPUs (N x cpus_per_task per task, N x tasks) and N nodes.  A limit of
+    one cpus_per_task per group job, in the "local" scope (it bounds what runs at
+    once inside a job, not how many jobs the cluster runs), makes the chains of a
+    job run one after the other, so the job asks for what its largest step needs.
+    """
     settings = getattr(workflow, "group_settings", None)
     per_job = config["group"]["per_job"]
-    if settings is None or per_job <= 1:
+    if settings is None or per_job <= 1 or config["group"]["chain"] == "none":
         return
     components = dict(settings.group_components)
     for group in set(CHAIN_GROUPS[config["group"]["chain"]].values()):
         components.setdefault(group, per_job)
     settings.group_components = components
+    workflow.register_resource("cpus_per_task", 1)
 
 
 _pack_group_components()
+
+
+resource_scopes:
+    cpus_per_task="local",
