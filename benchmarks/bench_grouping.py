@@ -93,6 +93,8 @@ def main(argv=None):
                         help="chains per SLURM job to try with each grouped chain")
     parser.add_argument("--nodes", type=int, default=1, help="extract.nodes")
     parser.add_argument("--outdir", help="keep the productions here (default: a temporary directory)")
+    parser.add_argument("--reference", help="compare the frames with this production directory's "
+                        "(same night and seed) instead of the first setting's")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench_grouping_", dir=args.outdir) as tmp:
@@ -100,7 +102,7 @@ def main(argv=None):
         raw, calib = simulate(root / "sim", args.preset, args.narc, args.nflat, args.nscience)
         settings = [(c, 1) for c in args.chains if c == "none"]
         settings += [(c, n) for c in args.chains if c != "none" for n in args.per_job]
-        reference = None
+        reference = frames(Path(args.reference)) if args.reference else None
         for chain, per_job in settings:
             workdir = root / f"prod_{chain}_{per_job}"
             try:
@@ -113,7 +115,7 @@ def main(argv=None):
                 reference = products
             same = same_frames(products, reference)
             print(f"grouping {chain}/{per_job}: {nsbatch} sbatch, {wall:.0f} s, {len(products)} frames, "
-                  f"{'identical to' if same else 'DIFFERENT from'} the first setting's", flush=True)
+                  f"{'identical to' if same else 'DIFFERENT from'} the reference's", flush=True)
     return 0
 
 

@@ -25,8 +25,21 @@ CHAIN_GROUPS = {
 
 
 def step_group(rule):
-    """Snakemake group of `rule` under config group.chain (None: its own job)."""
-    return CHAIN_GROUPS[config["group"]["chain"]].get(rule)
+    """Snakemake group of `rule` under config group.chain (None: its own job).
+
+    A callable when group.per_job > 1: Snakemake evaluates it while it builds the
+    DAG, after the command line's group settings are in place (they replace any set
+    while this file is parsed), and it then packs group.per_job chains per job.
+    """
+    group = CHAIN_GROUPS[config["group"]["chain"]].get(rule)
+    if group is None or config["group"]["per_job"] <= 1:
+        return group
+
+    def packed_group(wildcards):
+        _pack_group_components()
+        return group
+
+    return packed_group
 
 
 def _pack_group_components():
@@ -40,18 +53,18 @@ def _pack_group_components():
     once inside a job, not how many jobs the cluster runs), makes the chains of a
     job run one after the other, so the job asks for what its largest step needs.
     """
-    settings = getattr(workflow, "group_settings", None)
-    per_job = config["group"]["per_job"]
-    if settings is None or per_job <= 1 or config["group"]["chain"] == "none":
+    settings = workflow.group_settings
+    wanted = set(CHAIN_GROUPS[config["group"]["chain"]].values())
+    if settings is None or wanted <= set(settings.group_components):
         return
     components = dict(settings.group_components)
-    for group in set(CHAIN_GROUPS[config["group"]["chain"]].values()):
-        components.setdefault(group, per_job)
+    for group in wanted:
+        components.setdefault(group, config["group"]["per_job"])
     settings.group_components = components
+
+
+if config["group"]["per_job"] > 1 and config["group"]["chain"] != "none":
     workflow.register_resource("cpus_per_task", 1)
-
-
-_pack_group_components()
 
 
 resource_scopes:
