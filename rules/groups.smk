@@ -14,6 +14,11 @@
 # With `all` a flat/science preproc waits for the night's psfnight (it runs in the
 # same job as its traceshift); `extract` keeps preproc free to run alongside the
 # arc PSF fits.
+#
+# Known limit of per_job (Snakemake 9.27, measured on the mini night): the arc
+# chains came 3 per job as asked, but the 6 flat/science chains, built after the
+# psf checkpoints updated the DAG, all landed in ONE job (groups already packed
+# are packed again at each DAG update), which then ran them one after another.
 
 #: rules in each group for each value of group.chain
 CHAIN_GROUPS = {
