@@ -28,6 +28,7 @@ except ValueError as err:  # one line naming the key, not the whole schema
 
 
 include: "rules/common.smk"
+include: "rules/groups.smk"
 include: "rules/simulate.smk"
 include: "rules/exposures.smk"
 include: "rules/preproc.smk"

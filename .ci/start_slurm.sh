@@ -62,11 +62,13 @@ if [ "${1:-}" = "--stop" ]; then
     exit 0
 fi
 
-if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null || ! command -v mpirun >/dev/null; then
-    # Open MPI brings libpmix, which srun's pmix plugin needs to start mpi4py ranks
-    log "installing slurm-wlm, munge and Open MPI"
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null || ! command -v mpirun >/dev/null \
+        || ! command -v ip >/dev/null || ! command -v nsenter >/dev/null; then
+    # Open MPI brings libpmix, which srun's pmix plugin needs to start mpi4py ranks;
+    # iproute2 (ip) and util-linux (nsenter, unshare) make the two nodes' namespaces
+    log "installing slurm-wlm, munge, Open MPI and iproute2"
     export DEBIAN_FRONTEND=noninteractive
-    if ! { apt-get update -q && apt-get install -y -q slurm-wlm munge libopenmpi-dev openmpi-bin; } >/tmp/start_slurm_apt.log 2>&1; then
+    if ! { apt-get update -q && apt-get install -y -q slurm-wlm munge libopenmpi-dev openmpi-bin iproute2 util-linux; } >/tmp/start_slurm_apt.log 2>&1; then
         log "apt-get failed (see /tmp/start_slurm_apt.log): no SLURM cluster"
         exit 0
     fi

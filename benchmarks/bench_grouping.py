@@ -3,7 +3,7 @@
 Simulates one night once (default: the ``mini`` preset with 2 arcs, 1 flat and 1
 science exposure, cameras b0/r0/z0), then processes it from that raw tree with
 ``snakemake --profile profiles/slurm`` once per grouping setting (config
-``group.chain`` x ``group.per_job``, rules/groups.smk), each in a fresh
+``group.chain``, rules/groups.smk), each in a fresh
 production directory, and prints per setting: the number of sbatch submissions
 (distinct SLURM job ids the executor reported), the wall time of the whole run,
 and whether every frame equals the frames of the first setting (arrays; grouping
@@ -12,10 +12,9 @@ must not change the products).  Needs a running SLURM cluster
 
 Usage::
 
-    python benchmarks/bench_grouping.py [--chains none extract all] [--per-job 1 3] [--outdir DIR]
+    python benchmarks/bench_grouping.py [--chains none extract all] [--outdir DIR]
 
-The last line reads ``grouping CHAIN/PER_JOB: N sbatch, S s`` for the last setting;
-one such line is printed per setting.
+One line per setting: ``grouping CHAIN: N sbatch, S s, F frames, identical to ...``.
 """
 from __future__ import annotations
 
@@ -44,12 +43,12 @@ def simulate(root, preset, narc, nflat, nscience):
     return raw, calib
 
 
-def run_production(workdir, raw, calib, chain, per_job, nodes):
+def run_production(workdir, raw, calib, chain, nodes):
     """Run the night under the SLURM profile; return (wall s, number of sbatch submissions)."""
     workdir.mkdir(parents=True)
     (workdir / "config.yaml").write_text(
         f"raw_dir: {raw}\ncalib_dir: {calib}\nnights: [{NIGHT}]\n"
-        f"group:\n  chain: {chain}\n  per_job: {per_job}\n"
+        f"group:\n  chain: {chain}\n"
         f"extract:\n  nodes: {nodes}\n  tasks: 2\n")
     bindir = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
@@ -61,7 +60,7 @@ def run_production(workdir, raw, calib, chain, per_job, nodes):
     wall = time.perf_counter() - start
     (workdir / "snakemake.out").write_text(run.stdout)
     if run.returncode != 0:
-        raise RuntimeError(f"snakemake failed ({chain}/{per_job}), see {workdir / 'snakemake.out'}:\n"
+        raise RuntimeError(f"snakemake failed ({chain}), see {workdir / 'snakemake.out'}:\n"
                            + run.stdout[-3000:])
     jobs = set(re.findall(r"has been submitted with SLURM jobid (\d+)", run.stdout))
     return wall, len(jobs)
@@ -89,27 +88,29 @@ def main(argv=None):
     parser.add_argument("--nscience", type=int, default=1)
     parser.add_argument("--chains", nargs="+", default=["none", "extract", "all"],
                         choices=["none", "extract", "all"])
-    parser.add_argument("--per-job", nargs="+", type=int, default=[1, 3],
-                        help="chains per SLURM job to try with each grouped chain")
     parser.add_argument("--nodes", type=int, default=1, help="extract.nodes")
     parser.add_argument("--outdir", help="keep the productions here (default: a temporary directory)")
+    parser.add_argument("--reference", help="compare the frames with this production directory's "
+                        "(same night and seed) instead of the first setting's")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench_grouping_", dir=args.outdir) as tmp:
         root = Path(args.outdir or tmp).resolve() / f"run{os.getpid()}"
         raw, calib = simulate(root / "sim", args.preset, args.narc, args.nflat, args.nscience)
-        settings = [(c, 1) for c in args.chains if c == "none"]
-        settings += [(c, n) for c in args.chains if c != "none" for n in args.per_job]
-        reference = None
-        for chain, per_job in settings:
-            workdir = root / f"prod_{chain}_{per_job}"
-            wall, nsbatch = run_production(workdir, raw, calib, chain, per_job, args.nodes)
+        reference = frames(Path(args.reference)) if args.reference else None
+        for chain in args.chains:
+            workdir = root / f"prod_{chain}"
+            try:
+                wall, nsbatch = run_production(workdir, raw, calib, chain, args.nodes)
+            except RuntimeError as err:
+                print(f"grouping {chain}: FAILED: {err}", flush=True)
+                continue
             products = frames(workdir)
             if reference is None:
                 reference = products
             same = same_frames(products, reference)
-            print(f"grouping {chain}/{per_job}: {nsbatch} sbatch, {wall:.0f} s, {len(products)} frames, "
-                  f"{'identical to' if same else 'DIFFERENT from'} the first setting's", flush=True)
+            print(f"grouping {chain}: {nsbatch} sbatch, {wall:.0f} s, {len(products)} frames, "
+                  f"{'identical to' if same else 'DIFFERENT from'} the reference's", flush=True)
     return 0
 
 

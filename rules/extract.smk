@@ -22,6 +22,8 @@ rule extract:
         log_pattern("extract", "night", "camera", "expid"),
     benchmark:
         benchmark_pattern("extract", "night", "camera", "expid")
+    group:
+        step_group("extract")
     conda:
         "../envs/desired.yaml"
     # shell, not script: the SLURM profile starts this step under `srun -n N` ({params.launch})

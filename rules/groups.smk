@@ -1,6 +1,5 @@
-# Job grouping under SLURM (config `group`): a camera's chain of short steps runs
-# as ONE cluster job (a Snakemake group) instead of one job per step, and
-# `group.per_job` chains are packed into one job (Snakemake's group components).
+# Job grouping under SLURM (config `group.chain`): a camera's chain of short steps
+# runs as ONE cluster job (a Snakemake group) instead of one job per step.
 # Groups take effect only with a cluster executor (profiles/slurm); local runs
 # and results are unchanged.
 #
@@ -8,11 +7,16 @@
 #                extract  traceshift + extract of a flat/science camera    (group "camera_chain")
 #                all      preproc + traceshift + extract of a flat/science camera (group "camera_chain"),
 #                         and preproc_arc + psf of an arc camera             (group "arc_chain")
-#   group.per_job: N      N such chains (cameras or exposures) in one SLURM job
 #
 # With `all` a flat/science preproc waits for the night's psfnight (it runs in the
 # same job as its traceshift); `extract` keeps preproc free to run alongside the
 # arc PSF fits.
+#
+# Several chains per job (Snakemake's --group-components camera_chain=N) is NOT
+# offered: tried on the mini night (Snakemake 9.27), the arc chains came 3 per
+# job as asked, but the flat/science chains, grouped again after the psf
+# checkpoints updated the DAG, landed all 6 in one job that listed each chain
+# three times and ran chains again after they had finished.
 
 #: rules in each group for each value of group.chain
 CHAIN_GROUPS = {
@@ -26,19 +30,3 @@ CHAIN_GROUPS = {
 def step_group(rule):
     """Snakemake group of `rule` under config group.chain (None: its own job)."""
     return CHAIN_GROUPS[config["group"]["chain"]].get(rule)
-
-
-def _pack_group_components():
-    """Pack group.per_job chains into one job (as --group-components GROUP=N would);
-    an explicit --group-components on the command line wins."""
-    settings = getattr(workflow, "group_settings", None)
-    per_job = config["group"]["per_job"]
-    if settings is None or per_job <= 1:
-        return
-    components = dict(settings.group_components)
-    for group in set(CHAIN_GROUPS[config["group"]["chain"]].values()):
-        components.setdefault(group, per_job)
-    settings.group_components = components
-
-
-_pack_group_components()

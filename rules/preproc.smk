@@ -17,6 +17,8 @@ rule preproc:
         log_pattern("preproc", "night", "camera", "expid"),
     benchmark:
         benchmark_pattern("preproc", "night", "camera", "expid")
+    group:
+        step_group("preproc")
     conda:
         "../envs/desired.yaml"
     script:
@@ -37,6 +39,8 @@ rule preproc_arc:
         log_pattern("preproc", "night", "camera", "expid"),
     benchmark:
         benchmark_pattern("preproc", "night", "camera", "expid")
+    group:
+        step_group("preproc_arc")
     conda:
         "../envs/desired.yaml"
     script:

@@ -22,6 +22,8 @@ rule psf:
         log_pattern("psf", "night", "camera", "expid"),
     benchmark:
         benchmark_pattern("psf", "night", "camera", "expid")
+    group:
+        step_group("psf")
     conda:
         "../envs/desired.yaml"
     # shell, not script: the SLURM profile starts this step under `srun -n N` ({params.launch})
@@ -66,6 +68,8 @@ rule traceshift:
         log_pattern("traceshift", "night", "camera", "expid"),
     benchmark:
         benchmark_pattern("traceshift", "night", "camera", "expid")
+    group:
+        step_group("traceshift")
     conda:
         "../envs/desired.yaml"
     script:
