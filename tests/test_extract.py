@@ -7,6 +7,7 @@ real spectrum continues beyond them; with Poisson and read noise, the extraction
 with the same PSF must recover ``R @ truth`` within the quoted errors, the end
 bins included.
 """
+from desired.errors import EXIT_DATA_ERROR  # bad input data exits 65, other failures 1
 import numpy as np
 import pytest
 
@@ -266,7 +267,7 @@ def test_cli_writes_a_frame_from_files(scene, tmp_path):
     assert rc == 0 and read_frame(tmp_path / "box.fits").resolution_data is None
     rc = main(["extract", "--image", str(tmp_path / "missing.fits"), "--psf", str(tmp_path / "psf-b0.fits"),
                "--outfile", str(tmp_path / "bad.fits")])
-    assert rc == 1 and not (tmp_path / "bad.fits").exists()
+    assert rc == EXIT_DATA_ERROR and not (tmp_path / "bad.fits").exists()
 
 
 def _batched_vs_cpu(scene, xp, model_variance=True):

@@ -7,6 +7,7 @@ traces with sharp arc lines (PSF sigma ~1 px) and injected cosmic-ray hits.
 """
 from __future__ import annotations
 
+from desired.errors import EXIT_DATA_ERROR  # bad input data exits 65, other failures 1
 import logging
 from pathlib import Path
 
@@ -355,7 +356,7 @@ def test_cli_writes_preproc_and_fails_cleanly(tmp_path):
     calib_b = tmp_path / "ccd-b3.yaml"
     write_ccd_calib(calib_b, dict(make_calib(), camera="b3"))
     assert main(["preproc", "--infile", str(rawfile), "--camera", "b3", "--calib", str(calib_b),
-                 "--outfile", str(out_b)]) == 1
+                 "--outfile", str(out_b)]) == EXIT_DATA_ERROR
     assert not out_b.exists()
 
 

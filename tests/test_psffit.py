@@ -1,4 +1,5 @@
 """Arc PSF fit against the true PSF of synthetic arcs; psfnight combination; CLIs."""
+from desired.errors import EXIT_DATA_ERROR  # bad input data exits 65, other failures 1
 import sys
 from pathlib import Path
 
@@ -134,7 +135,7 @@ def test_cli_psf_parallel_matches_serial(tmp_path, lines):
     # unreadable input: clear failure, nothing written
     (tmp_path / "bad.fits").write_text("not fits")
     assert main(["psf", "--infile", str(tmp_path / "bad.fits"), "--input-psf", str(tmp_path / "nominal.fits"),
-                 "--outfile", str(tmp_path / "psf3.fits")]) == 1
+                 "--outfile", str(tmp_path / "psf3.fits")]) == EXIT_DATA_ERROR
     assert not (tmp_path / "psf3.fits").exists()
 
 
@@ -172,7 +173,7 @@ def test_psfnight_median_rejects_outliers_and_skips_failures(tmp_path):
     night = read_psf(out_path)
     assert np.abs(night.xcoef - truth.xcoef).max() < 0.01
     assert main(["psfnight", "--infiles", str(tmp_path / "missing.fits"), "--outfile",
-                 str(tmp_path / "none.fits")]) == 1
+                 str(tmp_path / "none.fits")]) == EXIT_DATA_ERROR
     assert not (tmp_path / "none.fits").exists()
 
 

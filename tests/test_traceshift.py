@@ -1,4 +1,5 @@
 """traceshift: recover injected trace shifts from synthetic flats and sky exposures."""
+from desired.errors import EXIT_DATA_ERROR  # bad input data exits 65, other failures 1
 import sys
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def test_cli_traceshift_writes_shifted_psf(tmp_path, psfs):
     ex, ey = _errors(ref, read_psf(out), truth)
     assert ex <= 0.02 and ey <= 0.02
     assert main(["traceshift", "--image", str(tmp_path / "missing.fits"), "--psf", str(tmp_path / "psf.fits"),
-                 "--outfile", str(tmp_path / "none.fits")]) == 1
+                 "--outfile", str(tmp_path / "none.fits")]) == EXIT_DATA_ERROR
     assert not (tmp_path / "none.fits").exists()
 
 
