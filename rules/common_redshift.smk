@@ -3,6 +3,7 @@
 # The list of healpix groups comes from the coadd stage: healpix_groups() -> sorted
 # [(survey, program, healpix)] (rules/common_spectra.smk).  Until that stage is
 # included, no redshift target is registered.
+import os
 import sys
 
 if "DESIRED" not in globals():
@@ -15,11 +16,31 @@ if "healpix_groups" not in globals():
         return []
 
 
+def redshift_templates():
+    """Redrock template directory: `templates.redrock_dir`, else DESI's public templates beside the
+    checkout (../shared/data/redrock-templates, as the developers' and CI's trees have them), else None.
+
+    The project does not build its own template set yet, so with neither the redshift stage is
+    left out of `rule all` (a warning says how to enable it) and the run ends at the coadds.
+    """
+    configured = config["templates"]["redrock_dir"]
+    if configured:
+        return configured
+    beside = os.path.join(workflow.basedir, "..", "shared", "data", "redrock-templates")
+    return os.path.normpath(beside) if os.path.isdir(beside) else None
+
+
+REDSHIFT_TEMPLATES = redshift_templates()
+if REDSHIFT_TEMPLATES is None:
+    logger.warning("redshift stage skipped: no redrock templates (set templates.redrock_dir in the config "
+                   "to a directory of rrtemplate-*.fits files, e.g. DESI's redrock-templates release)")
+
+
 def redshift_options():
-    """Command-line options of `desired redshifts` from config['redshifts'] and config['templates']."""
+    """Command-line options of `desired redshifts` from config['redshifts'] and the template directory."""
     opts = []
-    if config["templates"]["redrock_dir"]:
-        opts.append(f"--templates {config['templates']['redrock_dir']}")
+    if REDSHIFT_TEMPLATES:
+        opts.append(f"--templates {REDSHIFT_TEMPLATES}")
     rs = config["redshifts"]
     opts.append(f"--nproc {rs['nproc']}")
     if rs["model"]:
@@ -51,5 +72,7 @@ def redshift_outputs():
 @register_targets
 def zcatalog_targets(night):
     """One catalog per survey/program of the production (the same for every night)."""
+    if REDSHIFT_TEMPLATES is None:
+        return []
     pairs = sorted({(s, p) for s, p, _ in healpix_groups()})
     return [path("zcatalog", survey=s, program=p) for s, p in pairs]

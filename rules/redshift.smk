@@ -15,6 +15,7 @@ rule redshifts:
         desired=DESIRED,
     threads: config["redshifts"]["nproc"]
     resources:
+        nodes=1,
         tasks=config["redshifts"]["tasks"],
         mpi="srun",
     log:
