@@ -226,7 +226,8 @@ def test_dry_run_lists_every_step(workdir):
     counts = job_counts(dry.stdout)
     assert counts == {"exposure_table": 1, "preproc": 8, "preproc_arc": 6, "psf": 6, "psfnight": 2,
                       "traceshift": 8, "extract": 8, "fiberflat": 4, "fiberflatnight": 2, "sky": 4,
-                      "qa_exposure": 7, "qa_report": 1, "all": 1}, counts
+                      "stdstars": 2, "fluxcalib": 4, "cframe": 4, "qa_exposure": 7, "qa_report": 1,
+                      "all": 1}, counts
     assert "frame-r0-00000007.fits" in dry.stdout and "psfnight-b0-20261124.fits" in dry.stdout
     assert not (workdir / "prod").exists()                      # a dry run writes nothing
     # --forcerun of one file in a fresh directory is still accepted
@@ -261,7 +262,7 @@ def test_rules_shape():
             "traceshift", "extract"} <= set(rules)
     for name, block in rules.items():
         assert "    log:" in block and 'conda:\n        "../envs/desired.yaml"' in block, name
-        if name in ("psf", "extract"):
+        if name in ("psf", "extract", "redshifts"):
             assert "    shell:" in block and "{params.launch}" in block and "    script:" not in block, name
             continue
         assert "    shell:" not in block, name
@@ -486,8 +487,8 @@ def test_slurm_dry_run_prints_the_srun_command(workdir):
     dry = snakemake(workdir, "-n", "-p", "--profile", str(REPO / "profiles" / "slurm"))
     assert dry.returncode == 0, dry.stdout[-3000:]
     extract = [line for line in dry.stdout.splitlines() if " -m desired extract " in line]
-    assert extract and all(re.search(r"srun -n 2 \S+python\S* -m desired extract .* --mpi", line) for line in extract)
-    assert re.search(r"srun -n 2 \S+ -m desired psf .* --mpi", dry.stdout)
+    assert extract and all(re.search(r"srun -N 1 -n 2 \S+python\S* -m desired extract .* --mpi", line) for line in extract)
+    assert re.search(r"srun -N 1 -n 2 \S+ -m desired psf .* --mpi", dry.stdout)
 
 
 def _desired(workdir, *args):
