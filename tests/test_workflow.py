@@ -116,6 +116,15 @@ FAKE_STEPS = textwrap.dedent('''\
     desired.scripts.fiberflat.run = lambda infile, outfile, **kw: _write("fiberflat", outfile, [infile])
     desired.scripts.fiberflatnight.run = lambda infiles, outfile, **kw: _write("fiberflatnight", outfile, infiles)
     desired.scripts.sky.run = lambda infile, fiberflat, outfile, **kw: _write("sky", outfile, [infile, fiberflat])
+
+    # flux-calibration stand-ins (rules/fluxcalib.smk)
+    import desired.scripts.stdstars, desired.scripts.fluxcalib, desired.scripts.cframe
+    desired.scripts.stdstars.run = lambda frames, outfile, fiberflats=(), skys=(), **kw: _write(
+        "stdstars", outfile, list(frames) + list(fiberflats) + list(skys))
+    desired.scripts.fluxcalib.run = lambda frame, models, outfile, fiberflat=None, sky=None, **kw: _write(
+        "fluxcalib", outfile, [frame, models, fiberflat, sky])
+    desired.scripts.cframe.run = lambda frame, calib, outfile, fiberflat=None, sky=None, **kw: _write(
+        "cframe", outfile, [frame, calib, fiberflat, sky])
 ''')
 
 
