@@ -312,6 +312,9 @@ def test_full_run_and_status(workdir):
     assert rows["fiberflat"] == ["4", "0", "0", "0", "0", "4"], status.stdout
     assert rows["fiberflatnight"] == ["2", "0", "0", "0", "0", "2"], status.stdout
     assert rows["sky"] == ["4", "0", "0", "0", "0", "4"], status.stdout
+    assert rows["stdstars"] == ["2", "0", "0", "0", "0", "2"], status.stdout
+    assert rows["fluxcalib"] == ["4", "0", "0", "0", "0", "4"], status.stdout
+    assert rows["cframe"] == ["4", "0", "0", "0", "0", "4"], status.stdout
 
 
 def test_failure_isolation_keep_going(workdir):

@@ -192,12 +192,17 @@ STEPS = {
     "fiberflat": ("night", "camera", "expid"),
     "fiberflatnight": ("night", "camera"),
     "sky": ("night", "camera", "expid"),
+    # flux calibration (rules/fluxcalib.smk)
+    "stdstars": ("night", "spectrograph", "expid"),
+    "fluxcalib": ("night", "camera", "expid"),
+    "cframe": ("night", "camera", "expid"),
 }
 
 #: step -> product kind of its output in desired.paths.PATTERNS
 OUTPUT_KIND = {"exposure_table": "exposure_table", "check_raw": "raw_check", "fibermap": "fibermap", "preproc": "preproc",
                "psf": "psf", "psfnight": "psfnight", "traceshift": "shifted_psf", "extract": "frame",
-               "fiberflat": "fiberflat", "fiberflatnight": "fiberflatnight", "sky": "sky"}
+               "fiberflat": "fiberflat", "fiberflatnight": "fiberflatnight", "sky": "sky",
+               "stdstars": "stdstars", "fluxcalib": "fluxcalib", "cframe": "cframe"}
 
 #: steps whose declared output is an ok/failed sidecar (only for arcs in the case of preproc)
 SIDECAR_STEPS = ("psf",)
@@ -348,9 +353,25 @@ def _add_calib_tasks(add, night, rows, frames):
         if obstype[expid] == "FLAT":
             flats.setdefault(cam, []).append(add("fiberflat", [frame], night=night, camera=cam, expid=expid))
     nightly = {cam: add("fiberflatnight", flats[cam], night=night, camera=cam) for cam in sorted(flats)}
+    skies = {}
     for (expid, cam), frame in frames.items():
         if obstype[expid] == "SCIENCE" and cam in nightly:
-            add("sky", [frame, nightly[cam]], night=night, camera=cam, expid=expid)
+            skies[expid, cam] = add("sky", [frame, nightly[cam]], night=night, camera=cam, expid=expid)
+    _add_fluxcalib_tasks(add, night, frames, nightly, skies)
+
+
+def _add_fluxcalib_tasks(add, night, frames, nightly, skies):
+    """stdstars per spectrograph and science exposure (its b, r, z), fluxcalib and cframe per camera."""
+    by_spectro = {}
+    for (expid, cam) in sorted(skies):
+        by_spectro.setdefault((expid, cam[1:]), []).append(cam)
+    for (expid, spectro), cams in sorted(by_spectro.items()):
+        inputs = ([frames[expid, c] for c in cams] + [nightly[c] for c in cams] + [skies[expid, c] for c in cams])
+        models = add("stdstars", inputs, night=night, spectrograph=spectro, expid=expid)
+        for cam in cams:
+            common = [frames[expid, cam], nightly[cam], skies[expid, cam]]
+            calib = add("fluxcalib", common + [models], night=night, camera=cam, expid=expid)
+            add("cframe", common + [calib], night=night, camera=cam, expid=expid)
 
 
 def incomplete_outputs(workdir="."):
