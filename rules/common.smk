@@ -172,7 +172,7 @@ def mpi_launch(wildcards, resources):
     srun command it would really run.
     """
     mode = config["mpi"]["launcher"]
-    if mode == "none":
+    if mode == "none" or not getattr(resources, "mpi", ""):   # one task: a plain (non-MPI) job
         return ""
     if mode == "auto":
         plugin = workflow.executor_plugin

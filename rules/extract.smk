@@ -17,7 +17,8 @@ rule extract:
     resources:
         nodes=config["extract"]["nodes"],
         tasks=config["extract"]["tasks"],
-        mpi="srun",
+        # SLURM's executor refuses an MPI job of one task: one task runs as a plain job
+        mpi="srun" if config["extract"]["tasks"] > 1 else "",
     log:
         log_pattern("extract", "night", "camera", "expid"),
     benchmark:

@@ -17,7 +17,8 @@ rule psf:
     resources:
         nodes=config["psf"]["nodes"],
         tasks=config["psf"]["tasks"],
-        mpi="srun",
+        # SLURM's executor refuses an MPI job of one task: one task runs as a plain job
+        mpi="srun" if config["psf"]["tasks"] > 1 else "",
     log:
         log_pattern("psf", "night", "camera", "expid"),
     benchmark:

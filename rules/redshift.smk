@@ -17,7 +17,8 @@ rule redshifts:
     resources:
         nodes=1,
         tasks=config["redshifts"]["tasks"],
-        mpi="srun",
+        # SLURM's executor refuses an MPI job of one task: one task runs as a plain job
+        mpi="srun" if config["redshifts"]["tasks"] > 1 else "",
     log:
         log_pattern("redshifts", "survey", "program", "pixgroup", "healpix"),
     benchmark:

@@ -88,6 +88,17 @@ def fits_arrays(path):
     return out
 
 
+def _equal_arrays(a, b):
+    """Element-wise identity, NaN equal to NaN (QA tables hold NaN for targets without a magnitude)."""
+    if a.dtype.names:
+        return a.dtype == b.dtype and all(_equal_arrays(a[n], b[n]) for n in a.dtype.names)
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind in "fc":
+        return bool(np.array_equal(a, b, equal_nan=True))
+    return bool(np.array_equal(a, b))
+
+
 def same_fits(a, b):
     left, right = fits_arrays(a), fits_arrays(b)
     if len(left) != len(right):
@@ -97,7 +108,7 @@ def same_fits(a, b):
             return False
         if (da is None) != (db is None):
             return False
-        if da is not None and not np.array_equal(np.asarray(da), np.asarray(db)):
+        if da is not None and not _equal_arrays(np.asarray(da), np.asarray(db)):
             return False
     return True
 
