@@ -335,8 +335,10 @@ QA_OPTIONAL_KINDS = {"FLAT": ("fiberflat",), "SCIENCE": ("sky", "fluxcalib", "cf
 
 def qa_produced_kinds():
     """Kinds of QA_OPTIONAL_KINDS whose path pattern is the output of some rule of the workflow."""
-    outputs = {str(out) for rule in workflow.rules for out in rule.output}
-    return {kind for kinds in QA_OPTIONAL_KINDS.values() for kind in kinds if pattern(kind) in outputs}
+    outputs = {os.path.normpath(str(out)) for rule in workflow.rules for out in rule.output}
+    names = {rule.name for rule in workflow.rules}
+    return {kind for kinds in QA_OPTIONAL_KINDS.values() for kind in kinds
+            if os.path.normpath(pattern(kind)) in outputs or kind in names}
 
 
 def qa_exposure_inputs(wildcards):
