@@ -1,19 +1,9 @@
 # Helpers of the redshift stage (rules/redshift.smk).
 #
 # The list of healpix groups comes from the coadd stage: healpix_groups() -> sorted
-# [(survey, program, healpix)] (rules/common_spectra.smk).  Until that stage is
-# included, no redshift target is registered.
+# [(survey, program, healpix)] (rules/common_spectra.smk, included before this file);
+# DESIRED (the interpreter-started CLI) from rules/common.smk.
 import os
-import sys
-
-if "DESIRED" not in globals():
-    DESIRED = f"{sys.executable} -m desired"
-
-if "healpix_groups" not in globals():
-
-    def healpix_groups():
-        """Placeholder until rules/common_spectra.smk (coadd stage) provides the production's pixels."""
-        return []
 
 
 def redshift_templates():

@@ -68,20 +68,13 @@ def run(infile, outfile, cosmics_nsig=4.0, cameras=False, onetile=None):
 
 def main(args):
     """Run from parsed arguments; return the exit status."""
+    from ..errors import EXIT_DATA_ERROR
     from ..io.util import DataModelError
     onetile = {"auto": None, "yes": True, "no": False}[args.onetile]
     try:
         run(args.infile, args.outfile, args.nsig, args.cameras, onetile)
     except (DataModelError, ValueError, KeyError) as err:
         log.error("%s: %s", args.infile, err)
-        return _data_error_status()
+        return EXIT_DATA_ERROR
     return 0
 
-
-def _data_error_status():
-    """Exit status of a data error: desired.errors.EXIT_DATA_ERROR where it exists, else 1."""
-    try:
-        from ..errors import EXIT_DATA_ERROR
-    except ImportError:
-        return 1
-    return EXIT_DATA_ERROR

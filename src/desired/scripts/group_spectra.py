@@ -215,6 +215,7 @@ def run(infiles, outfile, group, default_survey="main", default_program="other",
 
 def main(args):
     """Run from parsed arguments; return the exit status."""
+    from ..errors import EXIT_DATA_ERROR
     from ..io.util import DataModelError
     if args.healpix is not None:
         group = healpix_group(args.healpix, args.nside, not args.ring, args.survey, args.program)
@@ -228,17 +229,9 @@ def main(args):
                 coadd_outfile=args.coaddfile, cosmics_nsig=args.nsig, cameras=args.cameras)
     except (DataModelError, ValueError) as err:
         log.error("%s", err)
-        return _data_error_status()
+        return EXIT_DATA_ERROR
     if n == 0:
         log.error("no input spectrum belongs to the group; nothing written")
         return 2
     return 0
 
-
-def _data_error_status():
-    """Exit status of a data error: desired.errors.EXIT_DATA_ERROR where it exists, else 1."""
-    try:
-        from ..errors import EXIT_DATA_ERROR
-    except ImportError:
-        return 1
-    return EXIT_DATA_ERROR
