@@ -12,10 +12,19 @@ Simulates (or reuses ``--root``) a frame-level night (``--preset``, ``--nflat`` 
   science fibers against R·(true object electrons)/throughput, and the mean residual on
   sky fibers relative to the sky continuum.
 
+* per science exposure, the flux calibration through the whole chain as the workflow
+  runs it (fiberflatnight, sky, ``fit_stdstars`` with the config's default model grid,
+  ``compute_flux_calibration`` with the calibration tree's nominal fallback,
+  ``apply_flux_calibration``): cframe of every non-sky target vs the truth in DESI's
+  point-source convention (both smoothed over 100 Å, ``bench_fluxcalib.accuracy``), rms and
+  median per camera, and the b/r, r/z overlap flux ratios (``--no-fluxcalib`` skips it).
+
+The default number of flats is DESI's nightly sequence (``desired.sim.night.DESI_NFLAT``).
+
 Usage::
 
     python benchmarks/calib_accuracy.py --preset mini --root /tmp/calib_mini
-    python benchmarks/calib_accuracy.py --preset petal --nflat 6 --root /tmp/calib_petal6
+    python benchmarks/calib_accuracy.py --preset petal --root /tmp/calib_petal
 """
 import argparse
 import os
@@ -27,7 +36,8 @@ from scipy.ndimage import median_filter
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="mini")
-    parser.add_argument("--nflat", type=int, default=3)
+    parser.add_argument("--nflat", type=int, default=None, help="flats (default: DESI's sequence, 12)")
+    parser.add_argument("--no-fluxcalib", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--night", type=int, default=20261124)
     parser.add_argument("--root", default=None)
@@ -38,6 +48,8 @@ def main():
     from desired.paths import findfile
     from desired.scripts.simulate import run
     from desired.sky import compute_sky, sky_fibers, subtract_sky
+    from desired.sim.night import DESI_NFLAT
+    args.nflat = DESI_NFLAT if args.nflat is None else args.nflat
     NIGHT = args.night
     root = args.root or tempfile.mkdtemp(prefix="calib_accuracy_")
     prod, truth_dir = os.path.join(root, "prod"), os.path.join(root, "truth")
@@ -50,9 +62,10 @@ def main():
                                                     camera=c))
     science = [e for e in science if os.path.exists(findfile("frame", root=prod, night=NIGHT, expid=e, camera="b0"))]
     print(f"{args.preset} frame-level night, {args.nflat} flats, seed {args.seed}, under {root}")
+    nights, corrected = {}, {}
     for camera in ("b0", "r0", "z0"):
         fframes = [frame(e, camera) for e in flats]
-        night = average_fiberflats([compute_fiberflat(f) for f in fframes])
+        night = nights[camera] = average_fiberflats([compute_fiberflat(f) for f in fframes])
         true = truth(flats[0], camera)["FIBERFLAT"]
         d = night.fiberflat / night.fiberflat.mean(axis=0) - true / true.mean(axis=0)
         photon = np.sqrt(np.mean(1.0 / sum(f.ivar * f.flux ** 2 for f in fframes)))
@@ -61,7 +74,7 @@ def main():
         for e in science:
             raw, t = frame(e, camera), truth(e, camera)
             ff = apply_fiberflat(raw, night)
-            sub = subtract_sky(ff, compute_sky(ff))
+            sub = corrected[e, camera] = subtract_sky(ff, compute_sky(ff))
             thru = t["FIBERFLAT"] / np.median(t["FIBERFLAT"], axis=0)
             resid = sub.flux - raw.convolve(t["OBJ_ELECTRONS"]) / thru
             pull = resid * np.sqrt(sub.ivar)
@@ -78,6 +91,53 @@ def main():
                   f"lines {pl.std() if pl.size else float('nan'):.3f} ({line.sum()} px); science pulls rms "
                   f"{ps.std():.3f}; mean sky-fiber residual {100 * resid[skyf][good].mean() / cont.mean():+.3f} % "
                   "of the continuum")
+
+    if not args.no_fluxcalib:
+        for e in science:
+            flux_accuracy({c[0]: corrected[e, c] for c in ("b0", "r0", "z0")},
+                          {c[0]: frame(e, c) for c in ("b0", "r0", "z0")},
+                          {c[0]: truth(e, c) for c in ("b0", "r0", "z0")}, os.path.join(root, "calib"), e)
+
+
+def flux_accuracy(corr, raw, truth, calib_dir, expid):
+    """Standard stars, flux calibration and cframes of one exposure as the workflow makes them, vs the truth."""
+    import sys
+    import time
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_fluxcalib import accuracy, overlap
+
+    import yaml
+    from desired.fluxcalib import apply_flux_calibration, compute_flux_calibration
+    from desired.io.fluxcalib import read_flux_calibration
+    from desired.paths import findfile
+    from desired.stdmodels import model_grid
+    from desired.stdstars import fit_stdstars
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config", "config.yaml")) as fh:
+        cfg = yaml.safe_load(fh)
+    st, fc = cfg["stdstars"], cfg["fluxcalib"]
+    t0 = time.time()
+    grid = model_grid(teff=np.arange(st["teff"][0], st["teff"][1] + st["teff"][2] / 2, st["teff"][2]),
+                      logg=st["logg"], feh=st["feh"])
+    stars = fit_stdstars(corr, grid, delta_color=st["delta_color"], color_sys=st["color_sys"],
+                         color_correct=st["color_correct"])
+    print(f"  expid {expid}: {stars.nstd} standards fitted in {time.time() - t0:.0f} s (model grid included, under load)")
+    cframes = {}
+    for band in "brz":
+        nominal = read_flux_calibration(findfile("calib_fluxcalib", root=calib_dir, camera=f"{band}0"))
+        cal = compute_flux_calibration(corr[band], stars, nominal=nominal, min_std=fc["min_std"],
+                                       knot_spacing=fc["knot_spacing"], penalty=fc["penalty"],
+                                       max_scale_dev=fc["max_scale_dev"], max_shape_rms=fc["max_shape_rms"])
+        cframes[band] = cf = apply_flux_calibration(corr[band], cal)
+        thru = truth[band]["FIBERFLAT"]
+        acc = accuracy(cf, raw[band], truth[band], thru / thru.mean(axis=0), cal.calib)
+        print(f"  {band}0 expid {expid}: {cal.header['CALMODE']} {cal.header['NSTDUSED']}/{cal.header['NSTDSTAR']} "
+              f"stars; cframe vs truth (100 A) rms {100 * acc['rms']:.2f} %, median {100 * acc['median']:+.2f} % "
+              f"over {acc['n_bright']}/{acc['n_targets']} targets" +
+              (f"; rms above 4100 A {100 * acc['rms_above4100']:.2f} %" if "rms_above4100" in acc else ""))
+    tgt = np.flatnonzero(np.char.strip(np.asarray(corr["b"].fibermap["OBJTYPE"]).astype(str)) != "SKY")
+    for a, b in (("b", "r"), ("r", "z")):
+        ratio, lo, hi = overlap(cframes[a], cframes[b], tgt)
+        print(f"  overlap {a}/{b} ({lo:.0f}-{hi:.0f} A) expid {expid}: median flux ratio {ratio:.4f}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import median_filter
 
+from desired.errors import EXIT_DATA_ERROR
 from desired.fiberflat import apply_fiberflat, average_fiberflats, compute_fiberflat
 from desired.frame import Frame
 from desired.io.fiberflat import write_fiberflat
@@ -130,7 +131,7 @@ def test_desispec_reads_our_sky(skies, tmp_path):
     assert theirs.header["CAMERA"].strip().lower() == "b0"
 
 
-def test_no_sky_fiber_is_a_clear_error(fframes, night, flats, tmp_path):
+def test_no_sky_fiber_is_a_clear_error(fframes, night, flats, tmp_path, caplog):
     frame = fframes[SCIENCE[0], "r0"]
     fm = frame.fibermap.copy()
     fm["OBJTYPE"][sky_fibers(frame)] = "TGT"
@@ -141,7 +142,8 @@ def test_no_sky_fiber_is_a_clear_error(fframes, night, flats, tmp_path):
     ivar[sky_fibers(frame)] = 0.0
     with pytest.raises(ValueError, match="r0.*no usable sky fiber"):
         compute_sky(_with(frame, ivar=ivar))
-    # the command line: exit 1, one line naming the file and camera, nothing written
+    # the command line: exit EXIT_DATA_ERROR (a data error the workflow reports, not a crash), one line
+    # naming the file and camera, nothing written
     from desired.cli import main
     from desired.io.frame import write_frame
     raw = night.frame(SCIENCE[0], "r0")
@@ -150,8 +152,11 @@ def test_no_sky_fiber_is_a_clear_error(fframes, night, flats, tmp_path):
     write_fiberflat(str(tmp_path / "ff.fits"), flats["r0"])
     out = tmp_path / "sky-r0-00000004.fits"
     assert main(["sky", "--infile", str(tmp_path / "frame-r0-00000004.fits"), "--fiberflat", str(tmp_path / "ff.fits"),
-                 "--outfile", str(out)]) == 1
+                 "--outfile", str(out)]) == EXIT_DATA_ERROR
     assert not out.exists()
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "\n" not in errors[0].getMessage(), [r.getMessage() for r in errors]
+    assert "frame-r0-00000004.fits" in errors[0].getMessage() and "r0" in errors[0].getMessage()
 
 
 def test_masked_fibers_and_outlier_sky_fiber(night, fframes, skies):

@@ -46,6 +46,28 @@ def test_models_follow_stellar_physics():
     assert k_flux(0.0) < k_flux(-2.0) - 0.05
 
 
+def test_lines_only_absorb_and_solar_balmer_strengths(monkeypatch):
+    """Adding line opacity never brightens the spectrum (the formal solution is exact for a
+    piecewise-linear source function: a trapezoid rule in tau gave emission wings around the Balmer
+    lines), and the Sun's Balmer lines have the strength of the solar atlas (Moore, Minnaert & Houtgast
+    1966: EW Hγ 2.86 Å, Hδ 3.13 Å; Hβ 3.68 Å), the real star the Stark width scale is set on."""
+    wave = np.arange(3700.0, 6000.0, 0.25)
+    sun = stdmodels.model_spectrum(wave, 5777, 4.44, 0.0)
+    f7000 = stdmodels.model_spectrum(wave, 7000, 4.0, -1.0)
+    monkeypatch.setattr(stdmodels, "_H_LINES", [])
+    sun_c = stdmodels.model_spectrum(wave, 5777, 4.44, 0.0)
+    assert np.all(f7000 <= stdmodels.model_spectrum(wave, 7000, 4.0, -1.0) * (1 + 1e-6))
+    assert np.all(sun <= sun_c * (1 + 1e-6))
+    ratio = sun / sun_c
+
+    def ew(w0):
+        near = np.abs(wave - w0) < 80
+        return np.sum(1 - ratio[near]) * 0.25
+    assert 0.75 * 2.86 < ew(4341.68) < 1.3 * 2.86
+    assert 0.75 * 3.13 < ew(4102.89) < 1.3 * 3.13
+    assert 0.6 * 3.68 < ew(4862.68) < 1.3 * 3.68
+
+
 def test_select_standards_uses_target_bits_objtype_and_fiberstatus():
     fm = Table({"FIBER": np.arange(6), "OBJTYPE": ["TGT", "TGT", "TGT", "SKY", "TGT", "TGT"],
                 "DESI_TARGET": [desi_target.mask("STD_FAINT"), desi_target.mask("STD_BRIGHT"), 0,

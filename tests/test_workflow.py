@@ -608,3 +608,19 @@ def test_fault_injection_data_vs_environment(workdir, tmp_path_factory):
     assert clean.returncode == 0, clean.stdout[-3000:]
     for f in science_frames(workdir):
         assert f.read_bytes() == (reference / f.relative_to(workdir)).read_bytes(), f
+
+
+def test_sky_data_error_fails_only_its_exposure(workdir):
+    """A science camera whose sky fails with a data error (e.g. no sky fiber: desired sky exits
+    EXIT_DATA_ERROR naming the camera, tests/test_sky.py) fails its own sky job and what needs it (that
+    spectrograph's stdstars, fluxcalib and cframes of that exposure); with --keep-going the rest of the
+    night (the other science exposure's cframes) completes, and status names the failed task."""
+    run = snakemake(workdir, "--cores", "2", "--keep-going", env=_env(workdir, FAKE_FAULT="sky:sky-r0-00000006:data"))
+    assert run.returncode != 0
+    cframe = lambda e, c: workdir / findfile("cframe", root="prod", night=NIGHT, expid=e, camera=c)  # noqa: E731
+    assert not (workdir / findfile("sky", root="prod", night=NIGHT, expid=6, camera="r0")).exists()
+    assert (workdir / findfile("sky", root="prod", night=NIGHT, expid=6, camera="b0")).exists()
+    assert not any(cframe(6, c).exists() for c in CAMERAS)
+    assert all(cframe(7, c).exists() for c in CAMERAS), run.stdout[-3000:]
+    failed = _desired(workdir, "status", "--configfile", "config.yaml", "--failed").stdout
+    assert "sky_20261124_r0_00000006" in failed and "injected data error" in failed, failed

@@ -37,7 +37,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy.special import exp1, expn
+from scipy.special import expn
 
 __all__ = ["model_spectrum", "model_grid", "ModelGrid", "DEFAULT_GRID"]
 
@@ -50,6 +50,7 @@ AMU = 1.6605e-24
 H_ION = 13.598              # eV
 A_HE = 0.085                # He/H by number
 SIGMA_LINE = 0.026540       # pi e^2 / (m_e c), cm^2 Hz
+STARK_SCALE = 0.5           # Stark width scale, set on the solar Balmer lines (see _line_opacity)
 
 #: default parameter grid (Teff K, logg cgs, [Fe/H] dex) of the standard-star fit
 DEFAULT_GRID = {"teff": tuple(np.arange(5000.0, 8001.0, 250.0)),
@@ -188,6 +189,37 @@ def _stark_profile(dwave, width):
     return (1.0 + (dwave / width) ** 2) ** -1.25 / (2.3963 * width)
 
 
+def _hydrogen_profile(dwave, doppler, stark):
+    """Doppler core ⊗ Holtsmark-like Stark profile (1/Å), exact in both limits.
+
+    The Stark profile ``H`` (:func:`_stark_profile`, width ``stark``) is split at
+    ``c = 2 × doppler`` into a wing part (``H`` beyond c, flat ``H(c)`` inside), which a
+    Doppler convolution leaves unchanged, and a compact core of mass
+    ``m = ∫_{-c}^{c} H - 2c H(c)``, which it turns into a Doppler Gaussian of mass m.
+    Stark-dominated lines (``stark >> doppler``) keep the Holtsmark shape; Doppler-dominated
+    ones get a Gaussian core with the Δλ^-5/2 Stark wings (the previous profile used the
+    Holtsmark shape with the Doppler width, giving thermal cores Δλ^-5/2 wings).
+
+    Parameters
+    ----------
+    dwave : array (1, n)
+        Distance to the line centre, Å.
+    doppler : array (ndepth, 1)
+        Doppler 1/e half width, Å.
+    stark : array (ndepth, 1)
+        Width parameter of the Stark profile, Å.
+    """
+    from scipy.special import hyp2f1
+    cut = 2.0 * doppler
+    a = cut / stark
+    inside = 2.0 * a * hyp2f1(0.5, 1.25, 1.5, -a ** 2) / 2.3963        # ∫_{-c}^{c} H
+    h_cut = _stark_profile(cut, stark)
+    mass = np.clip(inside - 2.0 * cut * h_cut, 0.0, 1.0)
+    wing = np.where(np.abs(dwave) > cut, _stark_profile(dwave, stark), h_cut)
+    core = mass * np.exp(-(dwave / doppler) ** 2) / (np.sqrt(np.pi) * doppler)
+    return core + wing
+
+
 def _voigt_approx(dwave, doppler, lorentz):
     """Pseudo-Voigt profile (1/Å) of Doppler width ``doppler`` (1/e half width) and Lorentz HWHM ``lorentz``."""
     fg = 2.0 * np.sqrt(np.log(2.0)) * doppler
@@ -214,8 +246,8 @@ def _line_opacity(wave, temp, pe, ne, pg, fneutral_h, feh, vturb=1.5):
             continue
         dw = wave[sel][None, :] - lam
         width = lam ** 2 * 1e-8 * 1.5 * (n_up ** 2 - n_low ** 2) * 4.803e-10 * 0.529e-8 * f_holtsmark / 1.98645e-16
-        width = 2.35 * np.maximum(width, lam * np.sqrt(2 * K_BOLTZ * temp / 1.6726e-24 + (vturb * 1e5) ** 2) / 2.998e10)
-        prof = _stark_profile(dw, width[:, None])
+        doppler = lam * np.sqrt(2 * K_BOLTZ * temp / 1.6726e-24 + (vturb * 1e5) ** 2) / 2.998e10
+        prof = _hydrogen_profile(dw, doppler[:, None], 2.35 * STARK_SCALE * width[:, None])
         pop = n_low ** 2 * 10 ** (-theta * H_ION * (1.0 - 1.0 / n_low ** 2))   # g_n / u_H (u_H = 2)
         sig = SIGMA_LINE * _oscillator_strength(n_low, n_up) * lam ** 2 / C_ANGSTROM
         out[:, sel] += pop * sig * prof * (1.0 - 10 ** (-theta * EV_ANGSTROM / lam))
@@ -252,6 +284,33 @@ def _planck(wave, temp):
     return (wave[None, :] / 5000.0) ** -5 / np.expm1(np.clip(x, 1e-8, 600.0))
 
 
+def _emergent_flux(src, tl):
+    """``F / 2π = ∫ S E2(τ_λ) dτ_λ`` with S linear in τ_λ between depth points (exact for that S).
+
+    A trapezoid rule in τ_λ overestimates the convex kernel E2 where one depth step spans
+    more than ~0.3 in τ_λ, i.e. where the line opacity is large: it made line wings brighter
+    than the continuum (spurious emission around the Balmer lines) and distorted the Balmer
+    jump.  The exact integral of a piecewise-linear S uses ``∫E2 = -E3`` and
+    ``∫t E2 = -(t E3 + E4)``; the isothermal layer above the top point adds
+    ``S_top (1/2 - E3(τ_top))``, the deep boundary ``S_bottom E3(τ_bottom)``.
+
+    Parameters
+    ----------
+    src : array (ndepth, nwave)
+        Source function (Planck) at each depth point.
+    tl : array (ndepth, nwave)
+        Monochromatic optical depth at each depth point, increasing with depth.
+    """
+    t = np.minimum(tl, 200.0)
+    e3, e4 = expn(3, t), expn(4, t)
+    m0 = e3[:-1] - e3[1:]                                   # ∫ E2 dt over each interval
+    m1 = (t[:-1] * e3[:-1] + e4[:-1]) - (t[1:] * e3[1:] + e4[1:])   # ∫ t E2 dt
+    dt = np.maximum(t[1:] - t[:-1], 1e-12)
+    slope = (src[1:] - src[:-1]) / dt
+    flux = np.sum(src[:-1] * m0 + slope * (m1 - t[:-1] * m0), axis=0)
+    return flux + src[0] * (0.5 - e3[0]) + src[-1] * e3[-1]
+
+
 def model_spectrum(wave, teff, logg, feh):
     """Emergent flux F_λ of one model photosphere (arbitrary units, per Å).
 
@@ -280,12 +339,7 @@ def model_spectrum(wave, teff, logg, feh):
     dtau = np.diff(tau)[:, None] * 0.5 * (ratio[1:] + ratio[:-1])
     tl = np.vstack([tau[0] * ratio[:1], tau[0] * ratio[:1] + np.cumsum(dtau, axis=0)])
     src = _planck(wave, temp)
-    tlc = np.minimum(tl, 60.0)
-    e2 = np.exp(-tlc) - tlc * exp1(tlc)                    # E2(x) = exp(-x) - x E1(x)
-    # F = 2 pi ∫ S E2 dτ_λ  (trapezoid in τ_λ; the deep boundary adds S_bottom E3(τ_bottom))
-    integrand = src * e2
-    flux = np.sum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(tl, axis=0), axis=0)
-    flux += src[0] * (0.5 - expn(3, tl[0])) + src[-1] * expn(3, tl[-1])
+    flux = _emergent_flux(src, tl)
     ref = (wave > 5400) & (wave < 5600)
     return flux / (flux[ref].mean() if np.any(ref) else flux.mean())
 

@@ -26,7 +26,8 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0, help="random seed of the night")
     parser.add_argument("--narc", type=int, default=3, help="short all-lamp arcs (5 s)")
     parser.add_argument("--nlongarc", type=int, default=0, help="long Cd+Xe arcs (30 s)")
-    parser.add_argument("--nflat", type=int, default=3, help="LED flats (120 s)")
+    parser.add_argument("--nflat", type=int, default=12,
+                        help="LED flats (120 s); default DESI's nightly sequence, 3 from each of 4 calibration units")
     parser.add_argument("--nscience", type=int, default=2, help="science exposures on the tile")
     parser.add_argument("--nzero", type=int, default=0, help="zero (bias) exposures")
     parser.add_argument("--ndark", type=int, default=0, help="300 s dark exposures")
@@ -49,7 +50,7 @@ def add_arguments(parser):
 
 
 def run(night, raw_dir=None, calib_dir=None, truth_dir=None, preset="mini", seed=0, narc=3, nlongarc=0,
-        nflat=3, nscience=2, nzero=0, ndark=0, nproc=1, level="raw", frame_dir=None, cosmic_rate=1.0,
+        nflat=12, nscience=2, nzero=0, ndark=0, nproc=1, level="raw", frame_dir=None, cosmic_rate=1.0,
         bad_column=False, expid_start=1, tileid=1000, science_exptime=900.0, sky_condition="dark",
         airmass=1.2, data_dir=None, parametric=False):
     """Simulate one night into the raw/calib/truth trees (or frames with ``level="frame"``).

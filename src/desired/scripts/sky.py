@@ -71,7 +71,8 @@ def run(infile, fiberflat, outfile, nsig=4.0, add_variance=True, adjust_waveleng
 
 
 def main(args):
-    """Compute the sky; return the exit status."""
+    """Compute the sky; return the exit status (:data:`desired.errors.EXIT_DATA_ERROR` for bad input data)."""
+    from ..errors import EXIT_DATA_ERROR
     from ..io.util import DataModelError
 
     try:
@@ -79,5 +80,5 @@ def main(args):
             adjust_wavelength=args.adjust_wavelength, adjust_lsf=args.adjust_lsf)
     except (DataModelError, ValueError) as err:
         log.error("%s", err)
-        return 1
+        return EXIT_DATA_ERROR
     return 0

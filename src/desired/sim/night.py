@@ -56,6 +56,25 @@ TILE_RA, TILE_DEC = 150.10, 2.18
 PLATE_SCALE_MM_PER_DEG = 252.0
 
 
+# ------------------------------------------------------------------ calibration sequence (calib)
+#: DESI's nightly flat sequence, which the default night follows: 3 LED flats of 120 s
+#: from each of the 4 calibration units, PROGRAM "calib desi-calib-0N leds only",
+#: SEQNUM 1-3 / SEQTOT 3 per unit (real exposure tables shipped with desispec,
+#: test/data/exposure_tables/202309/exposure_table_20230913.csv, and the table in
+#: shared/reference/simulator-research.md §1.5).  desispec builds the nightly fiberflat
+#: from all of them (only 120 s "desi-calib-0*" flats: workflow/calibration_selection.py,
+#: PR #1682; combined across lamps by autocalib_fiberflat).  With fewer flats the nightly
+#: flat is photon-noise limited above 0.5 %: 3 flats of this lamp give 0.58-0.67 % rms.
+FLAT_UNITS, FLATS_PER_UNIT = 4, 3
+DESI_NFLAT = FLAT_UNITS * FLATS_PER_UNIT
+
+
+def flat_program(index):
+    """PROGRAM, SEQNUM and SEQTOT of the ``index``-th (0-based) flat of DESI's sequence."""
+    unit = (index // FLATS_PER_UNIT) % FLAT_UNITS
+    return f"calib desi-calib-0{unit} leds only", index % FLATS_PER_UNIT + 1, FLATS_PER_UNIT
+
+
 @dataclass
 class NightConfig:
     """Everything that defines a simulated night.
@@ -69,7 +88,8 @@ class NightConfig:
     seed : int
     narc, nlongarc, nflat, nscience, nzero, ndark : int
         Number of short all-lamp arcs (5 s), long Cd+Xe arcs (30 s), LED flats
-        (120 s), science exposures, zeros and darks (300 s).
+        (120 s; default DESI's 12, see :data:`DESI_NFLAT`), science exposures, zeros
+        and darks (300 s).
     cosmic_rate : float
         Cosmic rays per cm² per minute.
     bad_column : bool
@@ -92,7 +112,7 @@ class NightConfig:
     seed: int = 0
     narc: int = 3
     nlongarc: int = 0
-    nflat: int = 3
+    nflat: int = DESI_NFLAT
     nscience: int = 2
     nzero: int = 0
     ndark: int = 0
@@ -132,7 +152,8 @@ def exposure_sequence(cfg):
     for _ in range(cfg.nlongarc):
         add("ARC", 30.0, "calib long arcs cd+xe", lamps=arclines.CDXE_LAMPS)
     for i in range(cfg.nflat):
-        add("FLAT", 120.0, f"calib desi-calib-0{i % 4} leds only")
+        program, seqnum, seqtot = flat_program(i)
+        add("FLAT", 120.0, program, seqnum=seqnum, seqtot=seqtot)
     for _ in range(cfg.nscience):
         add("SCIENCE", cfg.science_exptime, cfg.sky_condition)
     mjd = t0
@@ -162,6 +183,8 @@ def exposure_header(cfg, exp):
     }
     if "lamps" in exp:
         hdr["LAMPS"] = ",".join(exp["lamps"])
+    if "seqnum" in exp:
+        hdr.update(SEQNUM=int(exp["seqnum"]), SEQTOT=int(exp["seqtot"]))
     if science:
         hdr.update(TILERA=TILE_RA, TILEDEC=TILE_DEC, FIBASSGN=f"fiberassign-{cfg.tileid:06d}.fits.gz")
     return hdr
