@@ -48,6 +48,7 @@ def main():
     from desired.paths import findfile
     from desired.scripts.simulate import run
     from desired.sky import compute_sky, sky_fibers, subtract_sky
+    import desired.stdmodels  # noqa: F401  (imported now: the models of this run are the code at its start)
     from desired.sim.night import DESI_NFLAT
     args.nflat = DESI_NFLAT if args.nflat is None else args.nflat
     NIGHT = args.night

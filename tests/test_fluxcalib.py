@@ -132,3 +132,30 @@ def test_dead_fiber_is_masked_without_nan(night):
     assert np.all(cf.ivar[3] == 0) and np.all(np.isfinite(cf.ivar))
     with pytest.raises(ValueError, match="z0"):
         apply_flux_calibration(frame.select(slice(0, 10)), calib)
+
+
+def test_dead_fiber_in_the_flat_is_masked_to_the_cframe(night):
+    """A dead fiber in the flat (as compute_fiberflat flags it: flat 0, ivar 0, BADFIBERFLAT|LOWFLAT) goes
+    through apply_fiberflat, the sky and the flux calibration of the real chain: its cframe pixels are masked
+    (ivar 0, BADFIBERFLAT), nothing is NaN anywhere, and when the dead fiber is a standard star the others
+    still calibrate the camera."""
+    from desired.fiberflat import FiberFlat, apply_fiberflat
+    from desired.maskbits import specmask
+    from desired.sky import compute_sky, subtract_sky
+    raw, truth, stars = night["raw"]["z"], night["truth"]["z"], night["stars"]
+    dead = int(np.flatnonzero(raw.fibers == stars.fibers[0])[0])
+    thru = truth["FIBERFLAT"] / truth["FIBERFLAT"].mean(axis=0)
+    flat, ivar = thru.copy(), np.full(thru.shape, 1e6)
+    mask = np.zeros(thru.shape, np.int32)
+    flat[dead], ivar[dead], mask[dead] = 0.0, 0.0, specmask.BADFIBERFLAT | specmask.LOWFLAT
+    ff = FiberFlat(raw.wave, flat, ivar, mask=mask, meanspec=np.ones(raw.nwave), header={"CAMERA": "z0"})
+    flat_fielded = apply_fiberflat(raw, ff)
+    sub = subtract_sky(flat_fielded, compute_sky(flat_fielded))
+    calib = compute_flux_calibration(sub, stars, nominal=read_flux_calibration(night["nominal"]["z"]))
+    cf = apply_flux_calibration(sub, calib)
+    assert calib.header["CALMODE"] == "STDSTARS" and calib.header["NSTDUSED"] == calib.header["NSTDSTAR"] - 1
+    for arr in (cf.flux, cf.ivar, calib.calib, calib.ivar):
+        assert np.all(np.isfinite(arr))
+    assert np.all(cf.ivar[dead] == 0) and np.all(cf.mask[dead] & specmask.BADFIBERFLAT)
+    others = np.delete(np.arange(cf.nspec), dead)
+    assert (cf.ivar[others] > 0).mean() > 0.99

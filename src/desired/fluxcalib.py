@@ -48,7 +48,7 @@ class FluxCalib:
 
 # --------------------------------------------------------------------------- measurement
 #: rest-frame vacuum wavelengths (Å) and half-widths of stellar absorption features left out of the fit
-STELLAR_LINES = ([(911.7633 / (0.25 - 1.0 / n ** 2), 40.0 if n <= 6 else 15.0) for n in range(3, 15)]
+STELLAR_LINES = ([(911.7633 / (0.25 - 1.0 / n ** 2), 40.0 if n <= 6 else 15.0) for n in range(3, 21)]
                  + [(911.7633 / (1.0 / 9 - 1.0 / n ** 2), 10.0) for n in range(9, 21)]
                  + [(3934.78, 20.0), (3969.59, 20.0), (4227.92, 8.0), (4305.6, 12.0), (5176.7, 15.0),
                     (5891.58, 8.0), (5897.56, 8.0), (8500.36, 12.0), (8544.44, 12.0), (8664.52, 12.0)])

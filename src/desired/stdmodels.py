@@ -18,12 +18,14 @@ documented, deterministic recipe of textbook stellar-atmosphere physics
   polynomial) and free-free (Bell & Berrington fit), H I bound-free with the
   Balmer, Paschen, ... edges and free-free (Kramers with Gaunt factors ~1),
   stimulated emission included;
-* **lines**: hydrogen Balmer (Hα-H14) and Paschen (P9-P20) lines with a
-  Holtsmark-like Stark profile (wings ∝ Δλ^-5/2, width from the normal field of
-  the local electron density); ~30 strong metal lines (Ca II H&K and triplet,
-  Ca I, Mg I b, Na D, Fe I, Al I, Sr II, Mn I, Ti II) with Boltzmann-Saha
+* **lines**: hydrogen Balmer (Hα-H20) and Paschen (P9-P20) lines: Doppler core
+  with Holtsmark-like Stark wings (∝ Δλ^-5/2, width from the normal field of the
+  local electron density, scaled to reproduce the solar Balmer equivalent widths);
+  ~30 strong metal lines (Ca II H&K and triplet, Ca I, Mg I b, Na D, Fe I, Al I,
+  Sr II, Mn I, Ti II) with Boltzmann-Saha
   populations, Doppler cores and van der Waals damping wings;
-* **emergent flux**: LTE formal solution ``F = 2π ∫ B(T) E2(tau_λ) dtau_λ``.
+* **emergent flux**: LTE formal solution ``F = 2π ∫ B(T) E2(tau_λ) dtau_λ``, exact
+  for a source function linear in tau_λ between depth points.
 
 It is a *model* of an F/G/A star photosphere, accurate to a few per cent in the
 continuum shape, not a replacement for a modern grid; the mismatch to the
@@ -50,7 +52,11 @@ AMU = 1.6605e-24
 H_ION = 13.598              # eV
 A_HE = 0.085                # He/H by number
 SIGMA_LINE = 0.026540       # pi e^2 / (m_e c), cm^2 Hz
-STARK_SCALE = 0.5           # Stark width scale, set on the solar Balmer lines (see _line_opacity)
+#: scale of the Holtsmark width of the hydrogen lines: with the grey structure and one profile shape
+#: for all Stark components, 0.5 reproduces the Sun's Balmer equivalent widths (model at 5777 K,
+#: log g 4.44, [Fe/H] 0: Hγ 2.99 Å, Hδ 3.09 Å, Hβ 2.69 Å; solar atlas of Moore, Minnaert & Houtgast
+#: 1966: 2.86, 3.13, 3.68 Å); 1.0 made them 1.4-1.7 times too strong (tests/test_stdstars.py)
+STARK_SCALE = 0.5
 
 #: default parameter grid (Teff K, logg cgs, [Fe/H] dex) of the standard-star fit
 DEFAULT_GRID = {"teff": tuple(np.arange(5000.0, 8001.0, 250.0)),
@@ -89,7 +95,9 @@ def _vac_balmer(n_low, n_up):
     return 911.7633 / (1.0 / n_low ** 2 - 1.0 / n_up ** 2)
 
 
-_H_LINES = [(2, n) for n in range(3, 15)] + [(3, n) for n in range(9, 21)]
+# Balmer lines up to H20 (3683 Å): F/A dwarfs show resolved Balmer lines to n ~ 18-20 before they merge
+# (Inglis-Teller limit at photospheric electron densities ~1e14-1e15 cm^-3); beyond, the Balmer continuum.
+_H_LINES = [(2, n) for n in range(3, 21)] + [(3, n) for n in range(9, 21)]
 
 
 def _oscillator_strength(n_low, n_up):
