@@ -131,7 +131,7 @@ def test_desispec_reads_our_sky(skies, tmp_path):
     assert theirs.header["CAMERA"].strip().lower() == "b0"
 
 
-def test_no_sky_fiber_is_a_clear_error(fframes, night, flats, tmp_path, caplog):
+def test_no_sky_fiber_is_a_clear_error(fframes, night, flats, tmp_path):
     frame = fframes[SCIENCE[0], "r0"]
     fm = frame.fibermap.copy()
     fm["OBJTYPE"][sky_fibers(frame)] = "TGT"
@@ -151,12 +151,12 @@ def test_no_sky_fiber_is_a_clear_error(fframes, night, flats, tmp_path, caplog):
     write_frame(str(tmp_path / "frame-r0-00000004.fits"), raw)
     write_fiberflat(str(tmp_path / "ff.fits"), flats["r0"])
     out = tmp_path / "sky-r0-00000004.fits"
-    assert main(["sky", "--infile", str(tmp_path / "frame-r0-00000004.fits"), "--fiberflat", str(tmp_path / "ff.fits"),
+    logfile = tmp_path / "sky.log"
+    assert main(["--log-file", str(logfile), "sky", "--infile", str(tmp_path / "frame-r0-00000004.fits"), "--fiberflat", str(tmp_path / "ff.fits"),
                  "--outfile", str(out)]) == EXIT_DATA_ERROR
     assert not out.exists()
-    errors = [r for r in caplog.records if r.levelname == "ERROR"]
-    assert len(errors) == 1 and "\n" not in errors[0].getMessage(), [r.getMessage() for r in errors]
-    assert "frame-r0-00000004.fits" in errors[0].getMessage() and "r0" in errors[0].getMessage()
+    errors = [line for line in logfile.read_text().splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "frame-r0-00000004.fits" in errors[0] and "r0: no sky fiber" in errors[0], errors
 
 
 def test_masked_fibers_and_outlier_sky_fiber(night, fframes, skies):
