@@ -115,6 +115,8 @@ def main():
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--no-desispec", action="store_true")
     parser.add_argument("--reuse-stdstars", action="store_true", help="reuse ROOT/stdstars-0-00000001.fits")
+    parser.add_argument("--no-model-error", action="store_true",
+                        help="calibration weights from photon noise only (compute_flux_calibration model_error=False)")
     args = parser.parse_args()
     root = args.root or tempfile.mkdtemp(prefix="bench_fluxcalib_")
     if not os.path.exists(os.path.join(root, "prod")):
@@ -154,7 +156,7 @@ def main():
         nominal = read_flux_calibration(paths.findfile("calib_fluxcalib", root=os.path.join(root, "calib"),
                                                        camera=f"{band}0"))
         t0 = time.time()
-        fc = compute_flux_calibration(corr[band], stars, nominal=nominal)
+        fc = compute_flux_calibration(corr[band], stars, nominal=nominal, model_error=not args.no_model_error)
         cf = apply_flux_calibration(corr[band], fc)
         dt = time.time() - t0
         cframes[band], calibs[band] = cf, fc

@@ -179,8 +179,39 @@ def star_models_on_frame(frame, stdstars, convolve=True):
     return rows, models, keep
 
 
+def _model_error_ivar(data, ivar, pred, good, bins, nbin):
+    """ivar including each star's model error: the star-to-star scatter of data/prediction in wavelength bins.
+
+    In every bin the scatter of the stars' ratios to their prediction beyond their photon noise
+    (robust: ``(1.4826 median|r|)^2 - median noise^2``) is the variance of the models'
+    errors, which do not average down within a star: it is added to every pixel as
+    ``npix_bin σ_e² pred²``, so that a bright star weighs at most ``1/σ_e²`` per bin and the
+    calibration averages the model errors of many stars instead of following the brightest.
+
+    Returns
+    -------
+    ivar_eff : ndarray, shape of ``ivar``
+    sigma_e : ndarray (nbin,)
+    """
+    num = np.array([np.bincount(bins, weights=ivar[i] * pred[i] * data[i], minlength=nbin) for i in range(len(data))])
+    den = np.array([np.bincount(bins, weights=ivar[i] * pred[i] ** 2, minlength=nbin) for i in range(len(data))])
+    npix = np.bincount(bins, minlength=nbin).astype(float)
+    sigma_e = np.zeros(nbin)
+    for k in range(nbin):
+        ok = good & (den[:, k] > 0)
+        if ok.sum() < 3:
+            continue
+        r = num[ok, k] / den[ok, k] - 1.0
+        total = (1.4826 * np.median(np.abs(r - np.median(r)))) ** 2
+        sigma_e[k] = np.sqrt(max(total - np.median(1.0 / den[ok, k]), 0.0))
+    extra = npix[bins] * sigma_e[bins] ** 2 * pred ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ivar_eff = np.where(ivar > 0, ivar / (1.0 + ivar * extra), 0.0)
+    return ivar_eff, sigma_e
+
+
 def _fit_calibration(wave, data, ivar, models, knot_spacing, penalty, max_scale_dev, max_shape_rms, nsig, niter,
-                     unconvolved=None, rdata=None):
+                     unconvolved=None, rdata=None, model_error=True):
     """Smooth calibration C(λ) and per-star scales ``s`` with ``data_i ≈ s_i R_i (model_i C)``, outliers clipped.
 
     With ``unconvolved`` models and the stars' ``rdata`` the calibration is fitted through
@@ -202,15 +233,16 @@ def _fit_calibration(wave, data, ivar, models, knot_spacing, penalty, max_scale_
     nbin = max(int((wave[-1] - wave[0]) / 100.0), 1)
     bins = np.minimum(((wave - wave[0]) / (wave[-1] - wave[0] + 1e-9) * nbin).astype(int), nbin - 1)
     calib = weight = shape_rms = None
+    fit_ivar = ivar
     for _ in range(niter):
         g = good[:, None]
         if rdata is not None:
-            calib, weight = deconvolved_calibration(wave, data, np.where(g, ivar, 0.0), unconvolved, rdata, scale,
+            calib, weight = deconvolved_calibration(wave, data, np.where(g, fit_ivar, 0.0), unconvolved, rdata, scale,
                                                     knot_spacing, penalty)
             cm = apply_resolution(rdata, unconvolved * calib[None, :])
         else:
-            num = np.sum(np.where(g, ivar * models * scale[:, None] * data, 0.0), axis=0)
-            den = np.sum(np.where(g, ivar * (models * scale[:, None]) ** 2, 0.0), axis=0)
+            num = np.sum(np.where(g, fit_ivar * models * scale[:, None] * data, 0.0), axis=0)
+            den = np.sum(np.where(g, fit_ivar * (models * scale[:, None]) ** 2, 0.0), axis=0)
             with np.errstate(divide="ignore", invalid="ignore"):
                 raw = np.where(den > 0, num / den, 0.0)
             calib = smooth_calibration(wave, raw, den, knot_spacing, penalty)
@@ -224,9 +256,15 @@ def _fit_calibration(wave, data, ivar, models, knot_spacing, penalty, max_scale_
         shape_rms = _shape_rms(data, ivar, scale[:, None] * cm, bins, nbin)
         ref = np.median(shape_rms[good]) if np.any(good) else 0.0
         new = good & (np.abs(scale - 1.0) < max_scale_dev) & (shape_rms < max(nsig * ref, max_shape_rms))
-        if np.array_equal(new, good) or not np.any(new):
+        reweight = model_error and fit_ivar is ivar and np.any(new)
+        if reweight:
+            fit_ivar = _model_error_ivar(data, ivar, scale[:, None] * cm, new, bins, nbin)[0]
+        if (np.array_equal(new, good) and not reweight) or not np.any(new):
             break
         good = new
+    if fit_ivar is not ivar:      # the calibration's own ivar stays the photon-noise one (as without reweighting)
+        m = unconvolved if rdata is not None else models
+        weight = np.sum(np.where(good[:, None], ivar * (m * scale[:, None]) ** 2, 0.0), axis=0)
     return calib, weight, scale, good, shape_rms
 
 
@@ -243,7 +281,8 @@ def _shape_rms(data, ivar, pred, bins, nbin):
 
 
 def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_spacing=10.0, penalty=0.2,
-                             max_scale_dev=0.3, max_shape_rms=0.03, nsig=3.0, niter=6, deconvolve=True):
+                             max_scale_dev=0.3, max_shape_rms=0.03, nsig=3.0, niter=6, deconvolve=True,
+                             model_error=True):
     """Flux calibration of one camera and exposure from its fitted standard stars.
 
     ``frame`` must be flat-fielded and sky-subtracted (electron/Angstrom).  The model
@@ -283,6 +322,11 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
     deconvolve : bool
         Fit the calibration through each star's resolution (slower; exact at sharp
         throughput features) rather than as a ratio to the convolved models.
+    model_error : bool
+        After the first fit, add to each star's pixel variance the models' error measured
+        as the star-to-star scatter of data/model beyond photon noise in 100 Å bins
+        (:func:`_model_error_ivar`), so that bright stars do not dominate where the models
+        are uncertain (the blue); the calibration ivar is not changed by it.
 
     Returns
     -------
@@ -314,7 +358,8 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
         unconvolved = star_models_on_frame(frame, stdstars, convolve=False)[1] if deconvolve else None
         calib, weight, scale, good, shape_rms = _fit_calibration(
             frame.wave, data, ivar, models, knot_spacing, penalty, max_scale_dev, max_shape_rms, nsig, niter,
-            unconvolved=unconvolved, rdata=frame.resolution_data[rows] if deconvolve else None)
+            unconvolved=unconvolved, rdata=frame.resolution_data[rows] if deconvolve else None,
+            model_error=model_error)
         ngood = int(good.sum())
         info = {"scale": scale, "good": good, "shape_rms": shape_rms, "fibers": frame.fibers[rows]}
         log.info("camera %s: %d of %d standards kept (scale rms %.3f, shape rms median %.4f)", camera, ngood,
