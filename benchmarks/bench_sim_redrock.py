@@ -28,7 +28,10 @@ Usage::
 
 ``--classes`` fits only the targets of those truth classes (a subset coadd written
 with desispec; a few minutes instead of over an hour for the whole petal);
-``--reuse`` keeps the simulation/coadd already in ``--outdir``.
+``--reuse`` keeps the simulation/coadd already in ``--outdir``; ``--templates``
+points rrdesi at another template directory (e.g. one holding only the STAR
+templates and a ``templates-default.txt`` listing them: the standards' χ²
+against the STAR templates in a few minutes).
 """
 from __future__ import annotations
 
@@ -106,7 +109,7 @@ def subset_coadd(coadd, truth, classes, outdir):
     return sub
 
 
-def run_redrock(cframes, outdir, ncpu, classes=None, truth=None, reuse=False):
+def run_redrock(cframes, outdir, ncpu, classes=None, truth=None, reuse=False, templates=TEMPLATES):
     """desi_group_spectra + rrdesi; returns (coadd path, redrock table, seconds of each).
 
     With ``classes`` only the targets of those truth classes go to rrdesi; with
@@ -123,7 +126,7 @@ def run_redrock(cframes, outdir, ncpu, classes=None, truth=None, reuse=False):
         coadd = subset_coadd(coadd, truth, classes, outdir)
         rr = coadd.replace("coadd-", "redrock-")
     t1 = time.perf_counter()
-    subprocess.run([f"{bindir}/rrdesi", "-i", coadd, "-o", rr, "-t", TEMPLATES, "--ncpu", str(ncpu)], check=True,
+    subprocess.run([f"{bindir}/rrdesi", "-i", coadd, "-o", rr, "-t", templates, "--ncpu", str(ncpu)], check=True,
                    stdout=subprocess.DEVNULL)
     t2 = time.perf_counter()
     return coadd, Table.read(rr, "REDSHIFTS"), (t1 - t0, t2 - t1)
@@ -255,6 +258,7 @@ def main(argv=None):
     parser.add_argument("--ncpu", type=int, default=2)
     parser.add_argument("--classes", default=None, help="comma-separated truth classes to fit (default: all)")
     parser.add_argument("--reuse", action="store_true", help="reuse the simulation and coadd in --outdir")
+    parser.add_argument("--templates", default=TEMPLATES, help="redrock template directory (default: DESI's)")
     args = parser.parse_args(argv)
     classes = args.classes.split(",") if args.classes else None
     if not os.path.exists(os.path.join(TEMPLATES, "templates-default.txt")):
@@ -272,7 +276,7 @@ def main(argv=None):
     print_distributions(truth)
     print(f"(plot: {png})")
     cframes = [] if (args.reuse and os.path.exists(f"{outdir}/coadd.fits")) else truth_cframes(outdir)
-    coadd, rr, (tgroup, trr) = run_redrock(cframes, outdir, args.ncpu, classes, truth, args.reuse)
+    coadd, rr, (tgroup, trr) = run_redrock(cframes, outdir, args.ncpu, classes, truth, args.reuse, args.templates)
     print(f"\ndesi_group_spectra {tgroup:.1f} s, rrdesi {trr:.1f} s ({args.ncpu} cpu)\n")
     print("class    N  correct&confident (goal)  catastrophic (goal <=2%)  extra")
     for row in score(rr, truth):
