@@ -19,10 +19,11 @@ standards are built from physics-motivated pieces, at arbitrary resolution:
   Stellar Photospheres*, ch. 11 and 13).  Each line's depth follows Minnaert's
   interpolation depth = D_max τ / (D_max + τ) between the weak-line limit and
   the saturated core (D_max = 0.75), with τ = τ_0 / (1 + (Δλ/w)²), τ_0 = 3, the
-  width w set by the line's equivalent width (F dwarfs: EW(Hβ) ≈ 4-9 Å growing
-  as T_eff^4 and with log g — the Balmer lines are luminosity sensitive in F
-  stars; Lick Hβ ≈ 3 Å at G0, ≈ 6.5 Å at F0, Worthey et al. 1994, ApJS 94,
-  687).  The high series members merge: above the Inglis-Teller limit n_max
+  width w set by the line's equivalent width: EW(Hβ) = 5.0 Å at 6500 K growing
+  as T_eff^4 and with log g (the Balmer lines are luminosity sensitive in F
+  stars): Lick Hβ ≈ 3 Å at G0, ≈ 6.5 Å at F0 (Worthey et al. 1994, ApJS 94,
+  687), i.e. 4.4 Å at 6500 K, plus ~15 % of wing absorption under the index's
+  pseudo-continua; Hγ, Hδ as Hβ, the higher members falling by 0.86 per step.  The high series members merge: above the Inglis-Teller limit n_max
   (log n_e = 23.26 − 7.5 log n_max, Inglis & Teller 1939, ApJ 90, 439;
   n_e ≈ 10^14.5 cm^−3 in F-dwarf photospheres, less at low gravity, so
   n_max ≈ 15, λ ≈ 3712 Å) the lines are no longer separate and the
@@ -129,7 +130,7 @@ def spectrum(p, wave):
     for k, w0 in enumerate(BALMER):
         if k + 3 > n_max:
             break
-        ew = hstrength * (4.5 if k == 0 else 6.5 * 0.86 ** max(k - 2, 0))
+        ew = hstrength * (4.5 if k == 0 else 5.0 * 0.86 ** max(k - 2, 0))
         tau += _stark_tau(rest, w0, ew)
     for k, w0 in enumerate(PASCHEN):
         tau += _stark_tau(rest, w0, hstrength * 1.2 * 0.9 ** max(k - 1, 0))
