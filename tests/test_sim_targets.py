@@ -132,3 +132,43 @@ def test_target_draws_deterministic():
     b = T.make_targets(3, 1000, np.arange(5, 12))
     assert [p["z"] for p in a[5:]] == [p["z"] for p in b]
     assert a[6]["mags"] == b[1]["mags"]
+
+
+def test_standard_star_balmer_wings_and_series_merging():
+    """F standards: Stark wings (Hβ absorption still > 2 % at 10-20 Å from the core, as in real F dwarfs),
+    cores not black, and the high Balmer series merged below the Inglis-Teller limit (flux at 3660-3700 Å
+    below the Paschen continuum at 4000-4050 Å)."""
+    for p in _draws("STD", 6, seed=11):
+        wave = np.arange(3600.0, 9800.0, 0.2)
+        f = T._shape(dict(p, z=0.0), wave, 0.2)[0]
+        cont = np.interp(wave, [4700.0, 5050.0], [f[np.abs(wave - 4700) < 2].mean(), f[np.abs(wave - 5050) < 2].mean()])
+        wing = 1.0 - (f / cont)[(np.abs(wave - 4862.7) > 10) & (np.abs(wave - 4862.7) < 20)].mean()
+        core = 1.0 - (f / cont)[np.abs(wave - 4862.7) < 0.3].mean()
+        assert wing > 0.02
+        assert 0.3 < core < 0.8
+        assert f[(wave > 3660) & (wave < 3700)].mean() < f[(wave > 4000) & (wave < 4050)].mean()
+
+
+def test_quasar_civ_equivalent_width_follows_composite():
+    """The blueshift/EW anti-correlation keeps the average CIV EW at the SDSS composite's (Vanden Berk 2001:
+    23.8 Å; ours 26 Å incl. the narrow core, × 1.08 the mean of the log-normal scatter = 28 Å; a factor
+    exp(-v/2500) without its normalisation would give ~23 Å), and the EWs spread by >= 0.1 dex."""
+    rng = np.random.default_rng(4)
+    wave = np.arange(3600.0, 9800.0, 0.8)
+    ews = []
+    for _ in range(40):
+        p = dict(quasars.draw_params(rng), z=2.0, kind="QSO", forest_seed=1)
+        full = quasars.spectrum(p, wave, 0.8, T._bin_gauss)
+        cont = quasars.spectrum(dict(p, ew_scale=0.0, feii=0.0, oiii_ew=0.0), wave, 0.8, T._bin_gauss)
+        sel = np.abs(wave / 3.0 - 1549.0) < 60
+        ews.append(np.sum((full - cont)[sel] / cont[sel]) * 0.8 / 3.0)
+    assert 26.0 < np.mean(ews) < 36.0
+    assert np.std(np.log10(ews)) > 0.1
+
+
+def test_quiescent_galaxies_little_dust_solar_metallicity():
+    """LRGs and quiescent BGS: A_V mostly < 0.2 and 0.6-1.8 Z☉ (Gallazzi et al. 2005; Salim et al. 2016)."""
+    ps = _draws("LRG", 30, seed=13)
+    av = np.array([p["av"] for p in ps])
+    assert np.median(av) < 0.12 and np.mean(av < 0.2) > 0.75 and av.max() <= 0.4
+    assert all(1.0 <= p["zmet"] <= 1.8 for p in ps)

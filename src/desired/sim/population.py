@@ -12,12 +12,20 @@ redshift range they produce.
 * **BGS** (Bright, Hahn et al. 2023, AJ 165, 253): r < 19.5; −1 < g − r < 4,
   −1 < r − z < 4.  r from counts dN/dr ∝ 10^(0.45 r) over 16-19.5; redshift
   dN/dz ∝ z² exp[−(z/0.14)^1.5] (median ≈ 0.2, as the BGS Bright n(z)), 0.02-0.6.
-  Half quiescent (old, short τ, 0.5-2 Z☉, σ* 100-250 km/s), half star-forming.
+  Half quiescent (old, short τ, 0.6-1.6 Z☉, σ* 100-250 km/s), half star-forming.
 * **LRG** (Zhou et al. 2023, AJ 165, 58): z_fiber < 21.61 (the W1 colour cuts
   are represented by 0.35 < z < 1.1, the LRG n(z), drawn N(0.75, 0.2)); z mag
   counts ∝ 10^(0.45 z); old populations (formed 0.3-2.5 Gyr after the Big Bang,
-  τ 0.1-0.6 Gyr), 1-2.5 Z☉, A_V 0-0.3, σ* 150-300 km/s; 15 % carry a small
+  τ 0.1-0.6 Gyr), 1-1.8 Z☉, σ* 150-300 km/s; 15 % carry a small
   recent burst (0.05-1 % of the mass over the last 0.1-1 Gyr, so weak [OII]).
+* **Quiescent galaxies** (LRGs and the quiescent half of BGS): stellar
+  metallicities of massive early types are log Z/Z☉ ≈ 0.0-0.25 (1-1.8 Z☉; lower
+  mass BGS 0.6-1.6 Z☉; Gallazzi et al. 2005, MNRAS 362, 41), and their dust
+  attenuation is small, A_V drawn exponential with mean 0.1 (capped at 0.4;
+  quiescent galaxies of the GALEX-SDSS-WISE catalogue have A_V ≲ 0.2, Salim et
+  al. 2016, ApJS 227, 2).  Earlier A_V 0-0.3 and up to 2.5 Z☉ (the BC03 grid's
+  least reliable, Padova-1994 super-solar tracks) gave continua redder than real
+  red-sequence galaxies (g − r ≈ 1.25 at z ≈ 0.15).
 * **ELG** (ELG_LOP, Raichoor et al. 2023, AJ 165, 126): g > 20, g_fiber < 24.1,
   r − z > 0.15, g − r < 0.5 (r − z) + 0.1, g − r < −1.2 (r − z) + 1.3; redshift
   N(1.1, 0.3) over 0.6-1.6; g counts ∝ 10^(0.35 g); rising star formation
@@ -82,8 +90,8 @@ def galaxy_params(rng, kind, z):
     quiescent = kind == "LRG" or (kind == "BGS" and rng.uniform() < 0.5)
     if quiescent:
         p.update(age=tuniv - rng.uniform(0.3, 2.5), tau=rng.uniform(0.1, 0.6),
-                 zmet=rng.uniform(1.0, 2.5) if kind == "LRG" else rng.uniform(0.5, 2.0),
-                 av=rng.uniform(0.0, 0.3), logu=rng.uniform(-3.8, -3.0),
+                 zmet=rng.uniform(1.0, 1.8) if kind == "LRG" else rng.uniform(0.6, 1.6),
+                 av=min(rng.exponential(0.1), 0.4), logu=rng.uniform(-3.8, -3.0),
                  sigma_star=rng.uniform(150, 300) if kind == "LRG" else rng.uniform(100, 250),
                  sigma_gas=rng.uniform(80, 200))
         frac = rng.uniform(0.0005, 0.01) if rng.uniform() < 0.15 else 0.0

@@ -3,11 +3,13 @@
 Components (rest frame, f_λ; sources of the typical values in brackets):
 
 * **Power-law continuum** ``f_ν ∝ ν^α``, α ~ N(-0.5, 0.3) blueward of 5000 Å and
-  1.5 redder beyond (host and hot dust; the two slopes of the SDSS composite,
-  Vanden Berk et al. 2001, AJ 122, 549).
+  2.0 redder beyond (host and hot dust; the two slopes of the SDSS composite,
+  α_ν = −0.44 and −2.45, Vanden Berk et al. 2001, AJ 122, 549).
 * **Broad lines** Lyα, NV, SiIV+OIV], CIV, HeII, CIII], MgII, Hδ, Hγ, Hβ, Hα with
   equivalent widths of the SDSS composite (Vanden Berk et al. 2001) scaled by a
-  log-normal per quasar.  Each line is a core plus a broader base (two Gaussians
+  log-normal per quasar of median 1 and σ = 0.4 in ln (0.17 dex: the spread of
+  the broad-line rest EWs of SDSS quasars is ≈ 0.2 dex, Shen et al. 2011, ApJS
+  194, 45, part of it measurement noise).  Each line is a core plus a broader base (two Gaussians
   of FWHM ratio 2.2, 35 % of the flux in the base, the base shifted further to
   the blue), so profiles are peaky with wings and asymmetric.
 * **Velocity offsets** relative to the systemic redshift (defined by the narrow
@@ -15,7 +17,10 @@ Components (rest frame, f_λ; sources of the typical values in brackets):
   drawn half-normal with mean ≈ 800 km/s (Richards et al. 2011, AJ 141, 167;
   Shen et al. 2016, ApJ 831, 7: CIV ≈ −(500-1500), CIII] ≈ 0.4 v_CIV, SiIV ≈ 0.7
   v_CIV, Lyα/NV ≈ 0.3 v_CIV), with the CIV equivalent width falling as the
-  blueshift grows (the Baldwin-effect / blueshift anti-correlation); MgII and the
+  blueshift grows (the Baldwin-effect / blueshift anti-correlation, EW ∝
+  exp(−v_CIV/2500 km/s), normalised to unit mean over the v_CIV distribution
+  because the composite's EWs are those of the average quasar, blueshifted ones
+  included); MgII and the
   Balmer lines sit near systemic (MgII −50 ± 150 km/s, Hβ +50 ± 150 km/s).
 * **Narrow lines** [OII] 3728, [NeIII] 3869, [OIII] 4960/5008 (FWHM 300-700 km/s,
   with a blueshifted outflow wing), and narrow cores of Lyα, CIV, Hβ, Hα.
@@ -34,9 +39,13 @@ Nothing here reads the redrock QSO templates (a PCA of SDSS/BOSS spectra).
 """
 from __future__ import annotations
 
+from math import erfc
+
 import numpy as np
 
 C_KMS = 299792.458
+# mean of exp(-|v|/2500) for v ~ N(0, 1000 km/s): 2 exp(0.4²/2) Φ(−0.4)
+CIV_FAC_MEAN = 2.0 * np.exp(0.08) * 0.5 * erfc(0.4 / np.sqrt(2.0))
 
 # rest vacuum wavelength, composite EW (Å), FWHM factor, blueshift factor (× v_CIV), fixed offset (km/s)
 BROAD = [
@@ -65,7 +74,7 @@ def draw_params(rng):
         (Balmer-continuum fraction at 3646 Å), ``oiii_ew``, ``forest_seed``.
     """
     return {"alpha": rng.normal(-0.5, 0.3), "fwhm": rng.uniform(2500.0, 7000.0),
-            "ew_scale": rng.lognormal(0.0, 0.3), "v_civ": abs(rng.normal(0.0, 1000.0)),
+            "ew_scale": rng.lognormal(0.0, 0.4), "v_civ": abs(rng.normal(0.0, 1000.0)),
             "v_mgii": rng.normal(-50.0, 150.0), "v_balmer": rng.normal(50.0, 150.0),
             "feii": rng.lognormal(np.log(1.0), 0.4), "bac": rng.uniform(0.15, 0.45),
             "oiii_ew": rng.lognormal(0.0, 0.6), "forest_seed": int(rng.integers(2 ** 31))}
@@ -76,9 +85,9 @@ def _gauss_sum(wave, step, bin_gauss, cen, sig, flux):
 
 
 def _continuum(rest, alpha):
-    """f_λ continuum (arbitrary units, 1 at 3000 Å): f_ν ∝ ν^α, 1.5 redder beyond 5000 Å."""
+    """f_λ continuum (arbitrary units, 1 at 3000 Å): f_ν ∝ ν^α, 2.0 redder beyond 5000 Å."""
     blue = (rest / 3000.0) ** (-2.0 - alpha)
-    red = (5000.0 / 3000.0) ** (-2.0 - alpha) * (rest / 5000.0) ** (-2.0 - (alpha - 1.5))
+    red = (5000.0 / 3000.0) ** (-2.0 - alpha) * (rest / 5000.0) ** (-2.0 - (alpha - 2.0))
     return np.where(rest < 5000.0, blue, red)
 
 
@@ -98,7 +107,7 @@ def _lines(wave, step, z, p, bin_gauss):
     """Observed-frame flux density of broad, narrow, Fe II and high-order Balmer lines."""
     cen, sig, flux = [], [], []
     v_civ = p["v_civ"]
-    ew_civ_fac = np.exp(-v_civ / 2500.0)
+    ew_civ_fac = np.exp(-v_civ / 2500.0) / CIV_FAC_MEAN
     for w0, ew, wfac, shift, off in BROAD:
         v = -shift * v_civ + (off if w0 not in (2799.49,) else p["v_mgii"])
         if w0 > 4000.0:

