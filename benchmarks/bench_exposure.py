@@ -22,6 +22,12 @@ Usage::
 
     python benchmarks/bench_exposure.py [--workdir DIR] [--raw-dir RAW --calib-dir CALIB]
         [--preset petal] [--night-arcs 3 --night-flats 3 --night-science 30] [--nproc-extract 1] [--jobs 1]
+        [--pixel-steps-nspec 25]
+
+``--pixel-steps-nspec N`` times only the pixel steps of the science exposure at full
+size (preproc, traceshift against the nominal PSF, extraction of the first N
+fibers, scaled per fiber): the whole chain at full size costs ~1 000 CPU s per
+spectrograph, more than a shared machine can give in an afternoon.
 
 Without ``--raw-dir`` the night is simulated first (``desired simulate --preset
 petal --narc 1 --nflat 1 --nscience 1``; its own cost is printed but is not part
@@ -182,6 +188,36 @@ def science_exposure(p, expid, cameras, records, nproc, jobs):
                                      "--outfile", p("cframe", expid=expid, camera=cam)], records)
 
 
+def pixel_steps(p, expid, cameras, records, nspec, jobs):
+    """preproc, traceshift (against the calib tree's nominal PSF) and the extraction of ``nspec`` fibers per camera."""
+    make_fibermap(p, expid, "", records)
+    fibermap = p("fibermap", expid=expid)
+
+    def one(cam):
+        pre = p("preproc", expid=expid, camera=cam)
+        run_task("preproc", cam, ["preproc", "--infile", p("raw", expid=expid), "--camera", cam,
+                                  "--calib", p("calib_ccd", camera=cam), "--fibermap", fibermap,
+                                  "--outfile", pre], records)
+        sky = p("calib_sky_template")
+        shifted = p("shifted_psf", expid=expid, camera=cam)
+        run_task("traceshift", cam, ["traceshift", "--image", pre, "--psf", p("calib_psf", camera=cam),
+                                     "--outfile", shifted, *(["--sky-template", sky] if sky.exists() else [])],
+                 records)
+        run_task("extract", cam, ["extract", "--image", pre, "--psf", shifted, "--fibermap", fibermap,
+                                  "--specmin", 0, "--nspec", nspec,
+                                  "--outfile", p("frame", expid=expid, camera=cam)], records)
+    per_camera(one, cameras, jobs)
+
+
+def summarise_pixels(records, cameras, nspec, nfiber):
+    """Per-camera CPU seconds of the pixel steps; the extraction scaled from ``nspec`` to ``nfiber`` fibers."""
+    print(f"\nfull-size pixel steps of the science exposure (CPU s; extraction of {nspec} fibers measured, "
+          f"x{nfiber / nspec:.0f} extrapolated per fiber to {nfiber}):")
+    for step, cam, cpu, wall, rss in records:
+        scaled = f" -> {cpu * nfiber / nspec:.1f} CPU s for {nfiber} fibers (extrapolated)" if step == "extract" else ""
+        print(f"{step:12s} {cam:4s} {cpu:7.1f} CPU s {wall:7.1f} s wall (under load) {rss:6.0f} MiB{scaled}")
+
+
 def summarise(records, ncam, nspectro, args, nights):
     """Print per-step CPU seconds per camera, the night's amortised share and the 30-camera extrapolation."""
     cpu = collections.defaultdict(float)
@@ -231,6 +267,10 @@ def main(argv=None):
     parser.add_argument("--night-flats", type=int, default=3, help="flats per night for the amortisation")
     parser.add_argument("--night-science", type=int, default=30, help="science exposures per night")
     parser.add_argument("--nproc-extract", type=int, default=1)
+    parser.add_argument("--pixel-steps-nspec", type=int, default=0,
+                        help="instead of the chain: preproc, traceshift (nominal PSF) and the extraction of this "
+                             "many fibers of each science camera, extraction extrapolated per fiber")
+    parser.add_argument("--nfiber", type=int, default=500, help="fibers per camera for that extrapolation")
     parser.add_argument("--jobs", type=int, default=1,
                         help="cameras processed at once (each task's CPU time is its own; wall time shrinks)")
     args = parser.parse_args(argv)
@@ -247,6 +287,10 @@ def main(argv=None):
     print(f"night {NIGHT}: cameras {cameras}; arcs {kinds['ARC']}, flats {kinds['FLAT']}, "
           f"science {kinds['SCIENCE']}; products under {root}", flush=True)
     t0 = time.perf_counter()
+    if args.pixel_steps_nspec:
+        pixel_steps(p, kinds["SCIENCE"][0], cameras, records, args.pixel_steps_nspec, args.jobs)
+        summarise_pixels(records, cameras, args.pixel_steps_nspec, args.nfiber)
+        return 0
     night_calibration(p, kinds, cameras, records, args.nproc_extract, args.jobs)
     science_exposure(p, kinds["SCIENCE"][0], cameras, records, args.nproc_extract, args.jobs)
     print(f"\nall tasks: {time.perf_counter() - t0:.0f} s wall (under load: shared machine)")

@@ -31,11 +31,15 @@ kept (``ndiag`` diagonals) is renormalised so that its rows sum to 1; the mass o
 ``R`` beyond it is a few 1e-3 and is dropped.
 
 Speed: stamps are evaluated once per bundle (the compiled kernel behind
-:meth:`desired.psf.GaussHermitePSF.spots`),
-the normal matrix is accumulated from overlapping stamp pairs in a numba kernel
-(no dense ``A``), the neighbour fibers are eliminated through the Schur
-complement and the solves use LAPACK Cholesky (``dpotrf``/``dpotri``) and batched
-``eigh``, with OpenBLAS held to one thread (parallelism is over bundles).
+:meth:`desired.psf.GaussHermitePSF.spots`) and reused by every patch and pass;
+the normal matrices are accumulated from overlapping stamp pairs in a numba
+kernel (no dense ``A``; each stamp multiplied once by the weights, both
+checkerboard halves of the model-variance weights in one pass); each patch is
+solved with one LAPACK Cholesky factorisation (neighbour fibers ordered first,
+so that the trailing factor is that of their Schur complement) and only the
+core fibers' diagonal blocks of the covariance are formed (``dtrtri``); the
+decorrelation takes a batched ``eigh`` of those blocks, with OpenBLAS held to
+one thread (parallelism is over bundles).
 """
 from __future__ import annotations
 
@@ -369,7 +373,7 @@ def model_weights(stamps, xlo, ylo, halves, w, d, readnoise, y0, x0, nwave, ridg
     rendered_halves = []
     for mh, rh in zip(*halves):
         mh = mh.copy()
-        mh[np.diag_indices_from(mh)] += ridge
+        mh.flat[::mh.shape[0] + 1] += ridge     # the diagonal, without index arrays
         chol, info = lapack.dpotrf(mh, lower=True, clean=False, overwrite_a=True)
         if info != 0:
             return w
@@ -767,7 +771,7 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
             wloc = model_weights(st, xl, yl, halves, wloc, dloc, readnoise[y0:y1, x0:x1], y0, x0, nw,
                                  RIDGE * scale)
             M, rhs = _accumulate_normal(st, xl, yl, wloc, dloc, y0, x0)
-        M[np.diag_indices_from(M)] += RIDGE * scale
+        M.flat[::M.shape[0] + 1] += RIDGE * scale
         core_idx = np.arange(core_rows[0] * nw, (core_rows[-1] + 1) * nw)
         # decorrelate the on-grid wavelengths only: padding bins beyond the grid ends
         # are marginalised, so that the stored resolution describes the flux exactly
