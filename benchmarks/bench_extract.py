@@ -183,7 +183,8 @@ def main():
               f"load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
         load_before = os.getloadavg()[0]
         if args.nbundle != 20:
-            print(f"  full 500-fiber frame, extrapolated: {dt * 20 / args.nbundle:.1f} s")
+            print(f"  full 500-fiber frame, extrapolated: {dt * 20 / args.nbundle:.1f} s wall, "
+                  f"{dc * 20 / args.nbundle:.1f} CPU s")
     own, kids = peak_rss_gib()
     print(f"peak RSS: main process {own:.2f} GiB, largest worker {kids:.2f} GiB")
     chi = ((frame.flux - frame.convolve(truth)) * np.sqrt(frame.ivar))[frame.ivar > 0]
@@ -256,7 +257,9 @@ def time_baseline(path, image, psf, wave, nfib, frame, args, opts):
                   f"(load {os.getloadavg()[0]:.1f})")
     best = {k: min(c for c, _ in v) for k, v in times.items()}
     print(f"side by side, best of {args.repeat}: baseline {best['baseline']:.1f} CPU s, ours {best['ours']:.1f} "
-          f"CPU s for {nfib} fibers: ours / baseline = {best['ours'] / best['baseline']:.3f}")
+          f"CPU s for {nfib} fibers: ours / baseline = {best['ours'] / best['baseline']:.3f}; full 500-fiber frame"
+          f"{'' if nfib == 500 else ' (extrapolated per bundle)'}: baseline {best['baseline'] * 500 / nfib:.1f}, "
+          f"ours {best['ours'] * 500 / nfib:.1f} CPU s")
     b, o = frames["baseline"], frames["ours"]
     good = b.ivar > 0
     d = (o.flux - b.flux)[good] * np.sqrt(b.ivar[good])
