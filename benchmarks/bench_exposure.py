@@ -22,12 +22,16 @@ Usage::
 
     python benchmarks/bench_exposure.py [--workdir DIR] [--raw-dir RAW --calib-dir CALIB]
         [--preset petal] [--night-arcs 3 --night-flats 3 --night-science 30] [--nproc-extract 1] [--jobs 1]
-        [--pixel-steps-nspec 25]
+        [--pixel-steps-nspec 25 | --frame-level]
 
 ``--pixel-steps-nspec N`` times only the pixel steps of the science exposure at full
 size (preproc, traceshift against the nominal PSF, extraction of the first N
 fibers, scaled per fiber): the whole chain at full size costs ~1 000 CPU s per
 spectrograph, more than a shared machine can give in an afternoon.
+``--frame-level`` times the steps after the extraction (fiberflat, fiberflatnight,
+sky, stdstars, fluxcalib, cframe) on full-size frames simulated without pixels
+(``desired simulate --level frame``); together the two modes cover every step at
+full size.
 
 Without ``--raw-dir`` the night is simulated first (``desired simulate --preset
 petal --narc 1 --nflat 1 --nscience 1``; its own cost is printed but is not part
@@ -169,6 +173,11 @@ def science_exposure(p, expid, cameras, records, nproc, jobs):
                               "--outfile", p("sky", expid=expid, camera=cam)], records)
         return frame
     frames = per_camera(one, cameras, jobs)
+    calibrate_exposure(p, expid, frames, cameras, records)
+
+
+def calibrate_exposure(p, expid, frames, cameras, records):
+    """stdstars per spectrograph, then fluxcalib and cframe per camera, from the frames and sky models."""
     for spectro in sorted({int(c[1:]) for c in cameras}):
         cams = [c for c in cameras if int(c[1:]) == spectro]
         run_task("stdstars", f"sp{spectro}", [
@@ -207,6 +216,34 @@ def pixel_steps(p, expid, cameras, records, nspec, jobs):
                                   "--specmin", 0, "--nspec", nspec,
                                   "--outfile", p("frame", expid=expid, camera=cam)], records)
     per_camera(one, cameras, jobs)
+
+
+def frame_level_steps(root, p, args, cameras, records):
+    """Fiber flat, sky, stdstars, fluxcalib and cframe on frame-level simulated frames (no pixels, full size)."""
+    import fitsio
+    run_task("simulate", "all", ["simulate", "--level", "frame", "--preset", args.preset, "--night", NIGHT,
+                                 "--frame-dir", root / "redux", "--truth-dir", root / "truth", "--calib-dir",
+                                 root / "calib", "--nscience", 1, "--narc", 0, "--nflat", 1, "--seed", args.seed],
+             records)
+    records.clear()                              # the simulation is not part of the pipeline's cost
+    kinds = collections.defaultdict(list)
+    for expdir in sorted((root / "redux" / "exposures" / str(NIGHT)).iterdir()):
+        frame = p("frame", expid=int(expdir.name), camera=cameras[0])
+        kinds[str(fitsio.read_header(frame, 0).get("OBSTYPE", "")).upper()].append(int(expdir.name))
+    flat, science = kinds["FLAT"][0], kinds["SCIENCE"][0]
+    frames = {}
+    for cam in cameras:
+        run_task("fiberflat", cam, ["fiberflat", "--infile", p("frame", expid=flat, camera=cam),
+                                    "--outfile", p("fiberflat", expid=flat, camera=cam)], records)
+        run_task("fiberflatnight", cam, ["fiberflatnight", "--infiles", p("fiberflat", expid=flat, camera=cam),
+                                         "--outfile", p("fiberflatnight", camera=cam)], records)
+        frames[cam] = p("frame", expid=science, camera=cam)
+        run_task("sky", cam, ["sky", "--infile", frames[cam], "--fiberflat", p("fiberflatnight", camera=cam),
+                              "--outfile", p("sky", expid=science, camera=cam)], records)
+    calibrate_exposure(p, science, frames, cameras, records)
+    print(f"\nsteps after the extraction on frame-level {args.preset} frames (CPU s per task):")
+    for step, cam, cpu, wall, rss in records:
+        print(f"{step:16s} {cam:4s} {cpu:7.1f} CPU s {wall:7.1f} s wall (under load) {rss:6.0f} MiB")
 
 
 def summarise_pixels(records, cameras, nspec, nfiber):
@@ -270,12 +307,19 @@ def main(argv=None):
     parser.add_argument("--pixel-steps-nspec", type=int, default=0,
                         help="instead of the chain: preproc, traceshift (nominal PSF) and the extraction of this "
                              "many fibers of each science camera, extraction extrapolated per fiber")
+    parser.add_argument("--frame-level", action="store_true",
+                        help="instead of the chain: the steps after the extraction (fiberflat, sky, stdstars, "
+                             "fluxcalib, cframe) on frame-level simulated full-size frames")
     parser.add_argument("--nfiber", type=int, default=500, help="fibers per camera for that extrapolation")
     parser.add_argument("--jobs", type=int, default=1,
                         help="cameras processed at once (each task's CPU time is its own; wall time shrinks)")
     args = parser.parse_args(argv)
     root = Path(args.workdir or tempfile.mkdtemp(prefix="bench_exposure_"))
     records = []
+    if args.frame_level:
+        cameras = [f"{b}{s}" for s in range(1 if args.preset != "full" else 10) for b in "brz"]
+        frame_level_steps(root, Paths(root / "raw", root / "calib", root / "redux"), args, cameras, records)
+        return 0
     if args.raw_dir:
         raw, calib = Path(args.raw_dir), Path(args.calib_dir)
     else:
