@@ -12,6 +12,11 @@ Usage::
 
     python benchmarks/bench_extract.py [--nbundle N] [--nproc 1,2] [--specter]
         [--specter-nbundle N] [--nsubbundles 5 --nwavestep 30 --wavepad 8]
+        [--baseline /work/main/src/desired/extract.py --repeat 2]
+
+With ``--baseline`` another version of ``extract.py`` is imported as a module and
+timed on one core alternating with ours on the same frame (CPU seconds of the
+process), and the two frames are compared.
 
 Figures printed are measured, except lines labelled "extrapolated".
 """
@@ -148,6 +153,9 @@ def main():
     p.add_argument("--data-variance", action="store_true",
                    help="time the extraction with the image ivar as weights instead of the default model variance")
     p.add_argument("--specter", action="store_true", help="also run specter (must be importable)")
+    p.add_argument("--baseline", help="path of another extract.py (e.g. main's) timed side by side on the "
+                                      "same frame, alternating with ours; its frame is compared with ours")
+    p.add_argument("--repeat", type=int, default=1, help="alternating repetitions of the --baseline timing")
     p.add_argument("--specter-nbundle", type=int, default=1, help="bundles to extract with specter")
     args = p.parse_args()
 
@@ -175,11 +183,14 @@ def main():
               f"load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}")
         load_before = os.getloadavg()[0]
         if args.nbundle != 20:
-            print(f"  full 500-fiber frame, extrapolated: {dt * 20 / args.nbundle:.1f} s")
+            print(f"  full 500-fiber frame, extrapolated: {dt * 20 / args.nbundle:.1f} s wall, "
+                  f"{dc * 20 / args.nbundle:.1f} CPU s")
     own, kids = peak_rss_gib()
     print(f"peak RSS: main process {own:.2f} GiB, largest worker {kids:.2f} GiB")
     chi = ((frame.flux - frame.convolve(truth)) * np.sqrt(frame.ivar))[frame.ivar > 0]
     print(f"pull (flux - R truth) sqrt(ivar): mean {chi.mean():+.4f} rms {chi.std():.4f} n={chi.size}")
+    if args.baseline:
+        time_baseline(args.baseline, image, psf, wave, nfib, frame, args, opts)
     if args.gpu:
         time_gpu(image, psf, wave, nfib, frame, not args.data_variance, opts)
 
@@ -219,6 +230,42 @@ def main():
         print(f"  resolution data |ours - specter| (common diagonals): max {rdiff.max():.4f}, "
               f"interior max {rdiff[:, :, ~edge].max():.4f}, interior median {np.median(rdiff[:, :, ~edge]):.2e}")
     return 0
+
+
+def load_baseline(path):
+    """Import another version of ``desired/extract.py`` as module ``desired._extract_baseline``."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("desired._extract_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def time_baseline(path, image, psf, wave, nfib, frame, args, opts):
+    """Time the baseline extract.py and ours again, alternating, on one core; compare the frames."""
+    base = load_baseline(path)
+    base.extract_frame(image, psf, wave[:60], fibers=(0, 5), **opts)          # numba cache outside the timing
+    times = {"baseline": [], "ours": []}
+    frames = {}
+    for _ in range(args.repeat):
+        for label, module in (("baseline", base), ("ours", sys.modules["desired.extract"])):
+            t0, c0 = time.perf_counter(), cpu_seconds()
+            frames[label] = module.extract_frame(image, psf, wave, fibers=(0, nfib), nproc=1,
+                                                 model_variance=not args.data_variance, **opts)
+            times[label].append((cpu_seconds() - c0, time.perf_counter() - t0))
+            print(f"  {label:8s} nproc=1: {times[label][-1][0]:.1f} CPU s, {times[label][-1][1]:.1f} s wall "
+                  f"(load {os.getloadavg()[0]:.1f})")
+    best = {k: min(c for c, _ in v) for k, v in times.items()}
+    print(f"side by side, best of {args.repeat}: baseline {best['baseline']:.1f} CPU s, ours {best['ours']:.1f} "
+          f"CPU s for {nfib} fibers: ours / baseline = {best['ours'] / best['baseline']:.3f}; full 500-fiber frame"
+          f"{'' if nfib == 500 else ' (extrapolated per bundle)'}: baseline {best['baseline'] * 500 / nfib:.1f}, "
+          f"ours {best['ours'] * 500 / nfib:.1f} CPU s")
+    b, o = frames["baseline"], frames["ours"]
+    good = b.ivar > 0
+    d = (o.flux - b.flux)[good] * np.sqrt(b.ivar[good])
+    print(f"  ours - baseline: max |dflux| / sigma {np.abs(d).max():.2e}, max |divar / ivar| "
+          f"{np.abs(o.ivar[good] / b.ivar[good] - 1).max():.2e}, max |dR| "
+          f"{np.abs(o.resolution_data - b.resolution_data).max():.2e}, masks equal {np.array_equal(o.mask, b.mask)}")
 
 
 def time_gpu(image, psf, wave, nfib, cpu_frame, model_variance, opts):

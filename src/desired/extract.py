@@ -31,11 +31,15 @@ kept (``ndiag`` diagonals) is renormalised so that its rows sum to 1; the mass o
 ``R`` beyond it is a few 1e-3 and is dropped.
 
 Speed: stamps are evaluated once per bundle (the compiled kernel behind
-:meth:`desired.psf.GaussHermitePSF.spots`),
-the normal matrix is accumulated from overlapping stamp pairs in a numba kernel
-(no dense ``A``), the neighbour fibers are eliminated through the Schur
-complement and the solves use LAPACK Cholesky (``dpotrf``/``dpotri``) and batched
-``eigh``, with OpenBLAS held to one thread (parallelism is over bundles).
+:meth:`desired.psf.GaussHermitePSF.spots`) and reused by every patch and pass;
+the normal matrices are accumulated from overlapping stamp pairs in a numba
+kernel (no dense ``A``; each stamp multiplied once by the weights, both
+checkerboard halves of the model-variance weights in one pass); each patch is
+solved with one LAPACK Cholesky factorisation (neighbour fibers ordered first,
+so that the trailing factor is that of their Schur complement) and only the
+core fibers' diagonal blocks of the covariance are formed (``dtrtri``); the
+decorrelation takes a batched ``eigh`` of those blocks, with OpenBLAS held to
+one thread (parallelism is over bundles).
 """
 from __future__ import annotations
 
@@ -161,30 +165,55 @@ def _patch_pixels(stamps, xlo, ylo, is_core, xlo_out, ylo_out, pix, ivar, y0, x0
     return w, d
 
 
-def _normal_equations(stamps, xlo, ylo, is_core, xlo_out, ylo_out, pix, ivar, y0, x0, ny, nx):
-    """``M = A^T W A``, ``A^T W pix`` and the pixel weights/values (:func:`_patch_pixels`) of one patch."""
-    w, d = _patch_pixels(stamps, xlo, ylo, is_core, xlo_out, ylo_out, pix, ivar, y0, x0, ny, nx)
-    M, rhs = _accumulate_normal(stamps, xlo, ylo, w, d, y0, x0)
-    return M, rhs, w, d
-
-
 @numba.njit(cache=True)
 def _accumulate_normal(stamps, xlo, ylo, w, d, y0, x0):
     """``M = A^T W A`` and ``A^T W d`` of one patch from its pixel weights ``w`` and values ``d`` [ny, nx]."""
+    M, rhs = _accumulate_normals(stamps, xlo, ylo, w.reshape((1,) + w.shape), d, y0, x0)
+    return M[0], rhs[0]
+
+
+@numba.njit(cache=True)
+def _accumulate_normals(stamps, xlo, ylo, weights, d, y0, x0):
+    """Normal matrices and right-hand sides of several weight planes in one pass over the stamp pairs.
+
+    Each spot's stamp is multiplied once by every weight plane (zero off the
+    rectangle); the products with the overlapping stamps then need no weight
+    look-up and no branch in the inner loop.
+
+    Parameters
+    ----------
+    stamps : (n, sy, sx) float64
+    xlo, ylo : (n,) int64, CCD position of each stamp's first pixel
+    weights : (k, ny, nx) float64, pixel weights of the patch rectangle (one plane per matrix)
+    d : (ny, nx) float64, pixel values
+    y0, x0 : CCD position of the rectangle
+
+    Returns
+    -------
+    M : (k, n, n), rhs : (k, n)
+    """
     n, sy, sx = stamps.shape
-    ny, nx = w.shape
-    M = np.zeros((n, n))
-    rhs = np.zeros(n)
+    k, ny, nx = weights.shape
+    M = np.zeros((k, n, n))
+    rhs = np.zeros((k, n))
+    ws = np.zeros((k, sy, sx))
     for a in range(n):
         ya0 = max(ylo[a], y0)
         ya1 = min(ylo[a] + sy, y0 + ny)
         xa0 = max(xlo[a], x0)
         xa1 = min(xlo[a] + sx, x0 + nx)
-        s = 0.0
-        for Y in range(ya0, ya1):
-            for X in range(xa0, xa1):
-                s += stamps[a, Y - ylo[a], X - xlo[a]] * w[Y - y0, X - x0] * d[Y - y0, X - x0]
-        rhs[a] = s
+        if ya0 >= ya1 or xa0 >= xa1:
+            continue
+        ws[:] = 0.0
+        for q in range(k):
+            s = 0.0
+            for Y in range(ya0, ya1):
+                j = Y - ylo[a]
+                for X in range(xa0, xa1):
+                    v = stamps[a, j, X - xlo[a]] * weights[q, Y - y0, X - x0]
+                    ws[q, j, X - xlo[a]] = v
+                    s += v * d[Y - y0, X - x0]
+            rhs[q, a] = s
         for c in range(a, n):
             yc0 = max(ya0, ylo[c])
             yc1 = min(ya1, ylo[c] + sy)
@@ -194,14 +223,31 @@ def _accumulate_normal(stamps, xlo, ylo, w, d, y0, x0):
             xc1 = min(xa1, xlo[c] + sx)
             if xc0 >= xc1:
                 continue
-            s = 0.0
-            for Y in range(yc0, yc1):
-                for X in range(xc0, xc1):
-                    ww = w[Y - y0, X - x0]
-                    if ww != 0.0:
-                        s += stamps[a, Y - ylo[a], X - xlo[a]] * stamps[c, Y - ylo[c], X - xlo[c]] * ww
-            M[a, c] = s
-            M[c, a] = s
+            da = xc0 - xlo[a]
+            dc = xc0 - xlo[c]
+            nxo = xc1 - xc0
+            if k == 2:                      # the two checkerboard halves: one pass, shared loads
+                s0 = 0.0
+                s1 = 0.0
+                for Y in range(yc0, yc1):
+                    ja = Y - ylo[a]
+                    jc = Y - ylo[c]
+                    for i in range(nxo):
+                        v = stamps[c, jc, dc + i]
+                        s0 += ws[0, ja, da + i] * v
+                        s1 += ws[1, ja, da + i] * v
+                M[0, a, c] = M[0, c, a] = s0
+                M[1, a, c] = M[1, c, a] = s1
+                continue
+            for q in range(k):
+                s = 0.0
+                for Y in range(yc0, yc1):
+                    ja = Y - ylo[a]
+                    jc = Y - ylo[c]
+                    for i in range(nxo):
+                        s += ws[q, ja, da + i] * stamps[c, jc, dc + i]
+                M[q, a, c] = s
+                M[q, c, a] = s
     return M, rhs
 
 
@@ -326,7 +372,9 @@ def model_weights(stamps, xlo, ylo, halves, w, d, readnoise, y0, x0, nwave, ridg
     black = checkerboard(w.shape)
     rendered_halves = []
     for mh, rh in zip(*halves):
-        chol, info = lapack.dpotrf(mh + ridge * np.eye(mh.shape[0]), lower=True, clean=False)
+        mh = mh.copy()
+        mh.flat[::mh.shape[0] + 1] += ridge     # the diagonal, without index arrays
+        chol, info = lapack.dpotrf(mh, lower=True, clean=False, overwrite_a=True)
         if info != 0:
             return w
         f, info = lapack.dpotrs(chol, rh, lower=True)
@@ -340,24 +388,14 @@ def model_weights(stamps, xlo, ylo, halves, w, d, readnoise, y0, x0, nwave, ridg
 
 
 # --------------------------------------------------------------------------- linear algebra
-def _cholesky_inverse(matrix):
-    """Inverse of a symmetric positive-definite matrix via LAPACK dpotrf/dpotri."""
-    chol, info = lapack.dpotrf(matrix, lower=True, clean=False)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"normal matrix not positive definite (dpotrf info={info})")
-    inv, info = lapack.dpotri(chol, lower=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"dpotri failed (info={info})")
-    inv = np.tril(inv)
-    return inv + np.tril(inv, -1).T
+def solve_patch(M, rhs, core_idx, nw, cols):
+    """Solve ``M f = rhs`` and return the core fibers' diagonal blocks of ``M^-1``.
 
-
-def solve_patch(M, rhs, core_idx):
-    """Solve ``M f = rhs`` and return the covariance block of the core spots.
-
-    The neighbour spots are eliminated through the Schur complement
-    ``S = M_cc - M_co M_oo^-1 M_oc`` whose inverse is the core block of ``M^-1``,
-    which costs about half of inverting ``M`` whole.
+    The core block of ``M^-1`` is the inverse of the Schur complement
+    ``S = M_cc - M_co M_oo^-1 M_oc``; with the neighbour spots ordered first, the
+    trailing block of the Cholesky factor of ``M`` is that of ``S``.  Only the diagonal blocks of ``S^-1`` are formed, from the inverse Cholesky
+    factor ``L^-1`` of ``S = L L^T``: with ``L^-1`` lower triangular, the block of
+    columns ``J`` is ``(L^-1)[j0:, J]^T (L^-1)[j0:, J]`` (``j0`` = first of ``J``).
 
     Parameters
     ----------
@@ -365,41 +403,40 @@ def solve_patch(M, rhs, core_idx):
         Symmetric positive-definite normal matrix.
     rhs : array, shape (n,)
     core_idx : array of int
-        Contiguous indices of the spots whose covariance is needed.
+        Contiguous indices of the core spots, fiber-major with ``nw`` per fiber.
+    nw : int
+        Wavelengths per fiber in the patch.
+    cols : (int, int)
+        Range ``lo, hi`` of a fiber's wavelengths whose covariance block is returned.
 
     Returns
     -------
     f : ndarray, shape (n,)
         ``M^-1 rhs``.
-    cov_core : ndarray, shape (ncore, ncore)
-        ``(M^-1)[core_idx][:, core_idx]``.
+    blocks : ndarray, shape (ncore // nw, hi - lo, hi - lo)
+        ``(M^-1)[J][:, J]`` with ``J = core_idx[i * nw + lo:i * nw + hi]`` for each core fiber ``i``.
     """
     n = M.shape[0]
     other = np.setdiff1d(np.arange(n), core_idx)
-    f = np.empty(n)
-    if other.size == 0:
-        cov = _cholesky_inverse(M)
-        f[:] = cov @ rhs
-        return f, cov
-    mcc = M[np.ix_(core_idx, core_idx)]
-    mco = M[np.ix_(core_idx, other)]
-    moo = M[np.ix_(other, other)]
-    loo, info = lapack.dpotrf(moo, lower=True, clean=True)
+    no = other.size
+    # one Cholesky factorisation with the neighbours first: its trailing block is the
+    # Cholesky factor of the Schur complement S
+    perm = np.concatenate([other, core_idx])
+    chol, info = lapack.dpotrf(M[np.ix_(perm, perm)], lower=True, clean=True)
     if info != 0:
-        raise np.linalg.LinAlgError(f"neighbour block not positive definite (dpotrf info={info})")
-    x, info = lapack.dtrtrs(loo, np.ascontiguousarray(mco.T), lower=True)     # L_oo^-1 M_oc
-    y, info2 = lapack.dtrtrs(loo, rhs[other], lower=True)                     # L_oo^-1 rhs_o
+        raise np.linalg.LinAlgError(f"normal matrix not positive definite (dpotrf info={info})")
+    fp, info = lapack.dpotrs(chol, rhs[perm], lower=True)
+    linv, info2 = lapack.dtrtri(chol[no:, no:], lower=True)
     if info != 0 or info2 != 0:
-        raise np.linalg.LinAlgError("triangular solve failed")
-    schur = mcc - x.T @ x
-    cov_core = _cholesky_inverse(0.5 * (schur + schur.T))
-    fc = cov_core @ (rhs[core_idx] - x.T @ y)
-    fo, info = lapack.dpotrs(loo, rhs[other] - mco.T @ fc, lower=True)
-    if info != 0:
-        raise np.linalg.LinAlgError("dpotrs failed")
-    f[core_idx] = fc
-    f[other] = fo
-    return f, cov_core
+        raise np.linalg.LinAlgError("dpotrs/dtrtri failed")
+    lo, hi = cols
+    blocks = []
+    for i in range(len(core_idx) // nw):
+        sub = linv[i * nw + lo:, i * nw + lo:i * nw + hi]
+        blocks.append(sub.T @ sub)
+    f = np.empty(n)
+    f[perm] = fp
+    return f, np.stack(blocks)
 
 
 def decorrelate(cov_blocks):
@@ -417,11 +454,10 @@ def decorrelate(cov_blocks):
     ivar : ndarray, shape (nfiber, nw)
         Inverse variance of ``R @ f`` (uncorrelated within a fiber).
     """
-    icov = np.linalg.inv(cov_blocks)
-    icov = 0.5 * (icov + np.swapaxes(icov, 1, 2))
-    evals, evecs = np.linalg.eigh(icov)
-    evals = np.clip(evals, 0.0, None)
-    q = np.einsum("fik,fk,fjk->fij", evecs, np.sqrt(evals), evecs)
+    # C = V diag(l) V^T  =>  (C^-1)^(1/2) = V diag(l^-1/2) V^T: no explicit inverse
+    evals, evecs = np.linalg.eigh(0.5 * (cov_blocks + np.swapaxes(cov_blocks, 1, 2)))
+    root = np.where(evals > 0, 1.0 / np.sqrt(np.where(evals > 0, evals, 1.0)), 0.0)
+    q = (evecs * root[:, None, :]) @ np.swapaxes(evecs, 1, 2)
     s = q.sum(axis=2)
     safe = np.where(s > 0, s, 1.0)
     R = q / safe[:, :, None]
@@ -719,26 +755,28 @@ def extract_bundle(pix, ivar, psf, wave, fibers, nsubbundles=5, nwavestep=30, wa
         y0, y1 = max(int(yl[is_core].min()), 0), min(int(yl[is_core].max()) + sy, ny_img)
         x0, x1 = max(int(xl[is_core].min()), 0), min(int(xl[is_core].max()) + sx, nx_img)
         xout, yout = spots.unmodelled(m0, m1, e0, e1, psf.nfiber)
-        M, rhs, wloc, dloc = _normal_equations(st, xl, yl, is_core, xout, yout, pix, ivar,
-                                               y0, x0, y1 - y0, x1 - x0)
-        diag = np.diag(M).copy()
+        wloc, dloc = _patch_pixels(st, xl, yl, is_core, xout, yout, pix, ivar, y0, x0, y1 - y0, x1 - x0)
+        if readnoise is None:
+            M, rhs = _accumulate_normal(st, xl, yl, wloc, dloc, y0, x0)
+            diag = np.diag(M).copy()
+        else:
+            # both checkerboard halves in one pass; the data-weighted matrix is their sum
+            black = checkerboard(wloc.shape)
+            halves = _accumulate_normals(st, xl, yl, np.stack([np.where(black, wloc, 0.0),
+                                                               np.where(black, 0.0, wloc)]), dloc, y0, x0)
+            diag = np.diag(halves[0][0]) + np.diag(halves[0][1])
         scale = diag.max() if diag.size and diag.max() > 0 else 1.0
         nodata = diag <= 1e3 * RIDGE * scale
         if readnoise is not None:
-            m_black, rhs_black = _accumulate_normal(st, xl, yl, np.where(checkerboard(wloc.shape), wloc, 0.0),
-                                                    dloc, y0, x0)
-            halves = (np.stack([m_black, M - m_black]), np.stack([rhs_black, rhs - rhs_black]))
             wloc = model_weights(st, xl, yl, halves, wloc, dloc, readnoise[y0:y1, x0:x1], y0, x0, nw,
                                  RIDGE * scale)
             M, rhs = _accumulate_normal(st, xl, yl, wloc, dloc, y0, x0)
-        M[np.diag_indices_from(M)] += RIDGE * scale
+        M.flat[::M.shape[0] + 1] += RIDGE * scale
         core_idx = np.arange(core_rows[0] * nw, (core_rows[-1] + 1) * nw)
-        fdec, cov_core = solve_patch(M, rhs, core_idx)
         # decorrelate the on-grid wavelengths only: padding bins beyond the grid ends
         # are marginalised, so that the stored resolution describes the flux exactly
         lo, hi = grid_columns(patch, wavepad, nwave)
-        blocks = np.stack([cov_core[i * nw + lo:i * nw + hi, i * nw + lo:i * nw + hi]
-                           for i in range(len(core_rows))])
+        fdec, blocks = solve_patch(M, rhs, core_idx, nw, (lo, hi))
         R, rivar = decorrelate(blocks)
         rflux = np.einsum("fij,fj->fi", R, fdec.reshape(nf, nw)[core_rows, lo:hi])
         keep = slice(wavepad, wavepad + w1 - w0)               # kept columns of the patch
