@@ -63,54 +63,53 @@ def _score_columns(pieces, bands):
     return cols
 
 
-def _pad_resolution(res, ndiag):
-    """Zero-pad resolution diagonals symmetrically to ``ndiag``."""
-    if res.shape[1] == ndiag:
-        return res
-    out = np.zeros((res.shape[0], ndiag, res.shape[2]), dtype=res.dtype)
-    off = (ndiag - res.shape[1]) // 2
-    out[:, off:off + res.shape[1]] = res
-    return out
-
-
-def _band_rows(pieces, band, nwave, ndiag, kinds):
-    """Yield (piece, data) with the rows of every piece in ``band`` (blank rows for a missing camera)."""
-    from ..io.spectra import read_frame_rows
+def _copy_piece(piece, band, dest, ndiag):
+    """Copy the rows of ``piece`` in ``band`` into ``dest`` (kind -> output slice); blank rows for a missing camera."""
+    from ..io.spectra import DISK_DTYPES, copy_frame_rows
     from ..maskbits import specmask
-    for piece in pieces:
-        fm = piece.frames[band]
-        n = piece.rows.size
-        if fm is None:
-            blank = {"flux": np.zeros((n, nwave), np.float32), "ivar": np.zeros((n, nwave), np.float32),
-                     "mask": np.full((n, nwave), specmask.NODATA, np.int32),
-                     "resolution": np.zeros((n, ndiag, nwave), np.float32), "scores": None}
-            yield piece, {k: blank[k] for k in kinds}
-        else:
-            data = read_frame_rows(fm.path, piece.rows, kinds)
-            if "resolution" in data:
-                data["resolution"] = _pad_resolution(data["resolution"], ndiag)
-            yield piece, data
+    fm = piece.frames[band]
+    if fm is None:
+        for kind, out in dest.items():
+            out[...] = specmask.NODATA if kind == "mask" else 0
+        return
+    if fm.ndiag == ndiag:
+        copy_frame_rows(fm.path, piece.rows, dest, fm.layout)
+        return
+    # narrower resolution: read into its own array and centre it among the output diagonals
+    res = np.zeros((piece.rows.size, fm.ndiag, dest["resolution"].shape[2]), DISK_DTYPES["resolution"])
+    copy_frame_rows(fm.path, piece.rows, dict(dest, resolution=res), fm.layout)
+    off = (ndiag - fm.ndiag) // 2
+    dest["resolution"][...] = 0
+    dest["resolution"][:, off:off + fm.ndiag] = res
 
 
 def _read_band(band, wave, pieces, nspec, ndiag, copied, scores):
-    """Assemble one band's FLUX, IVAR, MASK, RESOLUTION of the group (only its rows are read); fill ``scores``."""
+    """Assemble one band's FLUX, IVAR, MASK, RESOLUTION of the group (only its rows are read); fill ``scores``.
+
+    The arrays are big-endian (FITS byte order: the rows are copied from the cframes as bytes
+    when their HDUs allow it, and written to the spectra file the same way).
+    """
     from ..coadd import band_scores
+    from ..io.spectra import DISK_DTYPES, read_frame_scores
     B = band.upper()
-    flux = np.zeros((nspec, wave.size), np.float32)
-    ivar = np.zeros((nspec, wave.size), np.float32)
-    mask = np.zeros((nspec, wave.size), np.int32)
-    res = np.zeros((nspec, ndiag, wave.size), np.float32)
-    for piece, data in _band_rows(pieces, band, wave.size, ndiag, ("flux", "ivar", "mask", "resolution", "scores")):
+    arrays = {"flux": np.empty((nspec, wave.size), DISK_DTYPES["flux"]),
+              "ivar": np.empty((nspec, wave.size), DISK_DTYPES["ivar"]),
+              "mask": np.empty((nspec, wave.size), DISK_DTYPES["mask"]),
+              "resolution": np.empty((nspec, ndiag, wave.size), DISK_DTYPES["resolution"])}
+    for piece in pieces:
         rows = slice(piece.start, piece.start + piece.rows.size)
-        flux[rows], ivar[rows], mask[rows], res[rows] = data["flux"], data["ivar"], data["mask"], data["resolution"]
-        for name in copied:
-            scores.setdefault(name, np.zeros(nspec))[rows] = data["scores"][name] if data["scores"] is not None else 0
+        _copy_piece(piece, band, {k: v[rows] for k, v in arrays.items()}, ndiag)
+        if copied:
+            fm = piece.frames[band]
+            data = None if fm is None else read_frame_scores(fm.path, piece.rows)
+            for name in copied:
+                scores.setdefault(name, np.zeros(nspec))[rows] = data[name] if data is not None else 0
     wanted = [f"INTEG_CALIB_FLUX_{B}", f"MEDIAN_CALIB_FLUX_{B}", f"MEDIAN_CALIB_SNR_{B}"]
     if set(wanted) - set(copied):
-        for name, value in band_scores(wave, flux, ivar, band, suffix="CALIB").items():
+        for name, value in band_scores(wave, arrays["flux"], arrays["ivar"], band, suffix="CALIB").items():
             if name not in copied:
                 scores[name] = value
-    return flux, ivar, mask, res
+    return arrays["flux"], arrays["ivar"], arrays["mask"], arrays["resolution"]
 
 
 def write_group(outfile, frames, group, onetile=False, coadd_outfile=None, cosmics_nsig=4.0, cameras=False):
@@ -138,19 +137,19 @@ def write_group(outfile, frames, group, onetile=False, coadd_outfile=None, cosmi
         Number of spectra written (0: nothing written).
     """
     from ..coadd import coadd_arrays
-    from ..grouping import group_fibermap, group_header, plan_group
+    from ..grouping import fibermap_table, group_fibermap, group_header, plan_group
     from ..io.spectra import SpectraFileWriter, write_coadd
 
     bands, waves, pieces = plan_group(frames, group)
     if not pieces:
         return 0
-    fibermap = group_fibermap(pieces, onetile=onetile)
+    fibermap, units = group_fibermap(pieces, onetile=onetile)
     header = group_header(group, pieces)
     nspec = len(fibermap)
     copied = _score_columns(pieces, bands)
     scores = {"TARGETID": np.asarray(fibermap["TARGETID"], dtype=np.int64)}
     with SpectraFileWriter(outfile) as writer:
-        writer.open(header, fibermap)
+        writer.open(header, fibermap_table(fibermap, units, decode=False))
 
         def band_arrays(b):
             ndiag = max(p.frames[b].ndiag for p in pieces if p.frames[b] is not None)
@@ -162,8 +161,8 @@ def write_group(outfile, frames, group, onetile=False, coadd_outfile=None, cosmi
             for b in bands:
                 band_arrays(b)
         else:
-            res = coadd_arrays(bands, waves, band_arrays, fibermap, cosmics_nsig=cosmics_nsig, onetile=onetile,
-                               cameras=cameras)
+            res = coadd_arrays(bands, waves, band_arrays, fibermap_table(fibermap, units), cosmics_nsig=cosmics_nsig,
+                               onetile=onetile, cameras=cameras)
         table = np.zeros(nspec, dtype=[(k, "i8" if k == "TARGETID" else "f8") for k in scores])
         for k, v in scores.items():
             table[k] = v
