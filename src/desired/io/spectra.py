@@ -11,12 +11,18 @@ import logging
 import re
 
 import numpy as np
-from astropy.io import fits
 
-from ..spectra import Spectra
-from .fibermap import build_header, read_table, table_to_hdu
-from .frame import CFRAME_UNITS, ivar_units
 from .util import DataModelError, atomic_path, fits_header_to_dict, open_fits, read_array
+
+#: BUNIT of calibrated fluxes (the value of desired.io.frame.CFRAME_UNITS; astropy, scipy are imported only
+#: by the functions that need them, so that group-spectra, which needs neither, does not pay their import)
+CFRAME_UNITS = "10**-17 erg/(s cm2 Angstrom)"
+
+
+def ivar_units(units):
+    """BUNIT of the inverse variance of ``units`` (see :func:`desired.io.frame.ivar_units`)."""
+    from .frame import ivar_units as frame_ivar_units
+    return frame_ivar_units(units)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,9 @@ def write_spectra(path, spectra, units=None):
     units : str, optional
         BUNIT of the fluxes; 1e-17 erg/s/cm2/Angstrom by default.
     """
+    from astropy.io import fits
+
+    from .fibermap import build_header, table_to_hdu
     units = units or CFRAME_UNITS
     hdus = [fits.PrimaryHDU(header=build_header(spectra.header))]
     if spectra.fibermap is not None:
@@ -81,6 +90,8 @@ def read_spectra(path):
         Unreadable file, a band without WAVELENGTH/FLUX/IVAR, or inconsistent shapes
         (between arrays of a band, between bands, or with the tables).
     """
+    from ..spectra import Spectra
+    from .fibermap import read_table
     with open_fits(path) as hdus:
         header = fits_header_to_dict(hdus[0].header)
         header.pop("EXTNAME", None)
@@ -340,6 +351,53 @@ def read_frame_scores(path, rows):
         raise DataModelError(path, f"cannot read SCORES of cframe ({type(err).__name__}: {err})") from None
 
 
+def native_inplace(array):
+    """``array`` in native byte order, byte-swapped in place when it is not (no copy; ``array`` is consumed)."""
+    if array.dtype.isnative:
+        return array
+    array.byteswap(inplace=True)
+    return array.view(array.dtype.newbyteorder("="))
+
+
+def _read_raw_image(path, hdu, dtype):
+    """Read a whole image HDU as bytes into a native array of ``dtype`` (byte-swapped in place); None if not raw."""
+    info = hdu.get_info()
+    disk = np.dtype(dtype).newbyteorder(">")
+    want = _BITPIX.get(disk)
+    if str(path).endswith((".gz", ".fz", ".bz2")) or info.get("is_compressed_image") or want is None \
+            or info.get("img_type") != want or info.get("img_equiv_type") != want:
+        return None
+    out = np.empty(tuple(int(d) for d in hdu.get_dims()), dtype=disk)
+    with open(path, "rb") as fh:
+        fh.seek(int(hdu.get_offsets()["data_start"]))
+        view = out.reshape(-1).view(np.uint8)
+        if fh.readinto(view) != view.nbytes:
+            raise DataModelError(path, f"truncated {hdu.get_extname()} data")
+    return native_inplace(out)
+
+
+def _copy_range(src_fd, fh, offset, nbytes, path):
+    """Append ``nbytes`` of ``src_fd`` from ``offset`` to the unbuffered file ``fh`` (kernel copy when possible)."""
+    import os
+    out_fd = fh.fileno()
+    done = 0
+    try:
+        while done < nbytes:
+            n = os.copy_file_range(src_fd, out_fd, nbytes - done, offset + done)
+            if n == 0:
+                break
+            done += n
+    except OSError:                       # no in-kernel copy here (other filesystem, old kernel): read + write
+        while done < nbytes:
+            chunk = os.pread(src_fd, min(nbytes - done, 1 << 24), offset + done)
+            if not chunk:
+                break
+            fh.write(chunk)
+            done += len(chunk)
+    if done != nbytes:
+        raise DataModelError(path, f"truncated data: {done} of {nbytes} bytes at offset {offset}")
+
+
 def _card(key, value):
     """One 80-character FITS header card (int, bool or str value)."""
     if isinstance(value, bool):
@@ -393,14 +451,34 @@ class SpectraFileWriter:
         self.units = units or CFRAME_UNITS
         self.opened = False
 
-    def open(self, header, fibermap, exp_fibermap=None):
-        """Write PRIMARY (``header`` keywords), FIBERMAP and EXP_FIBERMAP; open the file for the bands."""
-        hdus = [fits.PrimaryHDU(header=build_header(header)), table_to_hdu(fibermap, "FIBERMAP")]
-        if exp_fibermap is not None:
-            hdus.append(table_to_hdu(exp_fibermap, "EXP_FIBERMAP"))
-        fits.HDUList(hdus).writeto(self.tmp)
+    def open(self, header, fibermap, exp_fibermap=None, units=None):
+        """Write PRIMARY (``header`` keywords), FIBERMAP and EXP_FIBERMAP; open the file for the bands.
+
+        ``fibermap`` is an astropy Table (written by astropy, with its meta and units) or a numpy
+        structured array (written by fitsio, with ``units``: column -> TUNIT).
+        """
+        if not hasattr(fibermap, "colnames") and exp_fibermap is None and all(len(k) <= 8 for k in header):
+            self._open_fitsio(header, fibermap, units or {})
+        else:
+            from astropy.io import fits
+
+            from .fibermap import build_header, table_to_hdu
+            hdus = [fits.PrimaryHDU(header=build_header(header)), table_to_hdu(fibermap, "FIBERMAP")]
+            if exp_fibermap is not None:
+                hdus.append(table_to_hdu(exp_fibermap, "EXP_FIBERMAP"))
+            fits.HDUList(hdus).writeto(self.tmp)
         self.opened = True
         return self
+
+    def _open_fitsio(self, header, fibermap, units):
+        """PRIMARY and FIBERMAP by fitsio (keywords of at most 8 characters, scalar values)."""
+        import fitsio
+        cards = [{"name": k.upper(), "value": v.item() if isinstance(v, np.generic) else v}
+                 for k, v in header.items() if v is not None]
+        names = fibermap.dtype.names
+        with fitsio.FITS(self.tmp, "rw", clobber=True) as f:
+            f.write(None, header=cards)
+            f.write(fibermap, extname="FIBERMAP", units=[units.get(c, "") for c in names])
 
     def write_band(self, band, wave, flux, ivar, mask, resolution):
         """Write the five HDUs of ``band`` (wave float64, flux/ivar/resolution float32, mask int32)."""
@@ -422,6 +500,40 @@ class SpectraFileWriter:
             fh.write(image_hdu_bytes(extname, data.shape, dtype, bunit))
             fh.write(data.reshape(-1).view(np.uint8).data if data.size else b"")
             fh.write(b"\0" * (-data.nbytes % 2880))
+
+    def write_image_parts(self, extname, shape, dtype, bunit, parts):
+        """Append one image HDU of ``shape`` and big-endian ``dtype`` from consecutive parts.
+
+        Each part is an array (its bytes, converted to ``dtype``) or a ``(path, offset, nbytes)``
+        byte range of another file, copied by the kernel (``os.copy_file_range``; read and write
+        where that is unavailable).  The parts must add up to the HDU's size.
+        """
+        import os
+        dtype = np.dtype(dtype)
+        expected = int(np.prod(shape)) * dtype.itemsize
+        written = 0
+        sources = {}
+        try:
+            with open(self.tmp, "r+b", buffering=0) as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.write(image_hdu_bytes(extname, shape, dtype, bunit))
+                for part in parts:
+                    if isinstance(part, tuple):
+                        path, offset, nbytes = part
+                        if path not in sources:
+                            sources[path] = os.open(path, os.O_RDONLY)
+                        _copy_range(sources[path], fh, offset, nbytes, path)
+                        written += nbytes
+                    else:
+                        data = np.ascontiguousarray(part, dtype=dtype)
+                        fh.write(data.reshape(-1).view(np.uint8).data if data.size else b"")
+                        written += data.nbytes
+                if written != expected:
+                    raise ValueError(f"{extname}: {written} bytes written for shape {shape} ({expected} bytes)")
+                fh.write(b"\0" * (-written % 2880))
+        finally:
+            for fd in sources.values():
+                os.close(fd)
 
     def add_table(self, table, extname):
         """Append a numeric table HDU (SCORES)."""
@@ -521,11 +633,13 @@ def read_spectra_band(path, band):
             for kind in ("FLUX", "IVAR", "RESOLUTION"):
                 if f"{B}_{kind}" not in names:
                     raise DataModelError(path, f"missing HDU {B}_{kind}")
-            flux = np.asarray(f[f"{B}_FLUX"].read(), dtype=np.float32)
-            ivar = np.asarray(f[f"{B}_IVAR"].read(), dtype=np.float32)
-            mask = (np.asarray(f[f"{B}_MASK"].read(), dtype=np.int32) if f"{B}_MASK" in names
-                    else np.zeros(flux.shape, np.int32))
-            res = np.asarray(f[f"{B}_RESOLUTION"].read(), dtype=np.float32)
+            def read(kind, dtype):
+                data = _read_raw_image(path, f[f"{B}_{kind}"], dtype)     # bytes + in-place swap: fastest
+                return np.asarray(f[f"{B}_{kind}"].read(), dtype=dtype) if data is None else data
+            flux = read("FLUX", np.float32)
+            ivar = read("IVAR", np.float32)
+            mask = read("MASK", np.int32) if f"{B}_MASK" in names else np.zeros(flux.shape, np.int32)
+            res = read("RESOLUTION", np.float32)
     except DataModelError:
         raise
     except (OSError, ValueError) as err:
