@@ -108,7 +108,7 @@ def child(kind, args):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if proc.returncode:
         sys.stderr.write(proc.stderr[-3000:])
-        raise SystemExit(f"{kind} failed")
+        raise SystemExit(f"{kind} failed (exit status {proc.returncode}; -9 is the out-of-memory killer)")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -119,11 +119,17 @@ def main(argv=None):
     parser.add_argument("--nproc", type=int, default=2, help="simulation processes")
     parser.add_argument("--workdir", default="/tmp/bench_coadd")
     parser.add_argument("--no-desispec", action="store_true")
+    parser.add_argument("--first", type=int, default=0,
+                        help="use only the first FIRST of the --nexp simulated exposures (desispec's group+coadd "
+                             "needs ~1.3 GB per 1000 spectra: a smaller pixel where memory is short)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run every child this many times (in turn) and keep each one's least-CPU run")
     args = parser.parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
     cframes = simulate(args.workdir, args.preset, args.nexp, args.nproc)
+    if args.first:
+        expids = sorted({os.path.basename(os.path.dirname(c)) for c in cframes})[:args.first]
+        cframes = [c for c in cframes if os.path.basename(os.path.dirname(c)) in expids]
     from desired.grouping import healpix_pixels
     from desired.scripts.group_spectra import read_frame_metas
     frames = read_frame_metas(cframes)
@@ -135,7 +141,7 @@ def main(argv=None):
     common = {"cframes": cframes, "pix": p, "survey": frames[0].survey, "program": frames[0].program}
     out = os.path.join(args.workdir, "out")
     os.makedirs(out, exist_ok=True)
-    print(f"pixel {p}: {nspec} input spectra ({args.nexp} exposures of {args.preset}), {len(cframes)} cframes")
+    print(f"pixel {p}: {nspec} input spectra ({len(cframes) // 3} exposures of {args.preset}), {len(cframes)} cframes")
     jobs = [("ours group", "ours_group", dict(common, spectra=f"{out}/ours-spectra.fits"), None),
             ("ours coadd", "ours_coadd", {"spectra": f"{out}/ours-spectra.fits", "coadd": f"{out}/ours-coadd.fits"}, None),
             ("ours coadd --cameras", "ours_coadd", {"spectra": f"{out}/ours-spectra.fits",
