@@ -147,6 +147,101 @@ def test_bad_cframes_are_refused_naming_the_file(sim, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_ang2pix_nest_equals_healpy_everywhere():
+    healpy = pytest.importorskip("healpy")
+    from desired.grouping import ang2pix_nest
+    rng = np.random.default_rng(3)
+    ra = rng.uniform(-360, 720, 200_000)
+    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, ra.size)))
+    dec[:2000] = np.concatenate([90 - rng.uniform(0, 1e-3, 1000), -90 + rng.uniform(0, 1e-3, 1000)])
+    for nside in (1, 2, 16, 64, 1024, 2 ** 20):
+        assert np.array_equal(ang2pix_nest(nside, ra, dec), healpy.ang2pix(nside, ra, dec, lonlat=True, nest=True))
+    # pixel corners and centres: the points where rounding decides
+    nside = 16
+    ipix = np.arange(12 * nside * nside)
+    corners = healpy.boundaries(nside, ipix, step=1, nest=True).transpose(0, 2, 1).reshape(-1, 3)
+    for theta, phi in (healpy.pix2ang(nside, ipix, nest=True), healpy.vec2ang(corners)):
+        ra, dec = np.degrees(phi), 90 - np.degrees(theta)
+        assert np.array_equal(ang2pix_nest(nside, ra, dec), healpy.ang2pix(nside, ra, dec, lonlat=True, nest=True))
+    assert np.array_equal(healpix_pixels([10.0, np.nan], [5.0, 1.0], 64, True),
+                          [healpy.ang2pix(64, 10.0, 5.0, lonlat=True, nest=True), -1])
+    with pytest.raises(ValueError, match="power of 2"):
+        ang2pix_nest(12, ra, dec)
+
+
+def test_spectra_file_equals_desispec_group_spectra(sim, tmp_path):
+    """Same cframes, same pixel: our spectra file holds desispec's rows, arrays and fibermap values."""
+    pytest.importorskip("desispec")
+    from desispec.io import read_spectra as desispec_read
+    from desispec.scripts.group_spectra import main as ds_main, parse as ds_parse
+    survey, program, pix = max(sim["groups"], key=lambda g: sum(
+        int(np.sum(healpix_pixels(f.fibermap["TARGET_RA"], f.fibermap["TARGET_DEC"]) == g[2])) for f in sim["frames"]))
+    # desispec's grouping needs a SCORES HDU in every cframe (DESI's cframes have one)
+    from astropy.table import Table
+    from desired.coadd import band_scores
+    cframes = _copy_frames(sim, tmp_path / "in")
+    for path in cframes:
+        frame = read_frame(path)
+        frame.scores = Table(band_scores(frame.wave, frame.flux, frame.ivar, frame.camera[0], suffix="CALIB"))
+        write_frame(path, frame, units=CFRAME_UNITS)
+    ours_path, theirs_path = tmp_path / "ours.fits", tmp_path / "theirs.fits"
+    group_spectra.run(cframes, str(ours_path), group_spectra.healpix_group(pix, survey=survey, program=program))
+    ds_main(ds_parse(["--inframes", *cframes, "--healpix", str(pix), "-o", str(theirs_path)]))
+    ours, theirs = desispec_read(str(ours_path)), desispec_read(str(theirs_path))
+    # desispec orders by (night, expid); ours by (spectrograph, night, expid): the same for one spectrograph
+    assert np.array_equal(ours.fibermap["TARGETID"], theirs.fibermap["TARGETID"])
+    assert np.array_equal(ours.fibermap["EXPID"], theirs.fibermap["EXPID"])
+    for b in "brz":
+        assert np.array_equal(ours.wave[b], theirs.wave[b])
+        assert np.array_equal(ours.flux[b], theirs.flux[b]) and np.array_equal(ours.ivar[b], theirs.ivar[b])
+        assert np.array_equal(ours.mask[b], theirs.mask[b])
+        assert np.array_equal(ours.resolution_data[b], theirs.resolution_data[b])
+    for col in theirs.fibermap.colnames:
+        if col in ours.fibermap.colnames:
+            a, t = np.asarray(ours.fibermap[col]), np.asarray(theirs.fibermap[col])
+            assert np.array_equal(a, t) or (a.dtype.kind == "f" and np.allclose(a, t, equal_nan=True)), col
+    missing = set(theirs.fibermap.colnames) - set(ours.fibermap.colnames)
+    assert missing <= {"PLATE_RA", "PLATE_DEC"}, missing
+    assert "MEDIAN_CALIB_SNR_B" in theirs.scores.colnames
+    for name in theirs.scores.colnames:
+        if name in ours.scores.colnames and name != "TARGETID":
+            assert np.allclose(ours.scores[name], theirs.scores[name]), name
+
+
+def test_decoded_rows_equal_copied_rows(sim, tmp_path):
+    """cframes whose HDUs cannot be copied as bytes (float64 FLUX, compressed MASK, gzipped) give the same file."""
+    from astropy.io import fits
+    survey, program, pix = sim["groups"][0]
+    group = group_spectra.healpix_group(pix, survey=survey, program=program)
+    plain = tmp_path / "plain.fits"
+    group_spectra.run(sim["cframes"], str(plain), group)
+    cframes = _copy_frames(sim, tmp_path / "odd")
+    for i, path in enumerate(cframes):
+        with fits.open(path) as hdus:
+            out = [h.copy() for h in hdus]
+        for j, h in enumerate(out):
+            if h.name == "FLUX" and i % 2 == 0:
+                h.data = h.data.astype(np.float64)
+            if h.name == "MASK" and i % 3 == 0:
+                out[j] = fits.CompImageHDU(h.data, header=h.header, name="MASK")
+        if i % 4 == 1:
+            fits.HDUList(out).writeto(path + ".gz")
+            os.remove(path)
+            cframes[i] = path + ".gz"
+        else:
+            fits.HDUList(out).writeto(path, overwrite=True)
+    metas = group_spectra.read_frame_metas(cframes)
+    assert any(m.layout["flux"] is None for m in metas) and any(m.layout["mask"] is None for m in metas)
+    assert any(m.layout["flux"] is not None for m in metas)
+    odd = tmp_path / "odd.fits"
+    group_spectra.run(cframes, str(odd), group)
+    a, b = read_spectra(str(plain)), read_spectra(str(odd))
+    for band in "brz":
+        for kind in ("flux", "ivar", "mask", "resolution_data"):
+            assert np.array_equal(getattr(a, kind)[band], getattr(b, kind)[band]), (band, kind)
+    assert np.array_equal(a.fibermap["TARGETID"], b.fibermap["TARGETID"])
+
+
 # ------------------------------------------------------------------ workflow
 def _write_raw_exposure(raw, night, expid, fibermap, header):
     from desired.io.fibermap import write_fibermap

@@ -17,7 +17,6 @@ import dataclasses
 import logging
 
 import numpy as np
-from astropy.table import Table, vstack
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +36,14 @@ GENERAL_KEYWORDS = ("SURVEY", "PROGRAM", "LONGSTRN", "INSTRUME", "OBSERVAT", "OB
 def healpix_pixels(ra, dec, nside=64, nest=True):
     """HEALPix pixel of each (RA, Dec) in degrees; -1 where a coordinate is not finite.
 
+    Nested numbering is computed here (:func:`ang2pix_nest`, identical to healpy's); RING
+    numbering goes through healpy.
+
     Parameters
     ----------
     ra, dec : array, shape (n,)
     nside : int
+        A power of 2 for nested numbering.
     nest : bool
         Nested numbering (DESI's convention).
 
@@ -48,14 +51,85 @@ def healpix_pixels(ra, dec, nside=64, nest=True):
     -------
     ndarray of int64, shape (n,)
     """
-    import healpy
     ra = np.asarray(ra, dtype=np.float64)
     dec = np.asarray(dec, dtype=np.float64)
     ok = np.isfinite(ra) & np.isfinite(dec)
     pix = np.full(ra.shape, -1, dtype=np.int64)
     if ok.any():
-        pix[ok] = healpy.ang2pix(int(nside), ra[ok], dec[ok], lonlat=True, nest=bool(nest))
+        if nest:
+            pix[ok] = ang2pix_nest(int(nside), ra[ok], dec[ok])
+        else:
+            import healpy
+            pix[ok] = healpy.ang2pix(int(nside), ra[ok], dec[ok], lonlat=True, nest=False)
     return pix
+
+
+def _spread_bits(v):
+    """Interleave zeros between the bits of ``v`` (int64 array, values < 2**31)."""
+    v = v & 0xFFFFFFFF
+    v = (v | (v << 16)) & 0x0000FFFF0000FFFF
+    v = (v | (v << 8)) & 0x00FF00FF00FF00FF
+    v = (v | (v << 4)) & 0x0F0F0F0F0F0F0F0F
+    v = (v | (v << 2)) & 0x3333333333333333
+    return (v | (v << 1)) & 0x5555555555555555
+
+
+def ang2pix_nest(nside, ra, dec):
+    """Nested HEALPix pixel of (RA, Dec) in degrees (the HEALPix C++ ``loc2pix`` algorithm).
+
+    Gives the same pixels as ``healpy.ang2pix(nside, ra, dec, lonlat=True, nest=True)`` without
+    importing healpy (whose import, with matplotlib, costs more CPU than grouping a pixel's
+    metadata).
+
+    Parameters
+    ----------
+    nside : int
+        Power of 2.
+    ra, dec : array, shape (n,)
+        Finite coordinates (degrees).
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+    """
+    nside = int(nside)
+    if nside < 1 or nside & (nside - 1):
+        raise ValueError(f"nside {nside} is not a power of 2")
+    theta = np.pi / 2 - np.radians(np.asarray(dec, dtype=np.float64))
+    phi = np.radians(np.asarray(ra, dtype=np.float64))
+    z, sth = np.cos(theta), np.sin(theta)
+    have_sth = (theta < 0.01) | (theta > 3.14159 - 0.01)
+    za = np.abs(z)
+    tt = np.fmod(phi * (2 / np.pi), 4.0)
+    tt = np.where(tt < 0, tt + 4.0, tt)
+    tt = np.where(tt == 4.0, 0.0, tt)
+    ix = np.empty(z.shape, dtype=np.int64)
+    iy = np.empty(z.shape, dtype=np.int64)
+    face = np.empty(z.shape, dtype=np.int64)
+    eq = za <= 2.0 / 3.0
+    # equatorial region
+    temp1 = nside * (0.5 + tt[eq])
+    temp2 = nside * (z[eq] * 0.75)
+    jp = (temp1 - temp2).astype(np.int64)
+    jm = (temp1 + temp2).astype(np.int64)
+    ifp, ifm = jp // nside, jm // nside
+    face[eq] = np.where(ifp == ifm, ifp | 4, np.where(ifp < ifm, ifp, ifm + 8))
+    ix[eq] = jm & (nside - 1)
+    iy[eq] = nside - (jp & (nside - 1)) - 1
+    # polar caps
+    pol = ~eq
+    ntt = np.minimum(3, tt[pol].astype(np.int64))
+    tp = tt[pol] - ntt
+    zap = za[pol]
+    tmp = np.where((zap < 0.99) | ~have_sth[pol], nside * np.sqrt(3 * (1 - zap)),
+                   nside * sth[pol] / np.sqrt((1.0 + zap) / 3.0))
+    jp = np.minimum((tp * tmp).astype(np.int64), nside - 1)
+    jm = np.minimum(((1.0 - tp) * tmp).astype(np.int64), nside - 1)
+    north = z[pol] >= 0
+    ix[pol] = np.where(north, nside - jm - 1, jp)
+    iy[pol] = np.where(north, nside - jp - 1, jm)
+    face[pol] = np.where(north, ntt, ntt + 8)
+    return face * nside * nside + _spread_bits(ix) + (_spread_bits(iy) << 1)
 
 
 def survey_program(header, default_survey=DEFAULT_SURVEY, default_program=DEFAULT_PROGRAM):
@@ -98,9 +172,11 @@ class FrameMeta:
     program: str
     wave: np.ndarray
     ndiag: int
-    fibermap: Table
+    fibermap: np.ndarray
     header: dict
     scores_columns: tuple = ()
+    units: dict = dataclasses.field(default_factory=dict)
+    layout: dict = dataclasses.field(default_factory=dict)
 
     @property
     def band(self):
@@ -127,7 +203,8 @@ def frame_meta(path, meta, default_survey=DEFAULT_SURVEY, default_program=DEFAUL
     return FrameMeta(path=str(path), camera=str(hdr["CAMERA"]).lower(), night=int(hdr["NIGHT"]),
                      expid=int(hdr["EXPID"]), tileid=int(hdr.get("TILEID", -1)), survey=survey, program=program,
                      wave=meta["wave"], ndiag=meta["ndiag"], fibermap=meta["fibermap"], header=dict(hdr),
-                     scores_columns=tuple(meta.get("scores_columns", ())))
+                     scores_columns=tuple(meta.get("scores_columns", ())), units=dict(meta.get("units", {})),
+                     layout=dict(meta.get("layout", {})))
 
 
 def check_wavelengths(frames):
@@ -236,40 +313,63 @@ def group_fibermap(pieces, onetile=False):
     """FIBERMAP of a group: the selected fibermap rows, with NIGHT, EXPID, MJD, TILEID (and EXPTIME).
 
     FIBERSTATUS is OR-ed over the cameras of each exposure; NaN fiber positions and Gaia
-    magnitudes are set to 0 (as desispec does).
+    magnitudes are set to 0 (as desispec does).  Columns missing from some frames are dropped.
+
+    Returns
+    -------
+    fibermap : numpy structured array, shape (nspec,)
+        Strings as bytes, column order of the first frame's fibermap.
+    units : dict
+        Column -> unit (TUNIT) of the first frame that gives one.
     """
-    tables = []
+    parts, units = [], {}
     for piece in pieces:
         present = [fm for fm in piece.frames.values() if fm is not None]
         fm0 = present[0]
-        t = Table(fm0.fibermap[piece.rows], copy=True)
-        if "FIBERSTATUS" in t.colnames:
-            status = np.asarray(t["FIBERSTATUS"]).copy()
+        src = fm0.fibermap[piece.rows]
+        cols = {name: src[name] for name in src.dtype.names}
+        if "FIBERSTATUS" in cols:
+            status = np.array(cols["FIBERSTATUS"])
             for fm in present[1:]:
-                status |= np.asarray(fm.fibermap["FIBERSTATUS"])[piece.rows]
-            t["FIBERSTATUS"] = status
-        hdr = fm0.header
+                status |= np.asarray(fm.fibermap["FIBERSTATUS"])[piece.rows].astype(status.dtype)
+            cols["FIBERSTATUS"] = status
+        hdr, n = fm0.header, piece.rows.size
         for col, value, dtype in (("NIGHT", fm0.night, "i4"), ("EXPID", fm0.expid, "i4"),
                                   ("MJD", hdr.get("MJD-OBS", 0.0), "f8"), ("TILEID", fm0.tileid, "i4")):
-            if col not in t.colnames:
-                t[col] = np.full(len(t), value, dtype=dtype)
-        if "EXPTIME" not in t.colnames and "EXPTIME" in hdr:
-            t["EXPTIME"] = np.full(len(t), float(hdr["EXPTIME"]))
-        t.meta = {}
-        tables.append(t)
-    if not tables:
-        return Table()
-    common = [c for c in tables[0].colnames if all(c in t.colnames for t in tables)]
-    dropped = {c for t in tables for c in t.colnames} - set(common)
+            cols.setdefault(col, np.full(n, value, dtype=dtype))
+        if "EXPTIME" in hdr:
+            cols.setdefault("EXPTIME", np.full(n, float(hdr["EXPTIME"])))
+        parts.append(cols)
+        for k, v in fm0.units.items():
+            units.setdefault(k, v)
+    if not parts:
+        return np.zeros(0, dtype=[("TARGETID", "i8")]), {}
+    common = [c for c in parts[0] if all(c in p for p in parts)]
+    dropped = {c for p in parts for c in p} - set(common)
     if dropped:
         log.warning("fibermap columns missing from some frames are dropped: %s", ", ".join(sorted(dropped)))
-    out = vstack([t[common] for t in tables], metadata_conflicts="silent")
+    columns = {c: np.concatenate([p[c] for p in parts]) for c in common}
+    out = np.zeros(len(columns[common[0]]), dtype=[(c, v.dtype, v.shape[1:]) for c, v in columns.items()])
+    for c, v in columns.items():
+        out[c] = v
     for col in _NAN_TO_ZERO:
-        if col in out.colnames:
-            bad = ~np.isfinite(np.asarray(out[col], dtype=np.float64))
-            if bad.any():
-                out[col][bad] = 0
-    return out
+        if col in common and out.dtype[col].kind == "f":
+            out[col][~np.isfinite(out[col])] = 0
+    return out, {k: v for k, v in units.items() if k in common}
+
+
+def fibermap_table(fibermap, units=None, decode=True):
+    """astropy Table (a copy) of a structured fibermap with ``units`` set; strings decoded unless ``decode`` is False."""
+    from astropy.table import Table
+    table = Table(fibermap, copy=True)
+    if decode:
+        table.convert_bytestring_to_unicode()
+    for name, unit in (units or {}).items():
+        try:
+            table[name].unit = unit
+        except ValueError:
+            pass
+    return table
 
 
 def group_header(group, pieces, nside=None):

@@ -11,12 +11,18 @@ import logging
 import re
 
 import numpy as np
-from astropy.io import fits
 
-from ..spectra import Spectra
-from .fibermap import build_header, read_table, table_to_hdu
-from .frame import CFRAME_UNITS, ivar_units
 from .util import DataModelError, atomic_path, fits_header_to_dict, open_fits, read_array
+
+#: BUNIT of calibrated fluxes (the value of desired.io.frame.CFRAME_UNITS; astropy, scipy are imported only
+#: by the functions that need them, so that group-spectra, which needs neither, does not pay their import)
+CFRAME_UNITS = "10**-17 erg/(s cm2 Angstrom)"
+
+
+def ivar_units(units):
+    """BUNIT of the inverse variance of ``units`` (see :func:`desired.io.frame.ivar_units`)."""
+    from .frame import ivar_units as frame_ivar_units
+    return frame_ivar_units(units)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,9 @@ def write_spectra(path, spectra, units=None):
     units : str, optional
         BUNIT of the fluxes; 1e-17 erg/s/cm2/Angstrom by default.
     """
+    from astropy.io import fits
+
+    from .fibermap import build_header, table_to_hdu
     units = units or CFRAME_UNITS
     hdus = [fits.PrimaryHDU(header=build_header(spectra.header))]
     if spectra.fibermap is not None:
@@ -81,6 +90,8 @@ def read_spectra(path):
         Unreadable file, a band without WAVELENGTH/FLUX/IVAR, or inconsistent shapes
         (between arrays of a band, between bands, or with the tables).
     """
+    from ..spectra import Spectra
+    from .fibermap import read_table
     with open_fits(path) as hdus:
         header = fits_header_to_dict(hdus[0].header)
         header.pop("EXTNAME", None)
@@ -159,6 +170,31 @@ def _fitsio_table(data, header=None):
     return table
 
 
+#: image kinds of a cframe / spectra band, their HDU names and their dtype on disk in spectra files (FITS: big-endian)
+IMAGE_KINDS = ("flux", "ivar", "mask", "resolution")
+_FRAME_HDU = {"flux": "FLUX", "ivar": "IVAR", "mask": "MASK", "resolution": "RESOLUTION"}
+DISK_DTYPES = {"flux": np.dtype(">f4"), "ivar": np.dtype(">f4"), "mask": np.dtype(">i4"),
+               "resolution": np.dtype(">f4")}
+_BITPIX = {np.dtype(">f4"): -32, np.dtype(">f8"): -64, np.dtype(">i4"): 32, np.dtype(">i2"): 16,
+           np.dtype(">i8"): 64, np.dtype("u1"): 8}
+
+
+def _raw_offset(path, hdu, kind):
+    """Byte offset of ``hdu``'s data when its rows can be copied as bytes into a spectra file, else None.
+
+    That is when the file is not compressed (no .gz/.fz), the HDU is not a compressed image and
+    its on-disk type is the spectra file's (BITPIX -32 for flux/ivar/resolution, 32 for mask,
+    without BZERO/BSCALE).
+    """
+    if str(path).endswith((".gz", ".fz", ".bz2")):
+        return None
+    info = hdu.get_info()
+    want = _BITPIX[DISK_DTYPES[kind]]
+    if info.get("is_compressed_image") or info.get("img_type") != want or info.get("img_equiv_type") != want:
+        return None
+    return int(hdu.get_offsets()["data_start"])
+
+
 def read_frame_meta(path):
     """Read what grouping needs from a cframe without its images.
 
@@ -169,9 +205,12 @@ def read_frame_meta(path):
     Returns
     -------
     dict
-        ``header`` (HDU0 keywords of :data:`FRAME_META_KEYWORDS` present), ``wave`` (nwave,),
-        ``nspec``, ``ndiag`` (0 without RESOLUTION), ``fibermap`` (astropy Table),
-        ``scores_columns`` (tuple of SCORES column names, empty without SCORES).
+        ``header`` (HDU0 keywords of :data:`FRAME_META_KEYWORDS` present, completed by the
+        FIBERMAP header's SURVEY/FAPRGRM/FA_SURV/FAFLAVOR), ``wave`` (nwave,), ``nspec``,
+        ``ndiag``, ``fibermap`` (numpy structured array, strings as bytes), ``units`` (column ->
+        TUNIT), ``scores_columns`` (tuple of SCORES column names, empty without SCORES),
+        ``layout`` (kind -> byte offset of the FLUX/IVAR/MASK/RESOLUTION data for a raw row copy,
+        or None where the rows must be decoded: see :func:`copy_frame_rows`).
 
     Raises
     ------
@@ -182,28 +221,37 @@ def read_frame_meta(path):
     import fitsio
     try:
         with fitsio.FITS(path) as fits:
-            names = {hdu.get_extname().upper() for hdu in fits}
+            names = {hdu.get_extname().upper(): hdu for hdu in fits}
             hdr0 = fits[0].read_header()
             header = {k: hdr0[k] for k in FRAME_META_KEYWORDS if k in hdr0}
             for name in ("FLUX", "IVAR", "WAVELENGTH", "RESOLUTION", "FIBERMAP"):
                 if name not in names and not (name == "FLUX" and fits[0].has_data()):
                     raise DataModelError(path, f"missing HDU {name}")
-            dims = fits[0].get_dims() if fits[0].has_data() else fits["FLUX"].get_dims()
+            images = {k: (fits[0] if k == "flux" and fits[0].has_data() else names.get(_FRAME_HDU[k]))
+                      for k in IMAGE_KINDS}
+            dims = images["flux"].get_dims()
             wave = np.asarray(fits["WAVELENGTH"].read(), dtype=np.float64)
-            rdims = fits["RESOLUTION"].get_dims()
-            fmhdu = fits["FIBERMAP"]
-            fibermap = _fitsio_table(fmhdu.read(), fmhdu.read_header())
+            rdims = images["resolution"].get_dims()
+            fmhdu = names["FIBERMAP"]
+            fibermap = fmhdu.read()
+            fmhdr = fmhdu.read_header()
+            units = {}
+            for i, col in enumerate(fibermap.dtype.names or (), start=1):
+                if fmhdr.get(f"TUNIT{i}"):
+                    units[col] = str(fmhdr[f"TUNIT{i}"]).strip()
             for key in ("SURVEY", "FAPRGRM", "FA_SURV", "FAFLAVOR"):
-                fmhdr = fmhdu.read_header()
                 if key not in header and key in fmhdr:
                     header[key] = fmhdr[key]
-            scores = tuple(fits["SCORES"].get_colnames()) if "SCORES" in names else ()
+            scores = tuple(names["SCORES"].get_colnames()) if "SCORES" in names else ()
+            layout = {k: None if hdu is None else _raw_offset(path, hdu, k) for k, hdu in images.items()}
+            layout["mask_present"] = images["mask"] is not None
     except DataModelError:
         raise
     except (OSError, ValueError, KeyError) as err:
         raise DataModelError(path, f"unreadable cframe ({type(err).__name__}: {err})") from None
     nspec = int(dims[0])
-    missing = [c for c in ("TARGETID", "TARGET_RA", "TARGET_DEC") if c not in fibermap.colnames]
+    colnames = fibermap.dtype.names or ()
+    missing = [c for c in ("TARGETID", "TARGET_RA", "TARGET_DEC") if c not in colnames]
     if missing:
         raise DataModelError(path, f"FIBERMAP lacks column(s) {', '.join(missing)} needed for grouping")
     if len(fibermap) != nspec or int(dims[1]) != wave.size:
@@ -212,65 +260,177 @@ def read_frame_meta(path):
     if len(rdims) != 3 or int(rdims[0]) != nspec or int(rdims[2]) != wave.size:
         raise DataModelError(path, f"RESOLUTION has shape {tuple(rdims)}, expected ({nspec}, ndiag, {wave.size})")
     return {"header": header, "wave": wave, "nspec": nspec, "ndiag": int(rdims[1]), "fibermap": fibermap,
-            "scores_columns": scores}
+            "units": units, "scores_columns": scores, "layout": layout}
 
 
-def read_frame_rows(path, rows, kinds=("flux", "ivar", "mask", "resolution", "scores")):
-    """Read the image rows ``rows`` of a cframe (one contiguous read per HDU, then indexed).
+def _row_runs(rows):
+    """(first, stop, out_first) of each run of consecutive values in sorted ``rows``."""
+    rows = np.asarray(rows, dtype=np.int64)
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    firsts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [rows.size]])
+    return [(int(rows[a]), int(rows[b - 1]) + 1, int(a)) for a, b in zip(firsts, stops)]
+
+
+def copy_frame_rows(path, rows, dest, layout):
+    """Copy the image rows ``rows`` of a cframe into preallocated arrays (only those rows are read).
+
+    Where ``layout`` gives a byte offset the rows' bytes are read straight into ``dest`` (FITS
+    data are big-endian, as ``dest`` is: no conversion); otherwise the rows are decoded by
+    fitsio (compressed, gzipped or differently typed HDUs) and converted.
 
     Parameters
     ----------
     path : str
-    rows : int array
+    rows : int array, shape (n,)
         Sorted row indices.
-    kinds : iterable of str
-        Which of ``flux``, ``ivar``, ``mask``, ``resolution``, ``scores`` to read.
+    dest : dict kind -> array
+        For kinds of :data:`IMAGE_KINDS`: C-contiguous arrays of shape (n, nwave) or
+        (n, ndiag, nwave) with the frame's shapes, dtype :data:`DISK_DTYPES`.
+    layout : dict
+        ``read_frame_meta(path)["layout"]``.
 
-    Returns
-    -------
-    dict
-        ``flux``, ``ivar`` (float32 (n, nwave)), ``mask`` (int32, zeros without a MASK HDU),
-        ``resolution`` (float32 (n, ndiag, nwave)), ``scores`` (structured array of the rows, or
-        None without a SCORES HDU): the requested ones.
+    Raises
+    ------
+    DataModelError
+        Unreadable or truncated file.
     """
+    runs = _row_runs(rows)
+    decode = []
+    for kind, out in dest.items():
+        if not out.flags.c_contiguous or out.dtype != DISK_DTYPES[kind]:
+            raise ValueError(f"copy_frame_rows: destination {kind} must be C-contiguous {DISK_DTYPES[kind]}")
+    try:
+        with open(path, "rb") as fh:
+            for kind, out in dest.items():
+                if kind == "mask" and not layout.get("mask_present", True):
+                    out[...] = 0
+                    continue
+                offset = layout.get(kind)
+                if offset is None:
+                    decode.append(kind)
+                    continue
+                rowbytes = out[0].nbytes if len(out) else 0
+                for first, stop, at in runs:
+                    fh.seek(offset + first * rowbytes)
+                    view = out[at:at + stop - first].reshape(-1).view(np.uint8)
+                    if fh.readinto(view) != view.nbytes:
+                        raise DataModelError(path, f"truncated {_FRAME_HDU[kind]} data")
+        if decode:
+            _decode_frame_rows(path, rows, {k: dest[k] for k in decode})
+    except DataModelError:
+        raise
+    except (OSError, ValueError) as err:
+        raise DataModelError(path, f"cannot read rows of cframe ({type(err).__name__}: {err})") from None
+
+
+def _decode_frame_rows(path, rows, dest):
+    """fitsio read of the row range of ``rows`` of each HDU in ``dest``, then the rows taken."""
     import fitsio
     rows = np.asarray(rows, dtype=np.int64)
     lo, hi = int(rows.min()), int(rows.max()) + 1
-    idx = None if rows.size == hi - lo else rows - lo
-    hdus = {"flux": "FLUX", "ivar": "IVAR", "mask": "MASK", "resolution": "RESOLUTION"}
-    dtypes = {"flux": np.float32, "ivar": np.float32, "mask": np.int32, "resolution": np.float32}
-    out = {}
+    with fitsio.FITS(path) as fits:
+        for kind, out in dest.items():
+            hdu = fits[0] if kind == "flux" and fits[0].has_data() else fits[_FRAME_HDU[kind]]
+            if lo == 0 and hi == int(hdu.get_dims()[0]):
+                data = hdu.read()
+            else:
+                data = hdu[lo:hi, :, :] if kind == "resolution" else hdu[lo:hi, :]
+            out[...] = data[rows - lo]
+
+
+def read_frame_scores(path, rows):
+    """SCORES rows of a cframe (structured array), or None without a SCORES HDU."""
+    import fitsio
     try:
         with fitsio.FITS(path) as fits:
-            names = {hdu.get_extname().upper() for hdu in fits}
-            for kind in kinds:
-                if kind == "scores":
-                    out["scores"] = fits["SCORES"].read(rows=rows) if "SCORES" in names else None
-                    continue
-                if kind == "mask" and "MASK" not in names:
-                    out["mask"] = None
-                    continue
-                hdu = fits[0] if kind == "flux" and fits[0].has_data() else fits[hdus[kind]]
-                if lo == 0 and hi == int(hdu.get_dims()[0]):
-                    data = hdu.read()                       # whole image: faster than a slice read
-                else:
-                    data = hdu[lo:hi, :, :] if kind == "resolution" else hdu[lo:hi, :]
-                data = np.asarray(data, dtype=dtypes[kind])
-                out[kind] = data if idx is None else data[idx]
+            if "SCORES" not in {hdu.get_extname().upper() for hdu in fits}:
+                return None
+            return fits["SCORES"].read(rows=np.asarray(rows, dtype=np.int64))
     except (OSError, ValueError) as err:
-        raise DataModelError(path, f"cannot read rows of cframe ({type(err).__name__}: {err})") from None
-    if "mask" in out and out["mask"] is None:
-        dims = fitsio.FITS(path)["IVAR"].get_dims()
-        out["mask"] = np.zeros((rows.size, int(dims[1])), np.int32)
-    return out
+        raise DataModelError(path, f"cannot read SCORES of cframe ({type(err).__name__}: {err})") from None
+
+
+def native_inplace(array):
+    """``array`` in native byte order, byte-swapped in place when it is not (no copy; ``array`` is consumed)."""
+    if array.dtype.isnative:
+        return array
+    array.byteswap(inplace=True)
+    return array.view(array.dtype.newbyteorder("="))
+
+
+def _read_raw_image(path, hdu, dtype):
+    """Read a whole image HDU as bytes into a native array of ``dtype`` (byte-swapped in place); None if not raw."""
+    info = hdu.get_info()
+    disk = np.dtype(dtype).newbyteorder(">")
+    want = _BITPIX.get(disk)
+    if str(path).endswith((".gz", ".fz", ".bz2")) or info.get("is_compressed_image") or want is None \
+            or info.get("img_type") != want or info.get("img_equiv_type") != want:
+        return None
+    out = np.empty(tuple(int(d) for d in hdu.get_dims()), dtype=disk)
+    with open(path, "rb") as fh:
+        fh.seek(int(hdu.get_offsets()["data_start"]))
+        view = out.reshape(-1).view(np.uint8)
+        if fh.readinto(view) != view.nbytes:
+            raise DataModelError(path, f"truncated {hdu.get_extname()} data")
+    return native_inplace(out)
+
+
+def _copy_range(src_fd, fh, offset, nbytes, path):
+    """Append ``nbytes`` of ``src_fd`` from ``offset`` to the unbuffered file ``fh`` (kernel copy when possible)."""
+    import os
+    out_fd = fh.fileno()
+    done = 0
+    try:
+        while done < nbytes:
+            n = os.copy_file_range(src_fd, out_fd, nbytes - done, offset + done)
+            if n == 0:
+                break
+            done += n
+    except OSError:                       # no in-kernel copy here (other filesystem, old kernel): read + write
+        while done < nbytes:
+            chunk = os.pread(src_fd, min(nbytes - done, 1 << 24), offset + done)
+            if not chunk:
+                break
+            fh.write(chunk)
+            done += len(chunk)
+    if done != nbytes:
+        raise DataModelError(path, f"truncated data: {done} of {nbytes} bytes at offset {offset}")
+
+
+def _card(key, value):
+    """One 80-character FITS header card (int, bool or str value)."""
+    if isinstance(value, bool):
+        text = f"{'T' if value else 'F':>20s}"
+    elif isinstance(value, (int, np.integer)):
+        text = f"{int(value):>20d}"
+    else:
+        text = "'" + f"{str(value).replace(chr(39), chr(39) * 2):8s}" + "'"
+    card = f"{key:8s}= {text}"
+    if len(card) > 80:
+        raise ValueError(f"header card too long: {card}")
+    return f"{card:80s}"
+
+
+def image_hdu_bytes(extname, shape, dtype, bunit=None):
+    """Header block (bytes, a multiple of 2880) of an image extension of ``shape`` and big-endian ``dtype``."""
+    cards = [_card("XTENSION", "IMAGE"), _card("BITPIX", _BITPIX[np.dtype(dtype)]), _card("NAXIS", len(shape))]
+    cards += [_card(f"NAXIS{i}", n) for i, n in enumerate(reversed(shape), start=1)]
+    cards += [_card("PCOUNT", 0), _card("GCOUNT", 1), _card("EXTNAME", extname)]
+    if bunit:
+        cards.append(_card("BUNIT", bunit))
+    text = "".join(cards) + f"{'END':80s}"
+    text += " " * (-len(text) % 2880)
+    return text.encode("ascii")
 
 
 class SpectraFileWriter:
     """Write a spectra or coadd file HDU by HDU (memory: one HDU at a time).
 
     PRIMARY, FIBERMAP and EXP_FIBERMAP are written by :meth:`open`; a band's WAVELENGTH, FLUX,
-    IVAR, MASK and RESOLUTION HDUs by :meth:`write_band` or one by one with :meth:`write_image`;
-    :meth:`add_table` appends SCORES.  The file is written
+    IVAR, MASK and RESOLUTION HDUs by :meth:`write_band` or one by one with :meth:`write_image`
+    (the array's bytes are appended as they are, big-endian, without a copy when the array
+    already has the FITS byte order); :meth:`add_table` appends SCORES.  The file is written
     under a temporary name and renamed into place by :meth:`close` (removed on error when used
     as a context manager).
 
@@ -289,50 +449,109 @@ class SpectraFileWriter:
         os.makedirs(directory, exist_ok=True)
         self.tmp = os.path.join(directory, f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{name}")
         self.units = units or CFRAME_UNITS
-        self.fits = None
+        self.opened = False
 
-    def open(self, header, fibermap, exp_fibermap=None):
-        """Write PRIMARY (``header`` keywords), FIBERMAP and EXP_FIBERMAP; open the file for the bands."""
-        import fitsio
-        hdus = [fits.PrimaryHDU(header=build_header(header)), table_to_hdu(fibermap, "FIBERMAP")]
-        if exp_fibermap is not None:
-            hdus.append(table_to_hdu(exp_fibermap, "EXP_FIBERMAP"))
-        fits.HDUList(hdus).writeto(self.tmp)
-        self.fits = fitsio.FITS(self.tmp, "rw")
+    def open(self, header, fibermap, exp_fibermap=None, units=None):
+        """Write PRIMARY (``header`` keywords), FIBERMAP and EXP_FIBERMAP; open the file for the bands.
+
+        ``fibermap`` is an astropy Table (written by astropy, with its meta and units) or a numpy
+        structured array (written by fitsio, with ``units``: column -> TUNIT).
+        """
+        if not hasattr(fibermap, "colnames") and exp_fibermap is None and all(len(k) <= 8 for k in header):
+            self._open_fitsio(header, fibermap, units or {})
+        else:
+            from astropy.io import fits
+
+            from .fibermap import build_header, table_to_hdu
+            hdus = [fits.PrimaryHDU(header=build_header(header)), table_to_hdu(fibermap, "FIBERMAP")]
+            if exp_fibermap is not None:
+                hdus.append(table_to_hdu(exp_fibermap, "EXP_FIBERMAP"))
+            fits.HDUList(hdus).writeto(self.tmp)
+        self.opened = True
         return self
 
-    def write_band(self, band, wave, flux, ivar, mask, resolution):
-        """Write the five HDUs of ``band`` at once (flux/ivar/resolution as float32, mask int32)."""
-        B = band.upper()
-        self.fits.write(np.asarray(wave, dtype=np.float64), extname=f"{B}_WAVELENGTH", header={"BUNIT": "Angstrom"})
-        for kind, data, unit in (("FLUX", np.asarray(flux, dtype=np.float32), self.units),
-                                 ("IVAR", np.asarray(ivar, dtype=np.float32), ivar_units(self.units)),
-                                 ("MASK", np.asarray(mask, dtype=np.int32), None),
-                                 ("RESOLUTION", np.asarray(resolution, dtype=np.float32), None)):
-            self.fits.write(np.ascontiguousarray(data), extname=f"{B}_{kind}", header={"BUNIT": unit} if unit else None)
+    def _open_fitsio(self, header, fibermap, units):
+        """PRIMARY and FIBERMAP by fitsio (keywords of at most 8 characters, scalar values)."""
+        import fitsio
+        cards = [{"name": k.upper(), "value": v.item() if isinstance(v, np.generic) else v}
+                 for k, v in header.items() if v is not None]
+        names = fibermap.dtype.names
+        with fitsio.FITS(self.tmp, "rw", clobber=True) as f:
+            f.write(None, header=cards)
+            f.write(fibermap, extname="FIBERMAP", units=[units.get(c, "") for c in names])
 
-    def write_image(self, extname, data, bunit=None):
-        """Append one image HDU."""
-        self.fits.write(np.ascontiguousarray(data), extname=extname, header={"BUNIT": bunit} if bunit else None)
+    def write_band(self, band, wave, flux, ivar, mask, resolution):
+        """Write the five HDUs of ``band`` (wave float64, flux/ivar/resolution float32, mask int32)."""
+        B = band.upper()
+        self.write_image(f"{B}_WAVELENGTH", np.asarray(wave, dtype=">f8"), "Angstrom")
+        self.write_image(f"{B}_FLUX", flux, self.units, DISK_DTYPES["flux"])
+        self.write_image(f"{B}_IVAR", ivar, ivar_units(self.units), DISK_DTYPES["ivar"])
+        self.write_image(f"{B}_MASK", mask, None, DISK_DTYPES["mask"])
+        self.write_image(f"{B}_RESOLUTION", resolution, None, DISK_DTYPES["resolution"])
+
+    def write_image(self, extname, data, bunit=None, dtype=None):
+        """Append one image HDU (``dtype``: on-disk type, default ``data``'s; float32 by default for floats)."""
+        data = np.asarray(data)
+        if dtype is None:
+            dtype = data.dtype if data.dtype.kind in "iu" or data.dtype.itemsize == 8 else np.float32
+        dtype = np.dtype(dtype).newbyteorder(">") if np.dtype(dtype).itemsize > 1 else np.dtype(dtype)
+        data = np.ascontiguousarray(data, dtype=dtype)
+        with open(self.tmp, "ab") as fh:
+            fh.write(image_hdu_bytes(extname, data.shape, dtype, bunit))
+            fh.write(data.reshape(-1).view(np.uint8).data if data.size else b"")
+            fh.write(b"\0" * (-data.nbytes % 2880))
+
+    def write_image_parts(self, extname, shape, dtype, bunit, parts):
+        """Append one image HDU of ``shape`` and big-endian ``dtype`` from consecutive parts.
+
+        Each part is an array (its bytes, converted to ``dtype``) or a ``(path, offset, nbytes)``
+        byte range of another file, copied by the kernel (``os.copy_file_range``; read and write
+        where that is unavailable).  The parts must add up to the HDU's size.
+        """
+        import os
+        dtype = np.dtype(dtype)
+        expected = int(np.prod(shape)) * dtype.itemsize
+        written = 0
+        sources = {}
+        try:
+            with open(self.tmp, "r+b", buffering=0) as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.write(image_hdu_bytes(extname, shape, dtype, bunit))
+                for part in parts:
+                    if isinstance(part, tuple):
+                        path, offset, nbytes = part
+                        if path not in sources:
+                            sources[path] = os.open(path, os.O_RDONLY)
+                        _copy_range(sources[path], fh, offset, nbytes, path)
+                        written += nbytes
+                    else:
+                        data = np.ascontiguousarray(part, dtype=dtype)
+                        fh.write(data.reshape(-1).view(np.uint8).data if data.size else b"")
+                        written += data.nbytes
+                if written != expected:
+                    raise ValueError(f"{extname}: {written} bytes written for shape {shape} ({expected} bytes)")
+                fh.write(b"\0" * (-written % 2880))
+        finally:
+            for fd in sources.values():
+                os.close(fd)
 
     def add_table(self, table, extname):
         """Append a numeric table HDU (SCORES)."""
+        import fitsio
         arr = np.asarray(table.as_array() if hasattr(table, "as_array") else table)
-        self.fits.write(arr, extname=extname)
+        with fitsio.FITS(self.tmp, "rw") as f:
+            f.write(arr, extname=extname)
 
     def close(self):
-        """Close the file and rename it into place."""
+        """Rename the file into place."""
         import os
-        self.fits.close()
-        self.fits = None
+        self.opened = False
         os.replace(self.tmp, self.path)
 
     def abort(self):
-        """Close and remove the temporary file."""
+        """Remove the temporary file."""
         import os
-        if self.fits is not None:
-            self.fits.close()
-            self.fits = None
+        self.opened = False
         if os.path.exists(self.tmp):
             os.remove(self.tmp)
 
@@ -342,7 +561,7 @@ class SpectraFileWriter:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
             self.abort()
-        elif self.fits is not None:
+        elif self.opened:
             self.close()
         return False
 
@@ -414,11 +633,13 @@ def read_spectra_band(path, band):
             for kind in ("FLUX", "IVAR", "RESOLUTION"):
                 if f"{B}_{kind}" not in names:
                     raise DataModelError(path, f"missing HDU {B}_{kind}")
-            flux = np.asarray(f[f"{B}_FLUX"].read(), dtype=np.float32)
-            ivar = np.asarray(f[f"{B}_IVAR"].read(), dtype=np.float32)
-            mask = (np.asarray(f[f"{B}_MASK"].read(), dtype=np.int32) if f"{B}_MASK" in names
-                    else np.zeros(flux.shape, np.int32))
-            res = np.asarray(f[f"{B}_RESOLUTION"].read(), dtype=np.float32)
+            def read(kind, dtype):
+                data = _read_raw_image(path, f[f"{B}_{kind}"], dtype)     # bytes + in-place swap: fastest
+                return np.asarray(f[f"{B}_{kind}"].read(), dtype=dtype) if data is None else data
+            flux = read("FLUX", np.float32)
+            ivar = read("IVAR", np.float32)
+            mask = read("MASK", np.int32) if f"{B}_MASK" in names else np.zeros(flux.shape, np.int32)
+            res = read("RESOLUTION", np.float32)
     except DataModelError:
         raise
     except (OSError, ValueError) as err:

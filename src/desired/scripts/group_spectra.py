@@ -7,8 +7,11 @@ Examples::
     desired group-spectra --tile 1000 --spectrograph 0 --group cumulative --value 20261124 \\
         --infiles ... -o spectra-0-1000-thru20261124.fits
 
-Only the rows of the group are read; each output HDU is assembled and written once, so
-memory is bounded by the largest HDU of the output (a band's RESOLUTION).  Exit status: 0 on success, 1 on unreadable or
+Only the rows of the group are read.  Without ``-c`` every output image HDU is written piece by
+piece, the rows' bytes going from the cframes to the spectra file (``os.copy_file_range``, no
+decoding: FITS images are big-endian on both sides) wherever the cframe HDU allows it
+(uncompressed, float32/int32), so memory holds the metadata and at most one frame's rows;
+with ``-c`` one band is assembled in memory at a time for the coadd.  Exit status: 0 on success, 1 on unreadable or
 inconsistent input (nothing written), 2 when no input row belongs to the group.
 """
 from __future__ import annotations
@@ -63,61 +66,117 @@ def _score_columns(pieces, bands):
     return cols
 
 
-def _pad_resolution(res, ndiag):
-    """Zero-pad resolution diagonals symmetrically to ``ndiag``."""
-    if res.shape[1] == ndiag:
-        return res
-    out = np.zeros((res.shape[0], ndiag, res.shape[2]), dtype=res.dtype)
-    off = (ndiag - res.shape[1]) // 2
-    out[:, off:off + res.shape[1]] = res
-    return out
-
-
-def _band_rows(pieces, band, nwave, ndiag, kinds):
-    """Yield (piece, data) with the rows of every piece in ``band`` (blank rows for a missing camera)."""
-    from ..io.spectra import read_frame_rows
+def _copy_piece(piece, band, dest, ndiag):
+    """Copy the rows of ``piece`` in ``band`` into ``dest`` (kind -> output slice); blank rows for a missing camera."""
+    from ..io.spectra import DISK_DTYPES, copy_frame_rows
     from ..maskbits import specmask
-    for piece in pieces:
-        fm = piece.frames[band]
-        n = piece.rows.size
-        if fm is None:
-            blank = {"flux": np.zeros((n, nwave), np.float32), "ivar": np.zeros((n, nwave), np.float32),
-                     "mask": np.full((n, nwave), specmask.NODATA, np.int32),
-                     "resolution": np.zeros((n, ndiag, nwave), np.float32), "scores": None}
-            yield piece, {k: blank[k] for k in kinds}
-        else:
-            data = read_frame_rows(fm.path, piece.rows, kinds)
-            if "resolution" in data:
-                data["resolution"] = _pad_resolution(data["resolution"], ndiag)
-            yield piece, data
+    fm = piece.frames[band]
+    if fm is None:
+        for kind, out in dest.items():
+            out[...] = specmask.NODATA if kind == "mask" else 0
+        return
+    if fm.ndiag == ndiag:
+        copy_frame_rows(fm.path, piece.rows, dest, fm.layout)
+        return
+    # narrower resolution: read into its own array and centre it among the output diagonals
+    res = np.zeros((piece.rows.size, fm.ndiag, dest["resolution"].shape[2]), DISK_DTYPES["resolution"])
+    copy_frame_rows(fm.path, piece.rows, dict(dest, resolution=res), fm.layout)
+    off = (ndiag - fm.ndiag) // 2
+    dest["resolution"][...] = 0
+    dest["resolution"][:, off:off + fm.ndiag] = res
+
+
+def _piece_scores(piece, band, copied, scores, nspec):
+    """Copy the SCORES columns ``copied`` of the rows of ``piece`` into ``scores`` (0 for a missing camera)."""
+    from ..io.spectra import read_frame_scores
+    if not copied:
+        return
+    rows = slice(piece.start, piece.start + piece.rows.size)
+    fm = piece.frames[band]
+    data = None if fm is None else read_frame_scores(fm.path, piece.rows)
+    for name in copied:
+        scores.setdefault(name, np.zeros(nspec))[rows] = data[name] if data is not None else 0
+
+
+def _computed_scores(band, copied):
+    """Whether the CALIB band scores of ``band`` must be computed (the cframes do not all carry them)."""
+    B = band.upper()
+    return bool({f"INTEG_CALIB_FLUX_{B}", f"MEDIAN_CALIB_FLUX_{B}", f"MEDIAN_CALIB_SNR_{B}"} - set(copied))
+
+
+def _fill_computed_scores(scores, rows, wave, flux, ivar, band, copied, nspec):
+    """Band scores (desired.coadd.band_scores) of the spectra ``rows`` not copied from the cframes."""
+    from ..coadd import band_scores
+    for name, value in band_scores(wave, flux, ivar, band, suffix="CALIB").items():
+        if name not in copied:
+            scores.setdefault(name, np.zeros(nspec))[rows] = value
 
 
 def _read_band(band, wave, pieces, nspec, ndiag, copied, scores):
-    """Assemble one band's FLUX, IVAR, MASK, RESOLUTION of the group (only its rows are read); fill ``scores``."""
-    from ..coadd import band_scores
-    B = band.upper()
-    flux = np.zeros((nspec, wave.size), np.float32)
-    ivar = np.zeros((nspec, wave.size), np.float32)
-    mask = np.zeros((nspec, wave.size), np.int32)
-    res = np.zeros((nspec, ndiag, wave.size), np.float32)
-    for piece, data in _band_rows(pieces, band, wave.size, ndiag, ("flux", "ivar", "mask", "resolution", "scores")):
+    """Assemble one band's FLUX, IVAR, MASK, RESOLUTION of the group (only its rows are read); fill ``scores``.
+
+    The arrays are big-endian (FITS byte order: the rows are copied from the cframes as bytes
+    when their HDUs allow it, and written to the spectra file the same way).
+    """
+    from ..io.spectra import DISK_DTYPES
+    arrays = {"flux": np.empty((nspec, wave.size), DISK_DTYPES["flux"]),
+              "ivar": np.empty((nspec, wave.size), DISK_DTYPES["ivar"]),
+              "mask": np.empty((nspec, wave.size), DISK_DTYPES["mask"]),
+              "resolution": np.empty((nspec, ndiag, wave.size), DISK_DTYPES["resolution"])}
+    for piece in pieces:
         rows = slice(piece.start, piece.start + piece.rows.size)
-        flux[rows], ivar[rows], mask[rows], res[rows] = data["flux"], data["ivar"], data["mask"], data["resolution"]
-        for name in copied:
-            scores.setdefault(name, np.zeros(nspec))[rows] = data["scores"][name] if data["scores"] is not None else 0
-    wanted = [f"INTEG_CALIB_FLUX_{B}", f"MEDIAN_CALIB_FLUX_{B}", f"MEDIAN_CALIB_SNR_{B}"]
-    if set(wanted) - set(copied):
-        for name, value in band_scores(wave, flux, ivar, band, suffix="CALIB").items():
-            if name not in copied:
-                scores[name] = value
-    return flux, ivar, mask, res
+        _copy_piece(piece, band, {k: v[rows] for k, v in arrays.items()}, ndiag)
+        _piece_scores(piece, band, copied, scores, nspec)
+    if _computed_scores(band, copied):
+        _fill_computed_scores(scores, slice(None), wave, arrays["flux"], arrays["ivar"], band, copied, nspec)
+    return arrays["flux"], arrays["ivar"], arrays["mask"], arrays["resolution"]
+
+
+def _piece_parts(piece, band, kind, ndiag, nwave):
+    """What one piece contributes to a band's HDU of ``kind``: arrays, or (path, offset, nbytes) byte ranges."""
+    from ..io.spectra import DISK_DTYPES, _row_runs
+    fm = piece.frames[band]
+    n = piece.rows.size
+    shape = (n, ndiag, nwave) if kind == "resolution" else (n, nwave)
+    if fm is not None and fm.layout.get(kind) is not None and (kind != "resolution" or fm.ndiag == ndiag) \
+            and (kind != "mask" or fm.layout.get("mask_present", True)):
+        rowbytes = int(np.prod(shape[1:])) * DISK_DTYPES[kind].itemsize
+        return [(fm.path, fm.layout[kind] + first * rowbytes, (stop - first) * rowbytes)
+                for first, stop, _ in _row_runs(piece.rows)]
+    out = np.empty(shape, DISK_DTYPES[kind])          # decoded (or blank) rows of this piece
+    _copy_piece(piece, band, {kind: out}, ndiag)
+    return [out]
+
+
+def _stream_band(writer, band, wave, pieces, nspec, ndiag, copied, scores):
+    """Write one band's HDUs piece by piece (no coadd): rows go file to file where the cframes allow it.
+
+    Memory is one piece's rows at most (none for the byte ranges copied by the kernel).
+    """
+    from ..io.spectra import DISK_DTYPES, IMAGE_KINDS, copy_frame_rows, ivar_units
+    B, nwave = band.upper(), wave.size
+    writer.write_image(f"{B}_WAVELENGTH", np.asarray(wave, dtype=">f8"), "Angstrom")
+    for piece in pieces:
+        _piece_scores(piece, band, copied, scores, nspec)
+        fm = piece.frames[band]
+        if _computed_scores(band, copied) and fm is not None:
+            dest = {k: np.empty((piece.rows.size, nwave), DISK_DTYPES[k]) for k in ("flux", "ivar")}
+            copy_frame_rows(fm.path, piece.rows, dest, fm.layout)
+            _fill_computed_scores(scores, slice(piece.start, piece.start + piece.rows.size), wave, dest["flux"],
+                                  dest["ivar"], band, copied, nspec)
+    units = {"flux": writer.units, "ivar": ivar_units(writer.units)}
+    for kind in IMAGE_KINDS:
+        shape = (nspec, ndiag, nwave) if kind == "resolution" else (nspec, nwave)
+        parts = (part for piece in pieces for part in _piece_parts(piece, band, kind, ndiag, nwave))
+        writer.write_image_parts(f"{B}_{kind.upper()}", shape, DISK_DTYPES[kind], units.get(kind), parts)
 
 
 def write_group(outfile, frames, group, onetile=False, coadd_outfile=None, cosmics_nsig=4.0, cameras=False):
     """Write the spectra file of one group (and optionally its coadd in the same pass).
 
-    Only the group's rows of each frame are read; the file is written one band at a time, so
-    memory is bounded by one band of the output (plus the coadd's output when requested).
+    Only the group's rows of each frame are read.  Without a coadd the rows are streamed from the
+    cframes into the file (memory: one frame's rows at most); with one, one band of the output is
+    in memory at a time (plus the coadd's output).
 
     Parameters
     ----------
@@ -137,33 +196,34 @@ def write_group(outfile, frames, group, onetile=False, coadd_outfile=None, cosmi
     int
         Number of spectra written (0: nothing written).
     """
-    from ..coadd import coadd_arrays
-    from ..grouping import group_fibermap, group_header, plan_group
-    from ..io.spectra import SpectraFileWriter, write_coadd
+    from ..grouping import fibermap_table, group_fibermap, group_header, plan_group
+    from ..io.spectra import SpectraFileWriter, native_inplace, write_coadd
 
     bands, waves, pieces = plan_group(frames, group)
     if not pieces:
         return 0
-    fibermap = group_fibermap(pieces, onetile=onetile)
+    fibermap, units = group_fibermap(pieces, onetile=onetile)
     header = group_header(group, pieces)
     nspec = len(fibermap)
     copied = _score_columns(pieces, bands)
     scores = {"TARGETID": np.asarray(fibermap["TARGETID"], dtype=np.int64)}
     with SpectraFileWriter(outfile) as writer:
-        writer.open(header, fibermap)
+        writer.open(header, fibermap, units=units)
 
         def band_arrays(b):
             ndiag = max(p.frames[b].ndiag for p in pieces if p.frames[b] is not None)
             arrays = _read_band(b, waves[b], pieces, nspec, ndiag, copied[b], scores)
             writer.write_band(b, waves[b], *arrays)
-            return arrays
+            return tuple(native_inplace(a) for a in arrays)      # written: swap in place for the coadd
 
         if coadd_outfile is None:
             for b in bands:
-                band_arrays(b)
+                ndiag = max(p.frames[b].ndiag for p in pieces if p.frames[b] is not None)
+                _stream_band(writer, b, waves[b], pieces, nspec, ndiag, copied[b], scores)
         else:
-            res = coadd_arrays(bands, waves, band_arrays, fibermap, cosmics_nsig=cosmics_nsig, onetile=onetile,
-                               cameras=cameras)
+            from ..coadd import coadd_arrays
+            res = coadd_arrays(bands, waves, band_arrays, fibermap_table(fibermap, units), cosmics_nsig=cosmics_nsig,
+                               onetile=onetile, cameras=cameras)
         table = np.zeros(nspec, dtype=[(k, "i8" if k == "TARGETID" else "f8") for k in scores])
         for k, v in scores.items():
             table[k] = v
