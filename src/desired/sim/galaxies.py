@@ -116,7 +116,11 @@ def load_grids():
         i0, i1 = np.searchsorted(wave_all, REST_RANGE)
         ages = f[len(f) - 2].read().astype(np.float64)
         ssp = np.stack([f[k][:, i0:i1] for k in range(1, 1 + METALLICITIES.size)]).astype(np.float32)
-    wave = wave_all[i0:i1]
+    # The BC03-MILES grids are in air wavelengths above 2000 Å (MILES convention; the
+    # SSPs' Ca II K, Mg b, Na D and Hα sit at their air positions), DESI works in vacuum:
+    # left as they are, every stellar feature would be blueshifted by ~84 km/s relative
+    # to the (vacuum) nebular lines and the pipeline's templates.
+    wave = _grid_wave_vacuum(wave_all[i0:i1])
     names = list(np.loadtxt(os.path.join(root, "cloudy_lines.txt"), dtype="str", delimiter="}"))
     use = [names.index(n) for n in NEB_LINES]
     oii = [names.index(n) for n in OII_NAMES]
@@ -136,6 +140,13 @@ def load_grids():
     return {"wave": wave, "ssp": ssp, "ages": ages, "age_edges": _log_edges(ages),
             "neb_ages": neb_ages, "neb_edges": _log_edges(neb_ages), "neb_cont": cont, "lines": lines,
             "line_wave": np.array(list(NEB_LINES.values())), "line_names": list(NEB_LINES), "oii": oii_l}
+
+
+def _grid_wave_vacuum(wave):
+    """Vacuum wavelengths (Å) of the grids' wavelength axis (air above 2000 Å, vacuum below)."""
+    from desired.sim.arclines import air_to_vacuum
+    wave = np.asarray(wave, dtype=np.float64)
+    return np.where(wave > 2000.0, air_to_vacuum(wave), wave)
 
 
 def _log_edges(ages):
