@@ -80,11 +80,14 @@ def main():
     parser.add_argument("--desi", default=DEFAULT_DESI, help="DESI's redrock templates (skipped when absent)")
     parser.add_argument("--outdir", default=None)
     parser.add_argument("--nproc", type=int, default=1)
+    parser.add_argument("--only", choices=["ours", "desi"], default=None,
+                        help="fit with one template set only (run the two in separate processes)")
     args = parser.parse_args()
     from astropy.table import Table
     truth = Table.read(args.truth)
     outdir = args.outdir or tempfile.mkdtemp(prefix="bench_tmpl_")
     sets = [("ours", args.ours)] + ([("desi", args.desi)] if os.path.isdir(args.desi) else [])
+    sets = [s for s in sets if args.only in (None, s[0])]
     print(f"{'templates':9} {'class':5} {'N':>4} {'conf':>4} {'eff':>6} {'catast':>6} {'rms km/s':>8} "
           f"{'med km/s':>8} {'type ok':>7}")
     for name, tdir in sets:
@@ -92,8 +95,8 @@ def main():
         for r in score(table, truth):
             extra = f"  sky fibres with confident GALAXY/QSO: {r['sky_conf_gq']}" if "sky_conf_gq" in r else ""
             print(f"{name:9} {r['cls']:5} {r['n']:4d} {r['conf']:4d} {r['eff']:6.3f} {r['cata']:6.3f} "
-                  f"{r['rms']:8.1f} {r['med']:8.1f} {r['type_ok']:7.3f}{extra}")
-        print(f"{name:9} fit of {len(table)} targets: {cpu:.1f} CPU s, {wall:.1f} s wall (under load)")
+                  f"{r['rms']:8.1f} {r['med']:8.1f} {r['type_ok']:7.3f}{extra}", flush=True)
+        print(f"{name:9} fit of {len(table)} targets: {cpu:.1f} CPU s, {wall:.1f} s wall (under load)", flush=True)
 
 
 if __name__ == "__main__":

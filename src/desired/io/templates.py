@@ -171,7 +171,7 @@ def write_template(path, basis, seed=None):
     from .util import atomic_path
 
     hdr = fits.Header()
-    hdr["CRVAL1"] = (basis.loglam0, "log10 of the first rest wavelength (Angstrom, vacuum)")
+    hdr["CRVAL1"] = (basis.loglam0, "log10 first rest vacuum wavelength (A)")
     hdr["CDELT1"] = (basis.dloglam, "log10 wavelength step")
     hdr["LOGLAM"] = (1, "wavelengths are log10")
     hdr["RRTYPE"] = (basis.spectype, "template class")
