@@ -30,8 +30,9 @@ TRUE_SPECTYPE = {"BGS": "GALAXY", "LRG": "GALAXY", "ELG": "GALAXY", "QSO": "QSO"
 
 
 def _cpu():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    """CPU seconds of this process and its finished children (the --nproc workers)."""
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def fit(coadd, templates, outfile, nproc=1):
