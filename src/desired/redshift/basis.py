@@ -19,6 +19,14 @@ Classes and sources (each independent of the simulator, see the modules):
   over each subtype's Teff, logg and [Fe/H] range; 3000-11000 Å, dlog10 λ = 2.5e-5
   (17 km/s per pixel); 4 vectors each.  M stars lack molecular bands (TiO, VO) in
   this recipe: the M subtype is the weakest.
+
+Known limitation (measured, benchmarks/bench_templates.py, petal simulation): the
+LTE recipe has ~30 metal lines, so old populations lack most line blanketing
+(D4000 ~ 1.2-1.3 instead of up to 2) and the 1000-3600 Å part of the GALAXY basis
+is nearly featureless; absorption-line galaxies (LRG, BGS without strong lines) are
+then often fitted at z ~ 1.6-1.7, where that smooth UV basis fits any continuum.
+ELGs (emission lines) are fitted well.  The cure is physical UV structure (ISM
+absorption Mg II, Fe II, C IV, Si IV; many more photospheric metal lines).
 """
 from __future__ import annotations
 
