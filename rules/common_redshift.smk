@@ -7,23 +7,37 @@ import os
 
 
 def redshift_templates():
-    """Redrock template directory: `templates.redrock_dir`, else DESI's public templates beside the
-    checkout (../shared/data/redrock-templates, as the developers' and CI's trees have them), else None.
+    """Redrock templates of the redshift stage (a directory or a templates-default.txt list).
 
-    The project does not build its own template set yet, so with neither the redshift stage is
-    left out of `rule all` (a warning says how to enable it) and the run ends at the coadds.
+    `templates.redrock_dir` when set; else with `templates.source: auto` DESI's public
+    templates beside the checkout (../shared/data/redrock-templates, as the developers'
+    and CI's trees have them) when present; else the project's own set, which rule
+    `templates` builds into the calib tree (`desired templates`), so that a fresh
+    machine needs nothing else.
     """
-    configured = config["templates"]["redrock_dir"]
-    if configured:
-        return configured
+    tconf = config["templates"]
+    if tconf["redrock_dir"]:
+        return tconf["redrock_dir"]
     beside = os.path.join(workflow.basedir, "..", "shared", "data", "redrock-templates")
-    return os.path.normpath(beside) if os.path.isdir(beside) else None
+    if tconf.get("source", "auto") == "auto" and os.path.isdir(beside):
+        return os.path.normpath(beside)
+    return BUILT_TEMPLATES
 
 
+#: templates-default.txt of the project's own template set (output of rule templates)
+BUILT_TEMPLATES = path("calib_templates")
 REDSHIFT_TEMPLATES = redshift_templates()
-if REDSHIFT_TEMPLATES is None:
-    logger.warning("redshift stage skipped: no redrock templates (set templates.redrock_dir in the config "
-                   "to a directory of rrtemplate-*.fits files, e.g. DESI's redrock-templates release)")
+
+
+def redshift_template_inputs(wildcards):
+    """The built template list when the redshift stage uses the project's own templates, else nothing."""
+    return [BUILT_TEMPLATES] if REDSHIFT_TEMPLATES == BUILT_TEMPLATES else []
+
+
+def templates_options():
+    """Command-line options of `desired templates` from config['templates']."""
+    tconf = config["templates"]
+    return f"--seed {tconf.get('seed', 1)}" + (" --quick" if tconf.get("quick", False) else "")
 
 
 def redshift_options():
@@ -62,7 +76,5 @@ def redshift_outputs():
 @register_targets
 def zcatalog_targets(night):
     """One catalog per survey/program of the production (the same for every night)."""
-    if REDSHIFT_TEMPLATES is None:
-        return []
     pairs = sorted({(s, p) for s, p, _ in healpix_groups()})
     return [path("zcatalog", survey=s, program=p) for s, p in pairs]

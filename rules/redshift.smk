@@ -2,10 +2,28 @@
 # (helpers in rules/common_redshift.smk).
 
 
+rule templates:
+    """Build the project's own redrock-format template set into the calib tree (`desired templates`)."""
+    output:
+        listing=BUILT_TEMPLATES,
+    params:
+        options=templates_options(),
+        desired=DESIRED,
+    log:
+        log_pattern("templates"),
+    benchmark:
+        benchmark_pattern("templates")
+    conda:
+        "../envs/desired.yaml"
+    shell:
+        "{params.desired} --log-file {log} templates --outdir $(dirname {output.listing}) {params.options}"
+
+
 rule redshifts:
     """Fit redshifts to one healpix coadd (redrock format); MPI ranks split the target batches."""
     input:
         coadd=pattern("coadd"),
+        templates=redshift_template_inputs,
     output:
         **redshift_outputs(),
     params:

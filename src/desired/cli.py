@@ -33,6 +33,7 @@ SUBCOMMANDS = {
     "coadd": ("coadd", "coadd the spectra of each target"),
     "redshifts": ("redshifts", "fit redshifts to a coadd (redrock-format output)"),
     "zcatalog": ("zcatalog", "stack redshift files into a catalog"),
+    "templates": ("templates", "build the project's own redrock-format template set"),
     "qa": ("qa", "quality-assurance metrics and plots"),
     "status": ("status", "live table of the production's progress (done/ready/waiting/failed/running)"),
     "rerun": ("rerun", "rerun one task (e.g. extract_20261124_r0_00000012) and its dependents"),

@@ -32,6 +32,8 @@ PATTERNS = {
     # nominal point-source flux calibration of each camera (1 s, airmass 1; fluxcalib format),
     # the flagged fallback of the flux calibration when too few standard stars are usable
     "calib_fluxcalib": ("calib", "fluxcalib-nominal-{camera}.fits"),
+    # the project's own redrock-format template set (`desired templates`), listed by this file
+    "calib_templates": ("calib", "rrtemplates/templates-default.txt"),
     # production tree ($DESI_SPECTRO_REDUX/$SPECPROD)
     "exposure_table": ("redux", "exposure_tables/{month}/exposure_table_{night}.csv"),
     # marker of a raw exposure that reads (workflow check of exposures the scan marked bad)

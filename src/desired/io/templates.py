@@ -151,3 +151,64 @@ def read_templates(path):
     if not templates:
         raise ValueError(f"no usable redrock template (rrtemplate-*.fits) in {path}")
     return sorted(templates, key=lambda t: t.fulltype)
+
+
+def write_template(path, basis, seed=None):
+    """Write one :class:`desired.redshift.basis.BasisTemplate` as a redrock template file.
+
+    HDU ``BASIS_VECTORS`` (float64 [nbasis, nwave]) with CRVAL1 = log10 of the first
+    wavelength, CDELT1, LOGLAM = 1, RRTYPE, RRSUBTYP, VERSION, RRMETHOD = 'PCA', RRIGM,
+    INSPEC and the fraction of power of each vector (PCAVARnn); no REDSHIFTS HDU, so
+    redrock and :func:`read_template` use the class's default redshift grid.
+
+    Parameters
+    ----------
+    path : str
+    basis : desired.redshift.basis.BasisTemplate
+    seed : int, optional
+        Recorded as RRSEED.
+    """
+    from .util import atomic_path
+
+    hdr = fits.Header()
+    hdr["CRVAL1"] = (basis.loglam0, "log10 first rest vacuum wavelength (A)")
+    hdr["CDELT1"] = (basis.dloglam, "log10 wavelength step")
+    hdr["LOGLAM"] = (1, "wavelengths are log10")
+    hdr["RRTYPE"] = (basis.spectype, "template class")
+    hdr["RRSUBTYP"] = (basis.subtype, "template subtype")
+    hdr["VERSION"] = (path_version(path), "template version")
+    hdr["RRMETHOD"] = ("PCA", "linear combination of the basis vectors")
+    hdr["RRIGM"] = (basis.igm_model, "Lyman-series transmission applied by the fitter")
+    hdr["INSPEC"] = basis.source[:68]
+    hdr["NSPEC"] = (basis.nspec, "number of spectra reduced")
+    if seed is not None:
+        hdr["RRSEED"] = (seed, "random seed of the build")
+    for i, v in enumerate(basis.variance):
+        hdr[f"PCAVAR{i:02d}"] = (float(v), f"power fraction of vector {i}")
+    hdu = fits.PrimaryHDU(np.asarray(basis.flux, dtype=np.float64), header=hdr)
+    hdu.header["EXTNAME"] = "BASIS_VECTORS"
+    with atomic_path(path) as tmp:
+        fits.HDUList([hdu]).writeto(tmp)
+
+
+def path_version(path):
+    """The version part of ``rrtemplate-{TYPE}[-{SUB}]-{VERSION}.fits`` (after the last '-')."""
+    return os.path.basename(path)[:-len(".fits")].rsplit("-", 1)[-1]
+
+
+def write_template_set(outdir, templates, seed=None):
+    """Write every template and a ``templates-default.txt`` listing them; return the file paths."""
+    from ..redshift.basis import template_filename
+    from .util import atomic_path
+
+    os.makedirs(outdir, exist_ok=True)
+    names = []
+    for basis in templates:
+        name = template_filename(basis)
+        write_template(os.path.join(outdir, name), basis, seed=seed)
+        names.append(name)
+    with atomic_path(os.path.join(outdir, "templates-default.txt")) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write("# templates built by `desired templates` (desired.redshift.basis)\n")
+            fh.writelines(f"{n}\n" for n in names)
+    return [os.path.join(outdir, n) for n in names]

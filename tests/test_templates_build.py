@@ -1,0 +1,118 @@
+"""The project's own template set (`desired templates`): readers, physics, determinism, redshifts vs truth."""
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from desired.io.templates import read_templates
+from desired.redshift import basis, basis_galaxy, basis_qso
+from desired.scripts import templates as templates_script
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def quick_set(tmp_path_factory):
+    """The reduced template set, built once (about 15 CPU s)."""
+    outdir = tmp_path_factory.mktemp("rrtemplates")
+    paths = templates_script.run(str(outdir), seed=1, quick=True)
+    return outdir, paths
+
+
+def test_files_open_with_redrock_and_ours(quick_set):
+    outdir, paths = quick_set
+    assert sorted(os.path.basename(p) for p in paths) == sorted(
+        f"rrtemplate-{n}-{basis.VERSION}.fits" for n in
+        ["GALAXY", "QSO"] + [f"STAR-{s}" for s in basis.STAR_SUBTYPES])
+    ours = {t.fulltype: t for t in read_templates(str(outdir))}
+    assert set(ours) == {"GALAXY", "QSO"} | {f"STAR:::{s}" for s in basis.STAR_SUBTYPES}
+    rrtemplates = pytest.importorskip("redrock.templates")
+    for path in paths:
+        rr = rrtemplates.Template(filename=path)
+        mine = ours[rr.full_type]
+        assert rr.flux.shape == mine.flux.shape
+        assert np.allclose(rr.wave, mine.wave, rtol=1e-12)
+        assert np.array_equal(rr.flux, mine.flux)
+        assert np.allclose(rr.redshifts, mine.redshifts)
+        assert rr.template_type == mine.spectype and rr.sub_type == mine.subtype
+    gal, qso = ours["GALAXY"], ours["QSO"]
+    assert (gal.nbasis, qso.nbasis) == (10, 4)
+    assert gal.wave[0] <= 1000.5 and gal.wave[-1] >= 11990 and qso.wave[0] <= 500.5 and qso.wave[-1] >= 9990
+    # resolution at least DESI's (R ~ 2000-5000): template pixels of 35 km/s (GALAXY), 69 km/s (QSO lines >= 300)
+    for t, kms in ((gal, 35.0), (qso, 70.0), (ours["STAR:::G"], 18.0)):
+        assert np.max(np.diff(np.log(t.wave))) * 299792.458 < kms
+    assert gal.igm_model == "Calura12" and ours["STAR:::G"].igm_model == "None"
+
+
+def _peak_contrast(wave, flux, center, half=3.0, side=(15.0, 40.0)):
+    """Largest |vector| within ±half Å of ``center`` over the median |vector| of side bands."""
+    near = np.abs(wave - center) < half
+    far = (np.abs(wave - center) > side[0]) & (np.abs(wave - center) < side[1])
+    return max(np.abs(f[near]).max() / np.median(np.abs(f[far])) for f in flux)
+
+
+def test_bases_carry_the_physical_features(quick_set):
+    ours = {t.fulltype: t for t in read_templates(str(quick_set[0]))}
+    gal, qso = ours["GALAXY"], ours["QSO"]
+    for line in (3727.09, 4862.68, 5008.24, 6564.61, 6585.27, 6718.29):    # ELG lines
+        assert _peak_contrast(gal.wave, gal.flux, line) > 3, line
+    for line in (1215.67, 1549.06, 2798.75, 4862.68, 6564.61):            # broad QSO lines
+        assert _peak_contrast(qso.wave, qso.flux, line, half=20, side=(150, 300)) > 1.5, line
+    # G-star mean template: Ca II K absorption and the H-alpha line are dips of the first vector
+    g = ours["STAR:::G"]
+    for line, depth in ((3934.78, 0.7), (6564.61, 0.9)):
+        core = np.interp(line, g.wave, g.flux[0])
+        cont = np.median(g.flux[0][(np.abs(g.wave - line) > 30) & (np.abs(g.wave - line) < 60)])
+        assert core < depth * cont, line
+
+
+def test_spectra_are_deterministic():
+    _, wave = basis_galaxy.log_wave(600.0, 9000.0, 1e-4)
+    a, b = basis_qso.qso_spectra(wave, 5, seed=4), basis_qso.qso_spectra(wave, 5, seed=4)
+    assert np.array_equal(a, b) and not np.array_equal(a, basis_qso.qso_spectra(wave, 5, seed=5))
+    _, wave = basis_galaxy.log_wave(3500.0, 7000.0, 5e-5)
+    assert np.array_equal(basis.star_spectra(wave, "K", 2, 3), basis.star_spectra(wave, "K", 2, 3))
+    rng = np.random.default_rng(0)
+    r1 = basis_galaxy.line_ratios(rng)
+    assert abs(r1["OIII5007"] / r1["OIII4959"] - 2.98) < 1e-9 and abs(r1["NII6584"] / r1["NII6548"] - 3.05) < 1e-9
+
+
+def test_reduce_to_basis_spans_its_inputs():
+    rng = np.random.default_rng(1)
+    wave = np.linspace(3000, 8000, 500)
+    truth = rng.normal(size=(3, 500)) + 5
+    spectra = rng.uniform(0.5, 2, (40, 3)) @ truth
+    vectors, var = basis.reduce_to_basis(wave, spectra, 3, (4000, 6000))
+    coef, *_ = np.linalg.lstsq(vectors.T, spectra.T, rcond=None)
+    assert np.allclose(vectors.T @ coef, spectra.T, rtol=1e-8, atol=1e-8)
+    assert np.isclose(var.sum(), 1.0) and vectors[0].sum() > 0
+
+
+def test_redshifts_of_simulated_coadds_with_own_templates(quick_set, tmp_path):
+    """Fit a frame-level mini simulation's coadd with the reduced set; galaxies and QSOs against truth."""
+    pytest.importorskip("desispec")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from redshift_inputs import make_coadd
+    from desired.scripts.redshifts import run
+    coadd, truth = make_coadd(str(tmp_path), preset="mini", nscience=2, seed=5)
+    table = run(coadd, str(tmp_path / "redrock.fits"), templates=str(quick_set[0]))
+    idx = {int(t): i for i, t in enumerate(truth["TARGETID"])}
+    rows = np.array([idx[int(t)] for t in table["TARGETID"]])
+    kind = np.char.strip(np.asarray(truth["TEMPLATETYPE"]).astype(str))[rows]
+    ztrue = np.asarray(truth["TRUEZ"], float)[rows]
+    dv = 299792.458 * np.abs(np.asarray(table["Z"]) - ztrue) / (1 + ztrue)
+    good = (np.asarray(table["ZWARN"]) == 0) & (dv < np.where(kind == "QSO", 3000.0, 1000.0))
+    gal = np.isin(kind, ["BGS", "LRG", "ELG"])
+    assert gal.sum() >= 10
+    assert good[gal].mean() >= GALAXY_MIN_EFFICIENCY, (good[gal].mean(), dict(zip(kind, good)))
+    spectype = np.char.strip(np.asarray(table["SPECTYPE"]).astype(str))
+    sky = kind == "SKY"
+    assert not np.any(sky & (np.asarray(table["ZWARN"]) == 0) & np.isin(spectype, ["GALAXY", "QSO"]))
+
+
+#: the reduced set reached 0.75 on the mini simulation (seed 5) under this test; the full set
+#: on a petal simulation: benchmarks/bench_templates.py.  Absorption-line galaxies (LRG, BGS)
+#: are the weak class of the own templates (wrong z near 1.6-1.7), so the bar is modest.
+GALAXY_MIN_EFFICIENCY = 0.7
