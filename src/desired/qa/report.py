@@ -404,10 +404,12 @@ def healpix_qa(redux, survey, program, healpix, path, truth=None, plot_dir=None,
 
 
 # ---------------------------------------------------------------- workflow status
-def production_status(config, workdir="."):
+def production_status(config, workdir=".", running=None):
     """The ``desired status`` table, the failed tasks (with their logs) and the nights without a table.
 
     Uses :mod:`desired.workflow_status` (the library behind ``desired status``).
+    ``running``: whether a Snakemake run is active (default: judged from its lock); False from
+    the workflow's own ``onerror`` handler, which holds the lock but runs no job any more.
 
     Returns
     -------
@@ -417,16 +419,13 @@ def production_status(config, workdir="."):
     """
     from .. import workflow_status as ws
     tasks, missing = ws.production_tasks(config, workdir)
-    table = ws.status_table(tasks, workdir)
-    incomplete, running = ws.incomplete_outputs(workdir), ws.snakemake_running(workdir)
-    if hasattr(ws, "task_states"):      # states judged in dependency order, where available
-        states = ws.task_states(tasks, workdir, incomplete, running)
-    else:
-        states = {t["name"]: ws.task_state(t, workdir, incomplete, running) for t in tasks}
+    incomplete = ws.incomplete_outputs(workdir)
+    running = ws.snakemake_running(workdir) if running is None else running
+    states = ws.task_states(tasks, workdir, incomplete, running)
+    table = ws.status_table(tasks, workdir, states)
     failed = [dict(t) for t in tasks if states[t["name"]] == "failed"]
-    if hasattr(ws, "failure_line"):
-        for task in failed:
-            task["reason"] = ws.failure_line(task, workdir)
+    for task in failed:
+        task["reason"] = ws.failure_line(task, workdir)
     return {"table": table, "failed": failed, "missing": missing}
 
 
@@ -678,7 +677,7 @@ def resolve_nominal(nominal, nights):
 
 
 def build_report(roots, outdir=None, config=None, workdir=".", nights=None, expid=None, thresholds=None,
-                 nominal=None, max_flat_offset=0.15, min_deltachi2=25.0, write_metrics=False):
+                 nominal=None, max_flat_offset=0.15, min_deltachi2=25.0, write_metrics=False, running=None):
     """Write the HTML report of a production, of some nights, or of one exposure.
 
     Parameters
@@ -701,6 +700,8 @@ def build_report(roots, outdir=None, config=None, workdir=".", nights=None, expi
         Config ``qa.nominal`` (zeropoint, sky per band) for EFFTIME.
     write_metrics : bool
         Also write every exposure's exposure-qa file.
+    running : bool, optional
+        Whether a Snakemake run is active (see :func:`production_status`).
 
     Returns
     -------
@@ -710,7 +711,7 @@ def build_report(roots, outdir=None, config=None, workdir=".", nights=None, expi
     from ..io.qa import read_truth_targets, write_exposure_qa, write_text
     redux = roots["redux"]
     outdir = outdir or os.path.dirname(desired_paths.findfile("qa_report", root=redux))
-    status = production_status(config, workdir) if config is not None else None
+    status = production_status(config, workdir, running) if config is not None else None
     failed = status["failed"] if status else []
     whole = nights is None
     nights = list_nights(redux) if nights is None else [int(n) for n in nights]

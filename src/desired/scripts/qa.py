@@ -49,7 +49,7 @@ def _in(directory, roots):
 
 
 def run(config, directory=".", night=None, expid=None, outdir=None, metrics_only=False, outfile=None,
-        write_metrics=False):
+        write_metrics=False, running=None):
     """Build the report (or one exposure-qa file) of the production described by ``config``.
 
     Parameters
@@ -64,6 +64,9 @@ def run(config, directory=".", night=None, expid=None, outdir=None, metrics_only
         Report directory.
     metrics_only : bool
         Write only the exposure-qa file of (night, expid) to ``outfile``.
+    running : bool, optional
+        Whether a Snakemake run is active (default: judged from its lock); the workflow's
+        ``onerror`` handler passes False (it holds the lock, but no job runs any more).
 
     Returns
     -------
@@ -91,7 +94,7 @@ def run(config, directory=".", night=None, expid=None, outdir=None, metrics_only
                                nights=None if night is None else [night], expid=expid,
                                thresholds=opts["thresholds"], nominal=opts["nominal"],
                                max_flat_offset=opts["max_flat_offset"], min_deltachi2=opts["min_deltachi2"],
-                               write_metrics=write_metrics)
+                               write_metrics=write_metrics, running=running)
 
 
 def main(args):
