@@ -408,7 +408,8 @@ def build_report_after_failure(workflow):
     library.setLevel(logging.INFO)
     library.propagate = False
     try:
-        index = build_qa(dict(config), outdir=os.path.dirname(path("qa_report")), running=False)
+        templates = globals().get("REDSHIFT_TEMPLATES")  # rules/common_redshift.smk
+        index = build_qa(dict(config), outdir=os.path.dirname(path("qa_report")), running=False, templates=templates)
         logger.warning(f"desired: QA report of the failed run (its failed jobs as alarms): {index}")
     except Exception as err:  # the run has failed already: report, never mask its error
         library.exception("QA report after the failed run not built")

@@ -113,3 +113,29 @@ def test_zcatalog_reads_with_desispec_and_astropy(products):
     nspec, primary = find_primary_spectra(zcat)                 # desispec's own choice of primary spectrum
     assert np.array_equal(np.asarray(zcat["ZCAT_NSPEC"]), nspec)
     assert np.array_equal(np.asarray(zcat["ZCAT_PRIMARY"]), primary)
+
+
+def test_report_models_match_redrock_template_eval(products):
+    """The QA report's best-fit models (no rrmodel file: evaluated from the templates) against redrock's
+    own ``Template.eval`` of the same REDSHIFTS row through the coadd's resolution (desispec Resolution)."""
+    rrt = pytest.importorskip("redrock.templates")
+    from desispec.resolution import Resolution
+    from desired.io.spectra import read_spectra
+    from desired.qa.plots import sample_rows
+    from desired.qa.report import sample_models
+    spectra = read_spectra(products["coadd"])
+    z = Table(fitsio.read(products["redrock"], "REDSHIFTS"))
+    models = sample_models(spectra, z, None, str(products["templates"]))
+    (template,) = rrt.load_templates_from_header(fitsio.read_header(products["redrock"], 0),
+                                                 template_dir=str(products["templates"]))
+    rows = sample_rows(spectra.num_spectra())
+    assert len(rows) == 3
+    for i in rows:
+        coeff = np.asarray(z["COEFF"][i])[:template.nbasis]
+        for band in spectra.bands:
+            expected = template.eval(coeff, spectra.wave[band], float(z["Z"][i]),
+                                     Resolution(spectra.resolution_data[band][i]))
+            scale = np.max(np.abs(expected))
+            assert scale > 0 and np.max(np.abs(models[band][i] - expected)) < 0.01 * scale, (i, band)
+    others = np.setdiff1d(np.arange(spectra.num_spectra()), rows)
+    assert not np.any(models["r"][others])                       # only the plotted rows are evaluated
