@@ -56,12 +56,12 @@ def snakemake(prod, *args, **env):
     cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory", str(prod),
            "--configfile", str(prod / "config.yaml"), "--profile", str(REPO / "profiles" / "local"), *args]
     return subprocess.run(cmd, cwd=prod, env=_env(**env), text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, timeout=1200)
+                          stderr=subprocess.STDOUT, timeout=3600)
 
 
 def desired(prod, *args, **env):
     return subprocess.run([str(BIN / "desired"), *args], cwd=prod, env=_env(**env), text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1200)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=3600)
 
 
 def status_rows(prod):
@@ -161,6 +161,21 @@ def qa_alarm_with_log(prod, task):
     log = (index.parent / m.group(1)).resolve()
     assert log.is_file() and log.stat().st_size > 0 and log.parent.parent.parent.name == "logs", log
     assert re.search(r"NFAILED: <span class='alarm'>[1-9]", text)
+
+
+def test_report_of_the_run_renders_in_chromium(prod, tmp_path):
+    """The report the workflow's qa_report job built for this night: every page (production, night, each
+    exposure and camera, healpix pixels when the redshift stage ran) loads in headless Chromium, every
+    image loads, every local link resolves; no failed job is listed."""
+    test_qa = pytest.importorskip("test_qa")
+    if test_qa.CHROMIUM is None:
+        pytest.skip("chromium is not installed")
+    index = prod / findfile("qa_report", root="prod")
+    assert "No failed jobs." in index.read_text()
+    nexp = len(rows(prod))
+    npages, nimg = test_qa.assert_report_renders(index, 2 + 2 * nexp, 2 * nexp, tmp_path / "index.png")
+    for expid in rows(prod):
+        assert (index.parent / str(NIGHT) / f"{expid:08d}" / "b0.html").exists(), expid
 
 
 def test_finished_run_all_done_and_readme_commands_without_path(prod):
