@@ -67,6 +67,7 @@ onsuccess:
 
 onerror:
     report_production(workflow, "end")
+    build_report_after_failure(workflow)  # the QA report, failed jobs as alarms (rules/common.smk, qa block)
 
 
 rule all:

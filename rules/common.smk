@@ -381,6 +381,47 @@ def qa_targets(night):
     return qa_exposure_targets(night) + [path("qa_report")]
 
 
+#: log of the report built by the onerror handler (the qa_report job's own log is kept)
+QA_REPORT_AFTER_FAILURE_LOG = os.path.join(LOGS, "qa_report", "all", "qa_report_after_failure.log")
+
+
+def build_report_after_failure(workflow):
+    """From ``onerror:``: build the QA report the failed run did not reach, its failed jobs as alarms.
+
+    The qa_report job waits for every target, so it never runs when a job fails;
+    a run whose DAG held it (``make run``, ``desired rerun``) gets the report here
+    instead, after report_production() removed the untrusted products.  The
+    lock is still held but no job runs, so tasks are judged as after the run.
+    Logged to QA_REPORT_AFTER_FAILURE_LOG; a failure to build is logged, never raised.
+    """
+    import logging
+    dag = getattr(workflow, "dag", None)
+    if dag is None or not any(job.rule.name == "qa_report" for job in dag.jobs):
+        return
+    from desired.scripts.qa import run as build_qa
+    os.makedirs(os.path.dirname(QA_REPORT_AFTER_FAILURE_LOG), exist_ok=True)
+    handler = logging.FileHandler(QA_REPORT_AFTER_FAILURE_LOG, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    library = logging.getLogger("desired")
+    saved = library.level, library.propagate
+    library.addHandler(handler)
+    library.setLevel(logging.INFO)
+    library.propagate = False
+    try:
+        templates = globals().get("REDSHIFT_TEMPLATES")  # rules/common_redshift.smk
+        index = build_qa(dict(config), outdir=os.path.dirname(path("qa_report")), running=False, templates=templates)
+        logger.warning(f"desired: QA report of the failed run (its failed jobs as alarms): {index}")
+    except Exception as err:  # the run has failed already: report, never mask its error
+        library.exception("QA report after the failed run not built")
+        logger.error(f"desired: QA report not built after the failed run ({type(err).__name__}: {err}); "
+                     f"see {QA_REPORT_AFTER_FAILURE_LOG}")
+    finally:
+        library.removeHandler(handler)
+        handler.close()
+        library.setLevel(saved[0])
+        library.propagate = saved[1]
+
+
 # ---------------------------------------------------------------- resuming a killed run
 INCOMPLETE_CHECK = {"done": False}
 

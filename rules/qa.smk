@@ -25,6 +25,8 @@ rule qa_report:
         qa_report_inputs,
     output:
         index=pattern("qa_report"),
+    params:
+        templates=REDSHIFT_TEMPLATES,  # best-fit models of the healpix pages (no rrmodel by default)
     log:
         log_pattern("qa_report"),
     benchmark:

@@ -376,11 +376,15 @@ def crawl(index):
     return sorted(seen)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-def test_report_renders_in_headless_chromium(qa_prod, tmp_path):
-    index = qa_prod["index"]
+def assert_report_renders(index, min_pages, min_images, shot):
+    """Every page reachable from ``index`` loads in headless Chromium, every image loads, every local link resolves.
+
+    Also takes a screenshot of the index into ``shot``.  Used here and on the report of a real
+    workflow run (tests/test_workflow_failures.py).
+    """
+    index = Path(index)
     pages = crawl(index)
-    assert len(pages) >= 15
+    assert len(pages) >= min_pages, pages
     harness = index.parent / "qa-browser-check.html"
     harness.write_text(HARNESS % json.dumps([os.path.relpath(p, index.parent) for p in pages]))
     try:
@@ -399,10 +403,15 @@ def test_report_renders_in_headless_chromium(qa_prod, tmp_path):
             nimg += 1
         for href in res["links"]:
             assert (page.parent / href).exists(), (rel, href)
-    assert nimg >= 20
-    shot = tmp_path / "index.png"
+    assert nimg >= min_images, nimg
     chromium("--window-size=1200,1400", f"--screenshot={shot}", index.as_uri())
-    assert shot.exists() and shot.stat().st_size > 10000
+    assert Path(shot).exists() and Path(shot).stat().st_size > 10000
+    return len(pages), nimg
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_report_renders_in_headless_chromium(qa_prod, tmp_path):
+    assert_report_renders(qa_prod["index"], 15, 20, tmp_path / "index.png")
 
 
 # ---------------------------------------------------------------- command line and bad products

@@ -7,4 +7,5 @@ from desired.workflow_status import step_logging
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with step_logging(snakemake.log[0]):
-    run(dict(snakemake.config), outdir=os.path.dirname(snakemake.output.index))
+    run(dict(snakemake.config), outdir=os.path.dirname(snakemake.output.index),
+        templates=snakemake.params.templates)

@@ -132,3 +132,25 @@ def read_wavelength(path):
     from .util import read_array
     with open_fits(path) as hdus:
         return read_array(hdus, "WAVELENGTH", path, ndim=1).astype(float)
+
+
+def read_rrmodel(path):
+    """Best-fit models of a redrock ``rrmodel`` file: {band: (wave (npix,), model (ntarget, npix))}.
+
+    Raises
+    ------
+    desired.io.util.DataModelError
+        Unreadable file or no ``{B}_WAVELENGTH``/``{B}_MODEL`` pair.
+    """
+    from .util import DataModelError, read_array
+    out = {}
+    with open_fits(path) as hdus:
+        names = [hdu.name for hdu in hdus]
+        for name in names:
+            if name.endswith("_MODEL") and f"{name[:-6]}_WAVELENGTH" in names:
+                band = name[:-6].lower()
+                out[band] = (read_array(hdus, f"{name[:-6]}_WAVELENGTH", path, ndim=1).astype(float),
+                             read_array(hdus, name, path, ndim=2).astype(float))
+    if not out:
+        raise DataModelError(f"{path}: no {{B}}_WAVELENGTH/{{B}}_MODEL HDUs (not an rrmodel file)")
+    return out

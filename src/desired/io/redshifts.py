@@ -200,7 +200,9 @@ def write_zcatalog(path, zcat):
         Output file; written atomically.
     zcat : ZCatalog
     """
-    hdus = [fits.PrimaryHDU(header=build_header(zcat.header)), table_to_hdu(zcat.zcatalog, "ZCATALOG", {})]
+    # the keywords (SURVEY, PROGRAM...) in HDU0 and, as desispec's desi_zcatalog writes them, in ZCATALOG
+    hdus = [fits.PrimaryHDU(header=build_header(zcat.header)),
+            table_to_hdu(zcat.zcatalog, "ZCATALOG", zcat.header)]
     if zcat.exp_fibermap is not None:
         hdus.append(table_to_hdu(zcat.exp_fibermap, "EXP_FIBERMAP", {}))
     with atomic_path(path) as tmp:

@@ -178,17 +178,31 @@ def redshift_histograms(per_target, title=""):
     return fig
 
 
+def sample_rows(nspec, nsample=3):
+    """Indices of the targets :func:`spectra_with_model` shows: ``nsample`` spread over ``nspec``."""
+    return np.unique(np.linspace(0, nspec - 1, min(nsample, nspec)).astype(int))
+
+
 def spectra_with_model(spectra, per_target, nsample=3, title=""):
-    """A few coadded spectra (all bands) with their best-fit model when the spectra carry one."""
+    """A few coadded spectra (all bands, rows :func:`sample_rows`) with their best-fit model when the spectra carry one."""
     fig = _figure(6.0, 1.6 * nsample + 0.6)
-    n = min(nsample, spectra.num_spectra())
-    axes = np.atleast_1d(fig.subplots(max(n, 1), 1, sharex=True))
-    for k, i in enumerate(np.unique(np.linspace(0, spectra.num_spectra() - 1, n).astype(int))):
+    rows = sample_rows(spectra.num_spectra(), nsample)
+    axes = np.atleast_1d(fig.subplots(max(len(rows), 1), 1, sharex=True))
+    for k, i in enumerate(rows):
         ax = axes[k]
+        shown = []
         for band in spectra.bands:
-            ax.plot(spectra.wave[band], spectra.flux[band][i], lw=0.4, color="0.4")
-            if spectra.model is not None:
-                ax.plot(spectra.wave[band], spectra.model[band][i], lw=0.6, color="r")
+            good = spectra.ivar[band][i] > 0       # masked and zero-weight pixels are not data
+            flux = np.where(good, spectra.flux[band][i], np.nan)
+            shown.append(flux[good])
+            ax.plot(spectra.wave[band], flux, lw=0.4, color="0.4")
+            if spectra.model is not None and band in spectra.model:
+                ax.plot(spectra.wave[band], np.where(good, spectra.model[band][i], np.nan), lw=0.6, color="r")
+        values = np.concatenate(shown)
+        if values.size:                            # y range of the bulk, not of a few spikes
+            lo, hi = np.percentile(values, [1, 99])
+            pad = 0.2 * (hi - lo) + 1e-30
+            ax.set_ylim(lo - pad, hi + pad)
         ax.set_title(f"TARGETID {per_target['TARGETID'][i]}  z={per_target['Z'][i]:.4f} "
                      f"{per_target['SPECTYPE'][i]}", fontsize=7)
     axes[-1].set_xlabel("wavelength (A)")

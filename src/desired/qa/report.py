@@ -370,8 +370,38 @@ def healpix_files(redux):
     return out
 
 
-def healpix_qa(redux, survey, program, healpix, path, truth=None, plot_dir=None, min_deltachi2=25.0):
-    """Redshift metrics and figures of one healpix pixel (n(z), spectra with model, dz vs z with truth)."""
+def sample_models(spectra, redshifts, rrmodel=None, templates=None):
+    """Best-fit models of the targets the report plots: {band: (ntarget, npix)}, zero for the others.
+
+    From the redrock ``rrmodel`` file when it exists, else evaluated from the redrock
+    templates directory (redrock's model: the template basis at Z times COEFF, through
+    each target's resolution) for the plotted rows only; None when neither is available.
+    """
+    from ..io.qa import read_rrmodel
+    if rrmodel is not None and os.path.exists(rrmodel):
+        models = read_rrmodel(rrmodel)
+        return {b: models[b][1] for b in spectra.bands if b in models}
+    if not templates or not os.path.isdir(templates) or spectra.resolution_data is None:
+        return None
+    from ..io.templates import read_templates
+    from ..redshift.zfind import best_models
+    from ..redshift.zscan import BandSpectra
+    rows = _plots().sample_rows(spectra.num_spectra())
+    bands = [BandSpectra(spectra.wave[b], spectra.flux[b][rows], spectra.ivar[b][rows],
+                         spectra.resolution_data[b][rows]) for b in spectra.bands]
+    sub = best_models(bands, read_templates(templates), redshifts[rows], spectra.bands)
+    out = {b: np.zeros(spectra.flux[b].shape) for b in spectra.bands}
+    for b in spectra.bands:
+        out[b][rows] = sub[b]
+    return out
+
+
+def healpix_qa(redux, survey, program, healpix, path, truth=None, plot_dir=None, min_deltachi2=25.0,
+               templates=None):
+    """Redshift metrics and figures of one healpix pixel (n(z), spectra with model, dz vs z with truth).
+
+    ``templates``: redrock template directory, for the best-fit models when no rrmodel file exists.
+    """
     from ..io.redshifts import read_redshifts
     from ..io.spectra import read_spectra
     stem = f"{survey}-{program}-{healpix}"
@@ -389,10 +419,10 @@ def healpix_qa(redux, survey, program, healpix, path, truth=None, plot_dir=None,
     if os.path.exists(coadd):
         try:
             spectra = read_spectra(coadd)
-            model = os.path.join(os.path.dirname(path), f"rrmodel-{survey}-{program}-{healpix}.fits")
-            if spectra.model is None and os.path.exists(model):
-                spectra.model = read_spectra(model).flux
+            rrmodel = desired_paths.findfile("rrmodel", root=redux, survey=survey, program=program, healpix=healpix)
             if spectra.num_spectra() == len(per["TARGETID"]):
+                if spectra.model is None:
+                    spectra.model = sample_models(spectra, cat.redshifts, rrmodel, templates)
                 _figure(result, plot_dir, f"{stem}-spectra", "sample spectra with best-fit model",
                         lambda: _plots().spectra_with_model(spectra, per, title=stem))
         except (DataModelError, ValueError) as err:
@@ -404,10 +434,12 @@ def healpix_qa(redux, survey, program, healpix, path, truth=None, plot_dir=None,
 
 
 # ---------------------------------------------------------------- workflow status
-def production_status(config, workdir="."):
+def production_status(config, workdir=".", running=None):
     """The ``desired status`` table, the failed tasks (with their logs) and the nights without a table.
 
     Uses :mod:`desired.workflow_status` (the library behind ``desired status``).
+    ``running``: whether a Snakemake run is active (default: judged from its lock); False from
+    the workflow's own ``onerror`` handler, which holds the lock but runs no job any more.
 
     Returns
     -------
@@ -417,16 +449,13 @@ def production_status(config, workdir="."):
     """
     from .. import workflow_status as ws
     tasks, missing = ws.production_tasks(config, workdir)
-    table = ws.status_table(tasks, workdir)
-    incomplete, running = ws.incomplete_outputs(workdir), ws.snakemake_running(workdir)
-    if hasattr(ws, "task_states"):      # states judged in dependency order, where available
-        states = ws.task_states(tasks, workdir, incomplete, running)
-    else:
-        states = {t["name"]: ws.task_state(t, workdir, incomplete, running) for t in tasks}
+    incomplete = ws.incomplete_outputs(workdir)
+    running = ws.snakemake_running(workdir) if running is None else running
+    states = ws.task_states(tasks, workdir, incomplete, running)
+    table = ws.status_table(tasks, workdir, states)
     failed = [dict(t) for t in tasks if states[t["name"]] == "failed"]
-    if hasattr(ws, "failure_line"):
-        for task in failed:
-            task["reason"] = ws.failure_line(task, workdir)
+    for task in failed:
+        task["reason"] = ws.failure_line(task, workdir)
     return {"table": table, "failed": failed, "missing": missing}
 
 
@@ -678,7 +707,8 @@ def resolve_nominal(nominal, nights):
 
 
 def build_report(roots, outdir=None, config=None, workdir=".", nights=None, expid=None, thresholds=None,
-                 nominal=None, max_flat_offset=0.15, min_deltachi2=25.0, write_metrics=False):
+                 nominal=None, max_flat_offset=0.15, min_deltachi2=25.0, write_metrics=False, running=None,
+                 templates=None):
     """Write the HTML report of a production, of some nights, or of one exposure.
 
     Parameters
@@ -701,6 +731,10 @@ def build_report(roots, outdir=None, config=None, workdir=".", nights=None, expi
         Config ``qa.nominal`` (zeropoint, sky per band) for EFFTIME.
     write_metrics : bool
         Also write every exposure's exposure-qa file.
+    running : bool, optional
+        Whether a Snakemake run is active (see :func:`production_status`).
+    templates : str, optional
+        Redrock template directory: best-fit models of the healpix pages when no rrmodel file exists.
 
     Returns
     -------
@@ -710,7 +744,7 @@ def build_report(roots, outdir=None, config=None, workdir=".", nights=None, expi
     from ..io.qa import read_truth_targets, write_exposure_qa, write_text
     redux = roots["redux"]
     outdir = outdir or os.path.dirname(desired_paths.findfile("qa_report", root=redux))
-    status = production_status(config, workdir) if config is not None else None
+    status = production_status(config, workdir, running) if config is not None else None
     failed = status["failed"] if status else []
     whole = nights is None
     nights = list_nights(redux) if nights is None else [int(n) for n in nights]
@@ -743,7 +777,7 @@ def build_report(roots, outdir=None, config=None, workdir=".", nights=None, expi
         truth = read_truth_targets(sorted(truth_files)) if roots.get("truth") and truth_files else None
         for survey, program, healpix, path in healpix_files(redux):
             pix = healpix_qa(redux, survey, program, healpix, path, truth, os.path.join(outdir, "healpix"),
-                             min_deltachi2)
+                             min_deltachi2, templates)
             write_text(os.path.join(outdir, "healpix", f"{pix.camera}.html"), healpix_page(pix, outdir, thresholds))
             pixels.append(pix)
     index = os.path.join(outdir, "index.html")

@@ -32,6 +32,9 @@ def add_arguments(parser):
     parser.add_argument("--metrics-only", action="store_true",
                         help="write the exposure-qa file of --night/--expid only (no figures, no HTML)")
     parser.add_argument("--outfile", default=None, help="exposure-qa file with --metrics-only (default: its PATTERNS path)")
+    parser.add_argument("--templates", default=None,
+                        help="redrock template directory for the best-fit models of the healpix pages when no "
+                             "rrmodel file exists (default: the config's templates.redrock_dir)")
     parser.add_argument("--write-metrics", action="store_true",
                         help="also write the exposure-qa file of every exposure in the report")
 
@@ -49,7 +52,7 @@ def _in(directory, roots):
 
 
 def run(config, directory=".", night=None, expid=None, outdir=None, metrics_only=False, outfile=None,
-        write_metrics=False):
+        write_metrics=False, running=None, templates=None):
     """Build the report (or one exposure-qa file) of the production described by ``config``.
 
     Parameters
@@ -64,6 +67,11 @@ def run(config, directory=".", night=None, expid=None, outdir=None, metrics_only
         Report directory.
     metrics_only : bool
         Write only the exposure-qa file of (night, expid) to ``outfile``.
+    running : bool, optional
+        Whether a Snakemake run is active (default: judged from its lock); the workflow's
+        ``onerror`` handler passes False (it holds the lock, but no job runs any more).
+    templates : str, optional
+        Redrock template directory (default: the config's ``templates.redrock_dir``).
 
     Returns
     -------
@@ -91,7 +99,8 @@ def run(config, directory=".", night=None, expid=None, outdir=None, metrics_only
                                nights=None if night is None else [night], expid=expid,
                                thresholds=opts["thresholds"], nominal=opts["nominal"],
                                max_flat_offset=opts["max_flat_offset"], min_deltachi2=opts["min_deltachi2"],
-                               write_metrics=write_metrics)
+                               write_metrics=write_metrics, running=running,
+                               templates=templates or (config.get("templates") or {}).get("redrock_dir"))
 
 
 def main(args):
@@ -101,7 +110,7 @@ def main(args):
     try:
         config = load_config(args.configfile, schema)
         out = run(config, args.directory, args.night, args.expid, args.outdir, args.metrics_only, args.outfile,
-                  args.write_metrics)
+                  args.write_metrics, templates=args.templates)
     except ValueError as err:
         log.error("%s", err)
         return 1
