@@ -207,13 +207,33 @@ def register_targets(function):
 
 
 def all_targets(wildcards):
-    """Inputs of the all-target: every registered target of every configured night."""
+    """Inputs of the all-target: every registered target of every configured night (of config `stages`)."""
     remove_incomplete_outputs()
     out = []
     for night in NIGHTS:
         for function in TARGETS:
-            out.extend(function(night))
+            out.extend(stage_targets(function, night))
     return out
+
+
+# ---------------------------------------------------------------- survey scale: config `stages`
+#: all | night (the per-night half: raw -> cframe, exposure QA) | healpix (spectra -> catalogs of every night)
+STAGES = config["stages"]
+#: registered target functions of the healpix half (products spanning nights; the others are per night)
+HEALPIX_TARGET_FUNCTIONS = ("spectra_targets", "zcatalog_targets")
+
+
+def stage_targets(function, night):
+    """Targets of one registered function for one night, restricted to the half config `stages` names.
+
+    A split run (stages night or healpix) leaves out the production's QA report:
+    its inputs are every product of every night.
+    """
+    healpix = function.__name__ in HEALPIX_TARGET_FUNCTIONS
+    if (STAGES == "night" and healpix) or (STAGES == "healpix" and not healpix):
+        return []
+    out = function(night)
+    return out if STAGES == "all" else [p for p in out if p != path("qa_report")]
 
 
 # ---------------------------------------------------------------- stage helpers: exposures.smk
@@ -335,7 +355,8 @@ QA_OPTIONAL_KINDS = {"FLAT": ("fiberflat",), "SCIENCE": ("sky", "fluxcalib", "cf
 
 def qa_produced_kinds():
     """Kinds of QA_OPTIONAL_KINDS whose path pattern is the output of some rule of the workflow."""
-    outputs = {os.path.normpath(str(out)) for rule in workflow.rules for out in rule.output}
+    from snakemake.io import strip_wildcard_constraints   # outputs carry the global constraints
+    outputs = {os.path.normpath(strip_wildcard_constraints(str(out))) for rule in workflow.rules for out in rule.output}
     names = {rule.name for rule in workflow.rules}
     return {kind for kinds in QA_OPTIONAL_KINDS.values() for kind in kinds
             if os.path.normpath(pattern(kind)) in outputs or kind in names}
@@ -379,6 +400,28 @@ def qa_report_inputs(wildcards):
 def qa_targets(night):
     """The exposure-qa files of the night and the production's report."""
     return qa_exposure_targets(night) + [path("qa_report")]
+
+
+# ---------------------------------------------------------------- DAG-building speed
+def cache_function_signatures(rules):
+    """Record each input/params/resources function's signature once, on the function.
+
+    Snakemake inspects the signature of such a function at every call (which
+    arguments it takes: wildcards, input, output, resources...); for one
+    full-size night that is ~57 000 inspect.signature calls.  It reads a
+    signature recorded with snakemake.common.overwrite_function_params instead,
+    the mechanism its own path helpers use.  Call after every rule is defined.
+    """
+    import inspect
+    from snakemake.common import overwrite_function_params
+    for step in rules:
+        items = [*step.input, *step.params, *step.log, *step.resources.values()]
+        for item in items:
+            if callable(item) and not isinstance(item, type) and not hasattr(item, "_overwrite_params"):
+                try:
+                    overwrite_function_params(item, inspect.signature(item).parameters)
+                except (TypeError, ValueError, AttributeError):   # builtins without a signature
+                    pass
 
 
 # ---------------------------------------------------------------- resuming a killed run
