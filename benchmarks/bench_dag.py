@@ -4,10 +4,10 @@ Builds a synthetic production under ``--workdir``: N nights, each with 3 arcs,
 3 flats and 30 science exposures of 30 cameras (b/r/z x 10 spectrographs).  The
 raw files are empty placeholders and each night's exposure table is written
 after them, so the workflow reads the tables while parsing (as it does for a
-real production whose tables are up to date) and never opens a raw file.  Then
-``snakemake -n`` is run over the whole production (no pixels are read; no job
-runs) and its wall time and peak memory (RSS of the Snakemake process) are
-measured.  The last line reads::
+real production whose tables are up to date) and never opens a raw image file
+(the raw fibermaps below are read, for the healpix groups).  Then ``snakemake -n``
+is run (no pixels are read; no job runs) and its wall time, CPU time and peak
+memory (RSS of the Snakemake process) are measured.  The last line reads::
 
     jobs N dry-run S s peak-rss M MiB
 
