@@ -221,6 +221,7 @@ def all_targets(wildcards):
 STAGES = config["stages"]
 #: registered target functions of the healpix half (products spanning nights; the others are per night)
 HEALPIX_TARGET_FUNCTIONS = ("spectra_targets", "zcatalog_targets")
+STAGE_CHECK = []
 
 
 def stage_targets(function, night):
@@ -229,6 +230,12 @@ def stage_targets(function, night):
     A split run (stages night or healpix) leaves out the production's QA report:
     its inputs are every product of every night.
     """
+    if STAGES != "all" and not STAGE_CHECK:                 # a renamed stage function would move halves
+        STAGE_CHECK.append(True)
+        missing = set(HEALPIX_TARGET_FUNCTIONS) - {f.__name__ for f in TARGETS}
+        if missing:
+            logger.warning(f"stages {STAGES}: no registered target function {sorted(missing)}; "
+                           "update HEALPIX_TARGET_FUNCTIONS in rules/common.smk")
     healpix = function.__name__ in HEALPIX_TARGET_FUNCTIONS
     if (STAGES == "night" and healpix) or (STAGES == "healpix" and not healpix):
         return []
