@@ -31,12 +31,19 @@ include: "rules/common.smk"
 include: "rules/groups.smk"
 include: "rules/simulate.smk"
 include: "rules/exposures.smk"
-include: "rules/preproc.smk"
-include: "rules/psf.smk"
-include: "rules/extract.smk"
-include: "rules/calib.smk"
 include: "rules/common_fluxcalib.smk"
-include: "rules/fluxcalib.smk"
+# The per-night half (raw -> cframe). A healpix-half run (config stages: healpix) leaves
+# these rules out: its DAG starts at the cframes every night's run already made, so its
+# size is that of the healpix stage alone, whatever the number of nights.
+if config["stages"] != "healpix":
+
+    include: "rules/preproc.smk"
+    include: "rules/psf.smk"
+    include: "rules/extract.smk"
+    include: "rules/calib.smk"
+    include: "rules/fluxcalib.smk"
+
+
 include: "rules/common_spectra.smk"
 include: "rules/spectra.smk"
 include: "rules/common_redshift.smk"
@@ -81,3 +88,7 @@ rule spectra_all:
     """Every spectra and coadd file of the production (and the healpix lists)."""
     input:
         lambda wildcards: sorted({p for night in NIGHTS for p in spectra_targets(night)}),
+
+
+# after every rule: Snakemake then reads the input/params functions' signatures once, not per job
+cache_function_signatures(workflow.rules)

@@ -29,34 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-NIGHT = 20261124
-
-
-def simulate(root, preset, narc, nflat, nscience):
-    """Simulate the night's raw and calib trees under root; return (raw_dir, calib_dir)."""
-    raw, calib, truth = root / "raw", root / "calib", root / "truth"
-    subprocess.run([sys.executable, "-m", "desired", "simulate", "--preset", preset, "--night", str(NIGHT),
-                    "--raw-dir", str(raw), "--calib-dir", str(calib), "--truth-dir", str(truth),
-                    "--narc", str(narc), "--nflat", str(nflat), "--nscience", str(nscience), "--seed", "0"],
-                   check=True, stdout=subprocess.DEVNULL)
-    return raw, calib
+from workflow_runs import environment, new_production, simulate, snakemake_command
 
 
 def run_production(workdir, raw, calib, chain, nodes):
     """Run the night under the SLURM profile; return (wall s, number of sbatch submissions)."""
-    workdir.mkdir(parents=True)
-    (workdir / "config.yaml").write_text(
-        f"raw_dir: {raw}\ncalib_dir: {calib}\nnights: [{NIGHT}]\n"
-        f"group:\n  chain: {chain}\n"
-        f"extract:\n  nodes: {nodes}\n  tasks: 2\n")
-    bindir = str(Path(sys.executable).parent)
-    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    new_production(workdir, raw, calib, f"group:\n  chain: {chain}\nextract:\n  nodes: {nodes}\n  tasks: 2\n")
     start = time.perf_counter()
-    run = subprocess.run([os.path.join(bindir, "snakemake"), "--snakefile", str(REPO / "Snakefile"),
-                          "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
-                          "--profile", str(REPO / "profiles" / "slurm")],
-                         cwd=workdir, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    run = subprocess.run(snakemake_command(workdir, "slurm"), cwd=workdir, env=environment(), text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - start
     (workdir / "snakemake.out").write_text(run.stdout)
     if run.returncode != 0:

@@ -36,36 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-NIGHT = 20261124
+from workflow_runs import environment, new_production, simulate, snakemake_command
+
 VOLATILE = {"DATE", "CHECKSUM", "DATASUM"}
 
 
-def simulate(root, preset, narc, nflat, nscience):
-    """Simulate the night's raw and calib trees under root; return (raw_dir, calib_dir)."""
-    raw, calib, truth = root / "raw", root / "calib", root / "truth"
-    subprocess.run([sys.executable, "-m", "desired", "simulate", "--preset", preset, "--night", str(NIGHT),
-                    "--raw-dir", str(raw), "--calib-dir", str(calib), "--truth-dir", str(truth),
-                    "--narc", str(narc), "--nflat", str(nflat), "--nscience", str(nscience), "--seed", "0"],
-                   check=True, stdout=subprocess.DEVNULL)
-    return raw, calib
-
-
-def snakemake_command(workdir, cores, *extra):
-    bindir = Path(sys.executable).parent
-    return [str(bindir / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-            "--configfile", str(workdir / "config.yaml"), "--profile", str(REPO / "profiles" / "local"),
-            "--cores", str(cores), *extra]
-
-
-def environment():
-    bindir = str(Path(sys.executable).parent)
-    return dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
-
-
-def new_production(workdir, raw, calib):
-    workdir.mkdir(parents=True)
-    (workdir / "config.yaml").write_text(f"raw_dir: {raw}\ncalib_dir: {calib}\nnights: [{NIGHT}]\n")
+def command(workdir, cores, *extra):
+    return snakemake_command(workdir, "local", "--cores", str(cores), *extra)
 
 
 def run_once(workdir, cores, kill_after=None):
@@ -75,7 +52,7 @@ def run_once(workdir, cores, kill_after=None):
     out = open(workdir / "snakemake.out", "a")
     out.write(f"\n===== start {time.strftime('%H:%M:%S')} kill_after={kill_after}\n")
     out.flush()
-    proc = subprocess.Popen(snakemake_command(workdir, cores), cwd=workdir, env=environment(), text=True,
+    proc = subprocess.Popen(command(workdir, cores), cwd=workdir, env=environment(), text=True,
                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         code = proc.wait(timeout=kill_after)
@@ -94,7 +71,7 @@ def run_once(workdir, cores, kill_after=None):
 
 
 def unlock(workdir, cores):
-    subprocess.run(snakemake_command(workdir, cores, "--unlock"), cwd=workdir, env=environment(),
+    subprocess.run(command(workdir, cores, "--unlock"), cwd=workdir, env=environment(),
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
 
 

@@ -207,13 +207,40 @@ def register_targets(function):
 
 
 def all_targets(wildcards):
-    """Inputs of the all-target: every registered target of every configured night."""
+    """Inputs of the all-target: every registered target of every configured night (of config `stages`)."""
     remove_incomplete_outputs()
     out = []
     for night in NIGHTS:
         for function in TARGETS:
-            out.extend(function(night))
+            out.extend(stage_targets(function, night))
     return out
+
+
+# ---------------------------------------------------------------- survey scale: config `stages`
+#: all | night (the per-night half: raw -> cframe, exposure QA) | healpix (spectra -> catalogs of every night)
+STAGES = config["stages"]
+#: registered target functions of the healpix half (products spanning nights; the others are per night)
+HEALPIX_TARGET_FUNCTIONS = ("spectra_targets", "zcatalog_targets")
+STAGE_CHECK = []
+
+
+def stage_targets(function, night):
+    """Targets of one registered function for one night, restricted to the half config `stages` names.
+
+    A split run (stages night or healpix) leaves out the production's QA report:
+    its inputs are every product of every night.
+    """
+    if STAGES != "all" and not STAGE_CHECK:                 # a renamed stage function would move halves
+        STAGE_CHECK.append(True)
+        missing = set(HEALPIX_TARGET_FUNCTIONS) - {f.__name__ for f in TARGETS}
+        if missing:
+            logger.warning(f"stages {STAGES}: no registered target function {sorted(missing)}; "
+                           "update HEALPIX_TARGET_FUNCTIONS in rules/common.smk")
+    healpix = function.__name__ in HEALPIX_TARGET_FUNCTIONS
+    if (STAGES == "night" and healpix) or (STAGES == "healpix" and not healpix):
+        return []
+    out = function(night)
+    return out if STAGES == "all" else [p for p in out if p != path("qa_report")]
 
 
 # ---------------------------------------------------------------- stage helpers: exposures.smk
@@ -335,7 +362,8 @@ QA_OPTIONAL_KINDS = {"FLAT": ("fiberflat",), "SCIENCE": ("sky", "fluxcalib", "cf
 
 def qa_produced_kinds():
     """Kinds of QA_OPTIONAL_KINDS whose path pattern is the output of some rule of the workflow."""
-    outputs = {os.path.normpath(str(out)) for rule in workflow.rules for out in rule.output}
+    from snakemake.io import strip_wildcard_constraints   # outputs carry the global constraints
+    outputs = {os.path.normpath(strip_wildcard_constraints(str(out))) for rule in workflow.rules for out in rule.output}
     names = {rule.name for rule in workflow.rules}
     return {kind for kinds in QA_OPTIONAL_KINDS.values() for kind in kinds
             if os.path.normpath(pattern(kind)) in outputs or kind in names}
@@ -420,6 +448,28 @@ def build_report_after_failure(workflow):
         handler.close()
         library.setLevel(saved[0])
         library.propagate = saved[1]
+
+
+# ---------------------------------------------------------------- DAG-building speed
+def cache_function_signatures(rules):
+    """Record each input/params/resources function's signature once, on the function.
+
+    Snakemake inspects the signature of such a function at every call (which
+    arguments it takes: wildcards, input, output, resources...); for one
+    full-size night that is ~57 000 inspect.signature calls.  It reads a
+    signature recorded with snakemake.common.overwrite_function_params instead,
+    the mechanism its own path helpers use.  Call after every rule is defined.
+    """
+    import inspect
+    from snakemake.common import overwrite_function_params
+    for step in rules:
+        items = [*step.input, *step.params, *step.log, *step.resources.values()]
+        for item in items:
+            if callable(item) and not isinstance(item, type) and not hasattr(item, "_overwrite_params"):
+                try:
+                    overwrite_function_params(item, inspect.signature(item).parameters)
+                except (TypeError, ValueError, AttributeError):   # builtins without a signature
+                    pass
 
 
 # ---------------------------------------------------------------- resuming a killed run

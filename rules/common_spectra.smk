@@ -121,8 +121,10 @@ def spectra_tile_inputs(kind):
 
 def cframes_buildable(cframes):
     """True when a workflow step produces cframes, or (a tree without that stage) they all exist already."""
+    from snakemake.io import strip_wildcard_constraints   # outputs carry the global constraints
     target = os.path.normpath(pattern("cframe"))
-    if any(os.path.normpath(str(out)) == target for step in workflow.rules for out in step.output):
+    if any(os.path.normpath(strip_wildcard_constraints(str(out))) == target
+           for step in workflow.rules for out in step.output):
         return True
     return all(os.path.exists(c) for c in cframes)
 
