@@ -34,12 +34,6 @@ def redshift_template_inputs(wildcards):
     return [BUILT_TEMPLATES] if REDSHIFT_TEMPLATES == BUILT_TEMPLATES else []
 
 
-def templates_options():
-    """Command-line options of `desired templates` from config['templates']."""
-    tconf = config["templates"]
-    return f"--seed {tconf.get('seed', 1)}" + (" --quick" if tconf.get("quick", False) else "")
-
-
 def redshift_options():
     """Command-line options of `desired redshifts` from config['redshifts'] and the template directory."""
     opts = []

@@ -7,16 +7,16 @@ rule templates:
     output:
         listing=BUILT_TEMPLATES,
     params:
-        options=templates_options(),
-        desired=DESIRED,
+        seed=config["templates"].get("seed", 1),
+        quick=bool(config["templates"].get("quick", False)),
     log:
         log_pattern("templates"),
     benchmark:
         benchmark_pattern("templates")
     conda:
         "../envs/desired.yaml"
-    shell:
-        "{params.desired} --log-file {log} templates --outdir $(dirname {output.listing}) {params.options}"
+    script:
+        "../workflow/scripts/templates.py"
 
 
 rule redshifts:
