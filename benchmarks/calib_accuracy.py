@@ -194,6 +194,20 @@ def flux_accuracy(corr, raw, truth, calib_dir, expid, nights, shape_prior=True):
             calonly.append(np.sum(w * ratio_cal) / np.sum(w))
         print(f"    calibration alone in the overlap (true / ours, ivar-weighted over all targets): "
               f"{calonly[0]:.4f} / {calonly[1]:.4f} = {calonly[0] / calonly[1]:.4f}")
+        # the summed statistic where both cameras' true throughput is above 10 % of its peak (elsewhere one camera's
+        # cframe is its noise and sky residual divided by a calibration of a few % of its peak)
+        peak = {band: np.median(true_calibration(raw[band], truth[band]), axis=0) for band in (a, b)}
+        strong = {band: np.interp(cframes[band].wave, cframes[o].wave, peak[o] / peak[o].max(), left=0.0, right=0.0)
+                  for band, o in ((a, b), (b, a))}
+        usable = []
+        for band in (a, b):
+            cf = cframes[band]
+            sel = (cf.wave > lo) & (cf.wave < hi) & (peak[band] > 0.1 * peak[band].max()) & (strong[band] > 0.1)
+            good = np.where(cf.ivar[tgt][:, sel] > 0, 1.0, 0.0)[bright]
+            usable.append((np.sum(cf.flux[tgt][:, sel][bright] * good) /
+                           np.sum(true_cframe_flux(raw[band], truth[band])[tgt][:, sel][bright] * good), int(sel.sum())))
+        print(f"    summed where both throughputs are > 10 % of their peaks ({usable[0][1]}, {usable[1][1]} px): "
+              f"{usable[0][0]:.4f} / {usable[1][0]:.4f} = {usable[0][0] / usable[1][0]:.4f}")
 
 
 if __name__ == "__main__":

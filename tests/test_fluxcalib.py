@@ -43,6 +43,7 @@ def test_calibration_matches_truth(night, band):
     """Our calibration of every fiber vs the true R·(T·C) / flat (both smoothed over 100 A)."""
     calib = read_flux_calibration(night["fluxcalib"][band])
     assert calib.header["CALMODE"] == "STDSTARS" and calib.header["NSTDUSED"] >= 3
+    assert calib.header["CALPRIOR"] == "NOMINAL"      # written and read back; the workflow passes the nominal
     truth = night["truth"][band]
     thru = truth["FIBERFLAT"]
     expected = true_calibration(night["raw"][band], truth) / (thru / thru.mean(axis=0))

@@ -334,7 +334,8 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
         while the dichroic edges at the camera ends, where the throughput falls by a factor
         of ~100 within ~50 Å, come from the instrument model.  A spline of 10 Å knots with a
         curvature penalty cannot follow such an edge by itself (it rings, ±5 % errors in
-        the last 100 Å of a camera).  Without ``nominal`` the prior is flat.
+        the last 100 Å of a camera).  Without ``nominal`` the prior is flat.  Header
+        CALPRIOR says which (NOMINAL or NONE).
 
     Returns
     -------
@@ -373,7 +374,8 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
             rdata=rdata if deconvolve else None, model_error=model_error)
         calib, weight = corr * prior, weight / prior ** 2
         ngood = int(good.sum())
-        info = {"scale": scale, "good": good, "shape_rms": shape_rms, "fibers": frame.fibers[rows]}
+        info = {"scale": scale, "good": good, "shape_rms": shape_rms, "fibers": frame.fibers[rows],
+                "prior": "NOMINAL" if shape_prior and nominal is not None else "NONE"}
         log.info("camera %s: %d of %d standards kept (scale rms %.3f, shape rms median %.4f)", camera, ngood,
                  rows.size, np.std(scale[good]) if ngood else np.nan, np.median(shape_rms[good]) if ngood else np.nan)
     if ngood >= min_std:
@@ -447,6 +449,8 @@ def _assemble(frame, calib, cal_ivar, mode, ngood, nstar, info, stdstars):
     mask = np.where(bad, specmask.mask("NODATA"), 0).astype(np.int32)
     header = {k: frame.header[k] for k in ("CAMERA", "NIGHT", "EXPID", "TILEID", "EXPTIME") if k in frame.header}
     header.update({"CALMODE": mode, "FLUXFALL": mode != "STDSTARS", "NSTDSTAR": nstar, "NSTDUSED": ngood})
+    if mode == "STDSTARS":
+        header["CALPRIOR"] = info["prior"]     # shape the calibration spline was fitted relative to
     fibercorr = Table({"FLAT_TO_PSF_FLUX": np.ones(frame.nspec), "PSF_TO_FIBER_FLUX": np.ones(frame.nspec)})
     stdfm = None
     if stdstars is not None and stdstars.fibermap is not None and nstar:
