@@ -68,12 +68,12 @@ def load(root):
     return raw, corr, truth, flats
 
 
-def accuracy(cf, raw, truth, flat, calib):
-    """Per-camera figures of a cframe against the truth."""
+def accuracy(cf, raw, truth, flat, calib, edge=100.0):
+    """Per-camera figures of a cframe against the truth (the first and last ``edge`` Å left out)."""
     from desired.sim.truthcal import true_calibration, true_cframe_flux
     fm = cf.fibermap
     tgt = np.char.strip(np.asarray(fm["OBJTYPE"]).astype(str)) != "SKY"
-    inner = (cf.wave > cf.wave[0] + 100) & (cf.wave < cf.wave[-1] - 100)
+    inner = (cf.wave >= cf.wave[0] + edge) & (cf.wave <= cf.wave[-1] - edge)
     ours, exp = smooth100(cf.wave, cf.flux[tgt])[:, inner], smooth100(cf.wave, true_cframe_flux(raw, truth)[tgt])[:, inner]
     # noise of the 100-A smoothed expectation: keep pixels where it is < 1 % (photon noise is not calibration error)
     npix = max(int(round(100.0 / np.median(np.diff(cf.wave)))), 1)

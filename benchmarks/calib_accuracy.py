@@ -18,6 +18,13 @@ Simulates (or reuses ``--root``) a frame-level night (``--preset``, ``--nflat`` 
   ``apply_flux_calibration``): cframe of every non-sky target vs the truth in DESI's
   point-source convention (both smoothed over 100 Å, ``bench_fluxcalib.accuracy``), rms and
   median per camera, and the b/r, r/z overlap flux ratios (``--no-fluxcalib`` skips it).
+  Per camera also with the first and last 100 Å included (where the dichroics cut the
+  throughput), and the calibration alone (no photon noise).  Overlaps: the median flux ratio of
+  the brighter half of the targets; each camera's cframe flux summed over the truly brighter
+  half vs its summed truth (with its photon noise: where a camera's throughput is a few % of
+  its peak, 1/calibration amplifies the noise); and the calibration alone, true / ours
+  (fiberflatnight × fluxcalib) weighted by the cframe ivar as a coadd weights the cameras.
+  ``--no-shape-prior`` runs the calibration without fluxcalib's nominal-shape prior (side by side).
 
 The default number of flats is DESI's nightly sequence (``desired.sim.night.DESI_NFLAT``).
 
@@ -41,6 +48,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--night", type=int, default=20261124)
     parser.add_argument("--root", default=None)
+    parser.add_argument("--no-shape-prior", action="store_true",
+                        help="fit the calibration spline to the calibration itself, not to its ratio to the nominal "
+                             "shape (the side by side of fluxcalib's shape_prior)")
     args = parser.parse_args()
     from desired.fiberflat import apply_fiberflat, average_fiberflats, compute_fiberflat
     from desired.io.frame import read_frame
@@ -100,10 +110,11 @@ def main():
         for e in science:
             flux_accuracy({c[0]: corrected[e, c] for c in ("b0", "r0", "z0")},
                           {c[0]: frame(e, c) for c in ("b0", "r0", "z0")},
-                          {c[0]: truth(e, c) for c in ("b0", "r0", "z0")}, os.path.join(root, "calib"), e)
+                          {c[0]: truth(e, c) for c in ("b0", "r0", "z0")}, os.path.join(root, "calib"), e,
+                          {c[0]: nights[c] for c in ("b0", "r0", "z0")}, shape_prior=not args.no_shape_prior)
 
 
-def flux_accuracy(corr, raw, truth, calib_dir, expid):
+def flux_accuracy(corr, raw, truth, calib_dir, expid, nights, shape_prior=True):
     """Standard stars, flux calibration and cframes of one exposure as the workflow makes them, vs the truth."""
     import sys
     import time
@@ -125,21 +136,28 @@ def flux_accuracy(corr, raw, truth, calib_dir, expid):
     stars = fit_stdstars(corr, grid, delta_color=st["delta_color"], color_sys=st["color_sys"],
                          color_correct=st["color_correct"])
     print(f"  expid {expid}: {stars.nstd} standards fitted in {time.time() - t0:.0f} s (model grid included, under load)")
-    cframes = {}
+    cframes, chain_cal = {}, {}
     for band in "brz":
         nominal = read_flux_calibration(findfile("calib_fluxcalib", root=calib_dir, camera=f"{band}0"))
         cal = compute_flux_calibration(corr[band], stars, nominal=nominal, min_std=fc["min_std"],
                                        knot_spacing=fc["knot_spacing"], penalty=fc["penalty"],
-                                       max_scale_dev=fc["max_scale_dev"], max_shape_rms=fc["max_shape_rms"])
+                                       max_scale_dev=fc["max_scale_dev"], max_shape_rms=fc["max_shape_rms"],
+                                       shape_prior=shape_prior)
         cframes[band] = cf = apply_flux_calibration(corr[band], cal)
+        # the calibration of the chain: fiberflatnight x fluxcalib (frame = cframe x this)
+        chain_cal[band] = nights[band].fiberflat * cal.calib
         thru = truth[band]["FIBERFLAT"]
         acc = accuracy(cf, raw[band], truth[band], thru / thru.mean(axis=0), cal.calib)
+        acc0 = accuracy(cf, raw[band], truth[band], thru / thru.mean(axis=0), cal.calib, edge=0.0)
         print(f"  {band}0 expid {expid}: {cal.header['CALMODE']} {cal.header['NSTDUSED']}/{cal.header['NSTDSTAR']} "
               f"stars; cframe vs truth (100 A) rms {100 * acc['rms']:.2f} %, median {100 * acc['median']:+.2f} % "
               f"over {acc['n_bright']}/{acc['n_targets']} targets" +
-              (f"; rms above 4100 A {100 * acc['rms_above4100']:.2f} %" if "rms_above4100" in acc else ""))
+              (f"; rms above 4100 A {100 * acc['rms_above4100']:.2f} %" if "rms_above4100" in acc else "") +
+              f"; with the first/last 100 A: rms {100 * acc0['rms']:.2f} %, median {100 * acc0['median']:+.2f} %, "
+              f"calibration alone rms {100 * acc0['cal_rms']:.2f} %, worst |median over fibers| "
+              f"{100 * acc0['cal_maxabs']:.2f} %")
     tgt = np.flatnonzero(np.char.strip(np.asarray(corr["b"].fibermap["OBJTYPE"]).astype(str)) != "SKY")
-    from desired.sim.truthcal import true_cframe_flux
+    from desired.sim.truthcal import true_calibration, true_cframe_flux
     for a, b in (("b", "r"), ("r", "z")):
         ratio, lo, hi = overlap(cframes[a], cframes[b], tgt)
         # the same agreement with less of the targets' photon noise: each camera's cframe flux summed over the
@@ -153,10 +171,43 @@ def flux_accuracy(corr, raw, truth, calib_dir, expid):
             sums[band] = (np.sum(cf.flux[tgt][:, sel] * good, axis=1), np.sum(true * good, axis=1))
         tot = sums[a][1] + sums[b][1]
         bright = tot > np.median(tot)
+
+        def noise(band):
+            """Photon noise of the summed statistic of ``band`` (relative)."""
+            cf = cframes[band]
+            sel = (cf.wave > lo) & (cf.wave < hi)
+            iv = cf.ivar[tgt][:, sel][bright]
+            return np.sqrt(np.sum(1.0 / iv[iv > 0])) / np.sum(sums[band][1][bright])
         cal = [np.sum(sums[band][0][bright]) / np.sum(sums[band][1][bright]) for band in (a, b)]
         print(f"  overlap {a}/{b} ({lo:.0f}-{hi:.0f} A) expid {expid}: median flux ratio of the brighter half "
               f"{ratio:.4f}; summed over the truly brighter {bright.sum()} targets, each camera vs truth: "
-              f"{cal[0]:.4f} / {cal[1]:.4f} = {cal[0] / cal[1]:.4f}")
+              f"{cal[0]:.4f} / {cal[1]:.4f} = {cal[0] / cal[1]:.4f} (noise {100 * noise(a):.2f} % / {100 * noise(b):.2f} %)")
+        # the calibration alone, without photon noise: true / our chain calibration in the overlap, weighted by the
+        # cframe ivar (as a coadd weights the two cameras), per camera, then a / b
+        calonly = []
+        for band in (a, b):
+            sel = (cframes[band].wave > lo) & (cframes[band].wave < hi)
+            w = cframes[band].ivar[tgt][:, sel]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio_cal = np.where(w > 0, true_calibration(raw[band], truth[band])[tgt][:, sel] /
+                                     chain_cal[band][tgt][:, sel], 0.0)
+            calonly.append(np.sum(w * ratio_cal) / np.sum(w))
+        print(f"    calibration alone in the overlap (true / ours, ivar-weighted over all targets): "
+              f"{calonly[0]:.4f} / {calonly[1]:.4f} = {calonly[0] / calonly[1]:.4f}")
+        # the summed statistic where both cameras' true throughput is above 10 % of its peak (elsewhere one camera's
+        # cframe is its noise and sky residual divided by a calibration of a few % of its peak)
+        peak = {band: np.median(true_calibration(raw[band], truth[band]), axis=0) for band in (a, b)}
+        strong = {band: np.interp(cframes[band].wave, cframes[o].wave, peak[o] / peak[o].max(), left=0.0, right=0.0)
+                  for band, o in ((a, b), (b, a))}
+        usable = []
+        for band in (a, b):
+            cf = cframes[band]
+            sel = (cf.wave > lo) & (cf.wave < hi) & (peak[band] > 0.1 * peak[band].max()) & (strong[band] > 0.1)
+            good = np.where(cf.ivar[tgt][:, sel] > 0, 1.0, 0.0)[bright]
+            usable.append((np.sum(cf.flux[tgt][:, sel][bright] * good) /
+                           np.sum(true_cframe_flux(raw[band], truth[band])[tgt][:, sel][bright] * good), int(sel.sum())))
+        print(f"    summed where both throughputs are > 10 % of their peaks ({usable[0][1]}, {usable[1][1]} px): "
+              f"{usable[0][0]:.4f} / {usable[1][0]:.4f} = {usable[0][0] / usable[1][0]:.4f}")
 
 
 if __name__ == "__main__":

@@ -282,7 +282,7 @@ def _shape_rms(data, ivar, pred, bins, nbin):
 
 def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_spacing=10.0, penalty=0.2,
                              max_scale_dev=0.3, max_shape_rms=0.03, nsig=3.0, niter=6, deconvolve=True,
-                             model_error=True):
+                             model_error=True, shape_prior=True):
     """Flux calibration of one camera and exposure from its fitted standard stars.
 
     ``frame`` must be flat-fielded and sky-subtracted (electron/Angstrom).  The model
@@ -327,6 +327,15 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
         as the star-to-star scatter of data/model beyond photon noise in 100 Å bins
         (:func:`_model_error_ivar`), so that bright stars do not dominate where the models
         are uncertain (the blue); the calibration ivar is not changed by it.
+    shape_prior : bool
+        With ``nominal``, fit the spline to the ratio of the calibration to the nominal
+        calibration's shape (:func:`nominal_shape`) rather than to the calibration itself:
+        the spline then only models a smooth correction (atmosphere, throughput changes),
+        while the dichroic edges at the camera ends, where the throughput falls by a factor
+        of ~100 within ~50 Å, come from the instrument model.  A spline of 10 Å knots with a
+        curvature penalty cannot follow such an edge by itself (it rings, ±5 % errors in
+        the last 100 Å of a camera).  Without ``nominal`` the prior is flat.  Header
+        CALPRIOR says which (NOMINAL or NONE).
 
     Returns
     -------
@@ -355,13 +364,18 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
             if "REDSHIFT" in stdstars.metadata.colnames else np.zeros(keep.size)
         for i in range(rows.size):
             ivar[i, _line_mask(frame.wave, red[i])] = 0.0
-        unconvolved = star_models_on_frame(frame, stdstars, convolve=False)[1] if deconvolve else None
-        calib, weight, scale, good, shape_rms = _fit_calibration(
-            frame.wave, data, ivar, models, knot_spacing, penalty, max_scale_dev, max_shape_rms, nsig, niter,
-            unconvolved=unconvolved, rdata=frame.resolution_data[rows] if deconvolve else None,
-            model_error=model_error)
+        unconvolved = star_models_on_frame(frame, stdstars, convolve=False)[1]
+        rdata = frame.resolution_data[rows]
+        # the spline fits the smooth correction to the instrument's nominal shape: calib = prior × correction
+        prior = nominal_shape(frame.wave, nominal) if shape_prior else np.ones(frame.nwave)
+        corr, weight, scale, good, shape_rms = _fit_calibration(
+            frame.wave, data, ivar, apply_resolution(rdata, unconvolved * prior), knot_spacing, penalty,
+            max_scale_dev, max_shape_rms, nsig, niter, unconvolved=unconvolved * prior if deconvolve else None,
+            rdata=rdata if deconvolve else None, model_error=model_error)
+        calib, weight = corr * prior, weight / prior ** 2
         ngood = int(good.sum())
-        info = {"scale": scale, "good": good, "shape_rms": shape_rms, "fibers": frame.fibers[rows]}
+        info = {"scale": scale, "good": good, "shape_rms": shape_rms, "fibers": frame.fibers[rows],
+                "prior": "NOMINAL" if shape_prior and nominal is not None else "NONE"}
         log.info("camera %s: %d of %d standards kept (scale rms %.3f, shape rms median %.4f)", camera, ngood,
                  rows.size, np.std(scale[good]) if ngood else np.nan, np.median(shape_rms[good]) if ngood else np.nan)
     if ngood >= min_std:
@@ -371,6 +385,31 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
     else:
         calib, cal_ivar, mode = _fallback(frame, nominal, models, rows, info, camera, ngood, min_std)
     return _assemble(frame, calib, cal_ivar, mode, ngood, rows.size, info, stdstars)
+
+
+def nominal_shape(wave, nominal, floor=1e-4):
+    """Shape of the nominal calibration on ``wave`` (median 1, floored at ``floor``), ones without one.
+
+    Parameters
+    ----------
+    wave : array (nwave,)
+    nominal : FluxCalib or None
+        Nominal calibration (first row used), any grid; outside it the end values are held.
+    floor : float
+        Smallest value relative to the median (keeps the prior positive where the
+        nominal throughput vanishes).
+
+    Returns
+    -------
+    ndarray (nwave,)
+    """
+    if nominal is None:
+        return np.ones(np.size(wave))
+    shape = np.interp(wave, nominal.wave, nominal.calib[0])
+    med = np.median(shape[shape > 0]) if np.any(shape > 0) else 0.0
+    if not (np.isfinite(med) and med > 0):
+        return np.ones(np.size(wave))
+    return np.maximum(shape / med, floor)
 
 
 def _fallback(frame, nominal, models, rows, info, camera, ngood, min_std):
@@ -410,6 +449,8 @@ def _assemble(frame, calib, cal_ivar, mode, ngood, nstar, info, stdstars):
     mask = np.where(bad, specmask.mask("NODATA"), 0).astype(np.int32)
     header = {k: frame.header[k] for k in ("CAMERA", "NIGHT", "EXPID", "TILEID", "EXPTIME") if k in frame.header}
     header.update({"CALMODE": mode, "FLUXFALL": mode != "STDSTARS", "NSTDSTAR": nstar, "NSTDUSED": ngood})
+    if mode == "STDSTARS":
+        header["CALPRIOR"] = info["prior"]     # shape the calibration spline was fitted relative to
     fibercorr = Table({"FLAT_TO_PSF_FLUX": np.ones(frame.nspec), "PSF_TO_FIBER_FLUX": np.ones(frame.nspec)})
     stdfm = None
     if stdstars is not None and stdstars.fibermap is not None and nstar:
