@@ -40,6 +40,16 @@ def _cpu():
     return r.ru_utime + r.ru_stime
 
 
+def _timed(inner, fit):
+    """``inner`` wrapped to record its CPU and wall seconds of the last call into ``fit``."""
+    def timed(*args, **kwargs):
+        c0, w0 = _cpu(), time.time()
+        out = inner(*args, **kwargs)
+        fit.update(cpu=_cpu() - c0, wall=time.time() - w0)
+        return out
+    return timed
+
+
 def worker(which, coadd, outfile, templates, ntargets):
     """Run one fitter in this process; print JSON timings."""
     t_wall0 = time.time()
@@ -48,27 +58,13 @@ def worker(which, coadd, outfile, templates, ntargets):
         from desired.redshift import zfind
         from desired.scripts.redshifts import run
         from desired.threads import single_threaded_blas
-        inner = zfind.fit_redshifts
-
-        def timed(*args, **kwargs):
-            c0, w0 = _cpu(), time.time()
-            out = inner(*args, **kwargs)
-            fit.update(cpu=_cpu() - c0, wall=time.time() - w0)
-            return out
-        zfind.fit_redshifts = timed
+        zfind.fit_redshifts = _timed(zfind.fit_redshifts, fit)
         with single_threaded_blas():
             table = run(coadd, outfile, templates=templates)
         n = len(table)
     else:
         import redrock.external.desi as rrdesi_mod
-        inner = rrdesi_mod.zfind
-
-        def timed(*args, **kwargs):
-            c0, w0 = _cpu(), time.time()
-            out = inner(*args, **kwargs)
-            fit.update(cpu=_cpu() - c0, wall=time.time() - w0)
-            return out
-        rrdesi_mod.zfind = timed
+        rrdesi_mod.zfind = _timed(rrdesi_mod.zfind, fit)
         opts = ["-i", coadd, "-o", outfile, "--templates", templates, "--ncpu", "1"]
         if ntargets:
             opts += ["--ntargets", str(ntargets)]

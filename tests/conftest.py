@@ -52,6 +52,20 @@ class ChainNight:
             f"frame-truepsf-{camera}-{expid:08d}.fits")
 
 
+
+def open_mpi_mpiexec():
+    """Path of Open MPI's ``mpiexec`` for the MPI tests; skips the test without mpi4py or Open MPI."""
+    import shutil
+    import subprocess
+    pytest.importorskip("mpi4py")
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("no mpiexec")
+    version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True).stdout
+    if "Open MPI" not in version and "OpenRTE" not in version:
+        pytest.skip("test written for Open MPI's mpiexec options")
+    return mpiexec
+
 def run(argv):
     """Run one ``desired`` subcommand in this process; fail loudly on a non-zero status."""
     status = desired_main([str(a) for a in argv])

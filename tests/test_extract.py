@@ -15,6 +15,7 @@ from desired.extract import extract_frame, wavelength_grid
 from desired.image import Image
 from desired.maskbits import ccdmask, specmask
 from desired.psf import GaussHermitePSF
+from conftest import open_mpi_mpiexec
 
 DW = 0.8
 READNOISE = 3.0
@@ -345,16 +346,9 @@ def test_end_to_end_simulated_tiny_exposure(tmp_path):
 
 def test_mpi_ranks_give_the_serial_frame(scene, tmp_path):
     """``mpiexec -n 2 desired extract --mpi`` writes the same frame as the serial run."""
-    import shutil
     import subprocess
     import sys
-    pytest.importorskip("mpi4py")
-    mpiexec = shutil.which("mpiexec")
-    if mpiexec is None:
-        pytest.skip("no mpiexec")
-    version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True).stdout
-    if "Open MPI" not in version and "OpenRTE" not in version:
-        pytest.skip("test written for Open MPI's mpiexec options")
+    mpiexec = open_mpi_mpiexec()
     from desired.io.frame import read_frame
     from desired.io.image import write_image
     from desired.io.psf import write_psf

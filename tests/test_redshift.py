@@ -11,6 +11,7 @@ from desired.redshift import fit, rebin, zfind, zscan
 from desired.redshift.zwarning import zwarn
 
 from redshift_synth import LINE_COEFF, TEMPLATE_DIR, gaussian_rdata, line_template, make_spectra
+from conftest import open_mpi_mpiexec
 
 #: ../shared/data/redrock-templates of the checkout (as conftest.SHARED_DATA)
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), TEMPLATE_DIR)
@@ -220,16 +221,9 @@ def test_zcatalog_stacks_redshift_files(tmp_path):
 
 def test_mpi_ranks_give_the_serial_redshifts(tmp_path):
     """``mpiexec -n 2 desired redshifts --mpi`` writes the same table as the serial run."""
-    import shutil
     import subprocess
     import sys
-    pytest.importorskip("mpi4py")
-    mpiexec = shutil.which("mpiexec")
-    if mpiexec is None:
-        pytest.skip("no mpiexec")
-    version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True).stdout
-    if "Open MPI" not in version and "OpenRTE" not in version:
-        pytest.skip("test written for Open MPI's mpiexec options")
+    mpiexec = open_mpi_mpiexec()
     tdir, infile, _ = _cli_inputs(tmp_path, [0.1, 0.3, 0.5, 0.7], seed=11)
     common = ["-m", "desired", "redshifts", "--infile", infile, "--templates", tdir, "--batch-size", "2"]
     run = subprocess.run([mpiexec, "--allow-run-as-root", "--oversubscribe", "-n", "2", sys.executable] + common
