@@ -352,9 +352,11 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
     if frame.resolution_data is None:
         raise ValueError(f"camera {camera}: frame has no resolution data")
     if stdstars is not None and stdstars.nstd:
-        rows, models, keep = star_models_on_frame(frame, stdstars)
+        rows, unconvolved, keep = star_models_on_frame(frame, stdstars, convolve=False)
     else:
-        rows, models, keep = np.zeros(0, int), np.zeros((0, frame.nwave)), np.zeros(0, int)
+        rows, unconvolved, keep = np.zeros(0, int), np.zeros((0, frame.nwave)), np.zeros(0, int)
+    rdata = frame.resolution_data[rows]
+    models = apply_resolution(rdata, unconvolved)          # R_i · model_i, (nstar, nwave)
     calib = weight = None
     ngood, info = 0, {}
     if rows.size:
@@ -364,8 +366,6 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
             if "REDSHIFT" in stdstars.metadata.colnames else np.zeros(keep.size)
         for i in range(rows.size):
             ivar[i, _line_mask(frame.wave, red[i])] = 0.0
-        unconvolved = star_models_on_frame(frame, stdstars, convolve=False)[1]
-        rdata = frame.resolution_data[rows]
         # the spline fits the smooth correction to the instrument's nominal shape: calib = prior × correction
         prior = nominal_shape(frame.wave, nominal) if shape_prior else np.ones(frame.nwave)
         corr, weight, scale, good, shape_rms = _fit_calibration(
