@@ -149,20 +149,20 @@ def deconvolved_calibration(wave, data, ivar, models, rdata, scale, knot_spacing
     return basis @ coef, weight
 
 
-def star_models_on_frame(frame, stdstars, convolve=True):
-    """The stdstars models of the stars in ``frame``, on its grid and convolved with each star's resolution.
+def star_models_on_frame(frame, stdstars):
+    """The stdstars models of the stars in ``frame``, resampled on its grid (not yet convolved).
 
     Returns
     -------
     rows : ndarray of int, shape (nstar,)
         Frame rows of the stars (stars not in the frame are dropped).
     models : ndarray, shape (nstar, nwave)
-        ``R_i · model_i`` in 1e-17 erg/s/cm²/Å (the pixel-averaged model without R when
-        ``convolve`` is False).
+        Pixel-averaged models in 1e-17 erg/s/cm²/Å; ``apply_resolution(frame.resolution_data[rows],
+        models)`` convolves them with each star's resolution.
     keep : ndarray of int
         Indices into ``stdstars`` of the stars kept.
     """
-    from .stdstars import convolve_band, resample_spectra
+    from .stdstars import resample_spectra
     rows, keep = [], []
     for k, fiber in enumerate(stdstars.fibers):
         idx = np.flatnonzero(frame.fibers == fiber)
@@ -172,11 +172,7 @@ def star_models_on_frame(frame, stdstars, convolve=True):
     rows, keep = np.array(rows, dtype=int), np.array(keep, dtype=int)
     if not rows.size:
         return rows, np.zeros((0, frame.nwave)), keep
-    res = resample_spectra(stdstars.wave, stdstars.flux[keep], frame.wave)
-    if not convolve:
-        return rows, res, keep
-    models = np.array([convolve_band(frame.resolution_data[r], res[i:i + 1])[0] for i, r in enumerate(rows)])
-    return rows, models, keep
+    return rows, resample_spectra(stdstars.wave, stdstars.flux[keep], frame.wave), keep
 
 
 def _model_error_ivar(data, ivar, pred, good, bins, nbin):
@@ -352,7 +348,7 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
     if frame.resolution_data is None:
         raise ValueError(f"camera {camera}: frame has no resolution data")
     if stdstars is not None and stdstars.nstd:
-        rows, unconvolved, keep = star_models_on_frame(frame, stdstars, convolve=False)
+        rows, unconvolved, keep = star_models_on_frame(frame, stdstars)
     else:
         rows, unconvolved, keep = np.zeros(0, int), np.zeros((0, frame.nwave)), np.zeros(0, int)
     rdata = frame.resolution_data[rows]
