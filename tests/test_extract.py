@@ -15,7 +15,7 @@ from desired.extract import extract_frame, wavelength_grid
 from desired.image import Image
 from desired.maskbits import ccdmask, specmask
 from desired.psf import GaussHermitePSF
-from conftest import open_mpi_mpiexec
+from conftest import run_mpi_and_serial
 
 DW = 0.8
 READNOISE = 3.0
@@ -346,9 +346,6 @@ def test_end_to_end_simulated_tiny_exposure(tmp_path):
 
 def test_mpi_ranks_give_the_serial_frame(scene, tmp_path):
     """``mpiexec -n 2 desired extract --mpi`` writes the same frame as the serial run."""
-    import subprocess
-    import sys
-    mpiexec = open_mpi_mpiexec()
     from desired.io.frame import read_frame
     from desired.io.image import write_image
     from desired.io.psf import write_psf
@@ -357,14 +354,8 @@ def test_mpi_ranks_give_the_serial_frame(scene, tmp_path):
     write_psf(tmp_path / "psf.fits", psf, header={"CAMERA": "b0"})
     common = ["-m", "desired", "extract", "--image", str(tmp_path / "pre.fits"), "--psf", str(tmp_path / "psf.fits"),
               "--wavelength", "3600,3760,0.8", "--bundlesize", "4"]
-    run = subprocess.run([mpiexec, "--allow-run-as-root", "--oversubscribe", "-n", "2", sys.executable] + common
-                         + ["--outfile", str(tmp_path / "mpi.fits"), "--mpi"], capture_output=True, text=True,
-                         timeout=120)
-    if run.returncode != 0 and not (tmp_path / "mpi.fits").exists():
-        pytest.skip(f"mpiexec could not run here: {run.stderr[-300:]}")
-    subprocess.run([sys.executable] + common + ["--outfile", str(tmp_path / "serial.fits")], check=True,
-                   capture_output=True, timeout=120)
-    a, b = read_frame(tmp_path / "mpi.fits"), read_frame(tmp_path / "serial.fits")
+    mpi, serial = run_mpi_and_serial(common, tmp_path, timeout=120)
+    a, b = read_frame(mpi), read_frame(serial)
     np.testing.assert_array_equal(a.flux, b.flux)
     np.testing.assert_array_equal(a.ivar, b.ivar)
     np.testing.assert_array_equal(a.resolution_data, b.resolution_data)

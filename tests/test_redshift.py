@@ -11,7 +11,7 @@ from desired.redshift import fit, rebin, zfind, zscan
 from desired.redshift.zwarning import zwarn
 
 from redshift_synth import LINE_COEFF, TEMPLATE_DIR, gaussian_rdata, line_template, make_spectra
-from conftest import open_mpi_mpiexec
+from conftest import run_mpi_and_serial
 
 #: ../shared/data/redrock-templates of the checkout (as conftest.SHARED_DATA)
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), TEMPLATE_DIR)
@@ -221,18 +221,9 @@ def test_zcatalog_stacks_redshift_files(tmp_path):
 
 def test_mpi_ranks_give_the_serial_redshifts(tmp_path):
     """``mpiexec -n 2 desired redshifts --mpi`` writes the same table as the serial run."""
-    import subprocess
-    import sys
-    mpiexec = open_mpi_mpiexec()
     tdir, infile, _ = _cli_inputs(tmp_path, [0.1, 0.3, 0.5, 0.7], seed=11)
     common = ["-m", "desired", "redshifts", "--infile", infile, "--templates", tdir, "--batch-size", "2"]
-    run = subprocess.run([mpiexec, "--allow-run-as-root", "--oversubscribe", "-n", "2", sys.executable] + common
-                         + ["--outfile", str(tmp_path / "mpi.fits"), "--mpi"], capture_output=True, text=True,
-                         timeout=600)
-    if run.returncode != 0 and not (tmp_path / "mpi.fits").exists():
-        pytest.skip(f"mpiexec could not run here: {run.stderr[-300:]}")
-    subprocess.run([sys.executable] + common + ["--outfile", str(tmp_path / "serial.fits")], check=True,
-                   capture_output=True, timeout=600)
-    a, b = read_redshifts(str(tmp_path / "mpi.fits")).redshifts, read_redshifts(str(tmp_path / "serial.fits")).redshifts
+    mpi, serial = run_mpi_and_serial(common, tmp_path, timeout=600)
+    a, b = read_redshifts(str(mpi)).redshifts, read_redshifts(str(serial)).redshifts
     for name in ("TARGETID", "Z", "ZERR", "ZWARN", "CHI2", "DELTACHI2", "SPECTYPE"):
         np.testing.assert_array_equal(a[name], b[name])
