@@ -85,6 +85,29 @@ def test_desispec_reads_our_files_and_reproduces_our_cframe(night):
         assert stars[0].shape[0] == night["stars"].nstd
 
 
+def test_cframe_scores_are_desispecs_and_its_grouping_takes_our_cframes(night, tmp_path):
+    """Our cframes carry DESI's SCORES columns with desispec's values, and desi_group_spectra runs on
+    them as written (it refuses a cframe without the HDU)."""
+    desispec_io = pytest.importorskip("desispec.io")
+    from desispec.specscore import compute_frame_scores
+    from desispec.scripts.group_spectra import main as ds_main, parse as ds_parse
+    from desired.grouping import healpix_pixels
+    for band in "brz":
+        theirs, _ = compute_frame_scores(desispec_io.read_frame(night["cframe"][band]), band=band, suffix="CALIB",
+                                         flux_per_angstrom=False)
+        ours = desispec_io.read_frame(night["cframe"][band]).scores
+        assert set(theirs) and set(theirs) <= set(ours.dtype.names), band
+        for name, value in theirs.items():
+            assert np.allclose(ours[name], value, rtol=1e-6, atol=0), name
+        assert np.all(np.asarray(ours[f"MEDIAN_CALIB_SNR_{band.upper()}"])[:20] != 0)
+    fm = read_frame(night["cframe"]["r"]).fibermap
+    pix = np.bincount(healpix_pixels(fm["TARGET_RA"], fm["TARGET_DEC"])).argmax()
+    out = tmp_path / "spectra.fits"
+    ds_main(ds_parse(["--inframes", *[night["cframe"][b] for b in "brz"], "--healpix", str(pix), "-o", str(out)]))
+    spectra = desispec_io.read_spectra(str(out))
+    assert spectra.num_spectra() > 0 and "MEDIAN_CALIB_SNR_Z" in spectra.scores.colnames
+
+
 def test_zero_standards_fall_back_on_the_flagged_nominal(night, tmp_path):
     frame = night["corr"]["r"]
     nominal = read_flux_calibration(night["nominal"]["r"])

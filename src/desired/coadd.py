@@ -41,6 +41,7 @@ import scipy.special
 from astropy.table import Column, Table
 
 from .maskbits import fibermask, specmask
+from .scores import TOPHAT_WAVE
 
 log = logging.getLogger(__name__)
 
@@ -565,8 +566,6 @@ def coadd_fibermap(fibermap, onetile=False, band_has_data=None):
 
 
 # ---------------------------------------------------------------- scores
-#: wavelength windows (Angstrom) of the per-band scores (desispec.specscore.tophat_wave)
-TOPHAT_WAVE = {"b": (4000.0, 5800.0), "r": (5800.0, 7600.0), "z": (7600.0, 9800.0)}
 
 #: Template S/N² classes: (rest wavelength Å, line flux 1e-17 erg/s/cm², rest sigma Å) of the
 #: class' reference features and the redshift range they are averaged over.  Absorption

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 
@@ -34,11 +36,27 @@ def run(infile, calib, outfile, fiberflat=None, sky=None):
         cframe = apply_flux_calibration(frame, read_flux_calibration(calib))
     except ValueError as err:
         raise ValueError(f"{infile}: {err}") from None
+    cframe.scores = stage_scores(frame, cframe, skysub=sky is not None)
     write_frame(outfile, cframe, units=CFRAME_UNITS)
     if cframe.header.get("FLUXFALL"):
         log.warning("%s: flux calibration is the nominal fallback (%s)", outfile, cframe.header.get("CALMODE"))
     log.info("wrote %s", outfile)
     return cframe
+
+
+def stage_scores(corrected, cframe, skysub=True):
+    """The cframe's SCORES table: the frame's own scores, then SKYSUB (the corrected frame, in
+    electrons) and CALIB (the cframe) count scores of :func:`desired.scores.frame_scores`, as
+    desispec's ``desi_proc`` writes them (its grouping needs the HDU)."""
+    from astropy.table import Table
+    from ..scores import frame_scores
+    band = (cframe.camera or "?")[0]
+    columns = {} if corrected.scores is None else {n: np.asarray(corrected.scores[n]) for n in corrected.scores.colnames}
+    if band in "brz":
+        if skysub:
+            columns.update(frame_scores(corrected.wave, corrected.flux, corrected.ivar, band, "SKYSUB"))
+        columns.update(frame_scores(cframe.wave, cframe.flux, cframe.ivar, band, "CALIB"))
+    return Table(columns) if columns else None
 
 
 def main(args):
