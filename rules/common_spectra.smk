@@ -2,7 +2,7 @@
 import functools
 
 from desired.grouping import exposure_healpix_groups, tile_groups
-from desired.io.spectra import read_fibermap_coordinates
+from desired.io.spectra import find_exposure_fibermap, read_fibermap_coordinates
 
 wildcard_constraints:
     survey=r"[a-z0-9]+",
@@ -19,16 +19,7 @@ TILE_GROUPINGS = [g for g in SPECTRA["groupings"] if g != "healpix"]
 
 def exposure_fibermap_file(night, expid):
     """The file holding an exposure's TARGET_RA/DEC: raw fibermap, else the raw fiberassign, else the production fibermap."""
-    raw = path("raw_fibermap", night=night, expid=expid)
-    if os.path.exists(raw):
-        return raw
-    expdir = os.path.dirname(raw)
-    if os.path.isdir(expdir):
-        for name in sorted(os.listdir(expdir)):
-            if name.startswith("fiberassign-") and name.endswith((".fits", ".fits.gz")):
-                return os.path.join(expdir, name)
-    prod = path("fibermap", night=night, expid=expid)
-    return prod if os.path.exists(prod) else None
+    return find_exposure_fibermap(path("raw_fibermap", night=night, expid=expid), path("fibermap", night=night, expid=expid))
 
 
 @functools.lru_cache(maxsize=None)

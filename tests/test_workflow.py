@@ -222,7 +222,11 @@ def test_task_names_round_trip():
     assert task_name("extract", night=NIGHT, camera="r0", expid=12) == "extract_20261124_r0_00000012"
     assert parse_task_name("psfnight_20261124_z1") == ("psfnight", {"night": "20261124", "camera": "z1"})
     assert parse_task_name("psf_20261124_b0_00000003")[0] == "psf"
-    for bad in ("extract_20261124_00000012", "bogus_20261124", "preproc_2026112_b0_00000001"):
+    assert task_name("redshifts", survey="main", program="dark", healpix=27256) == "redshifts_main_dark_27256"
+    assert parse_task_name("coadd_sv1_bright_9") == ("coadd", {"survey": "sv1", "program": "bright", "healpix": "9"})
+    assert parse_task_name("zcatalog_main_dark") == ("zcatalog", {"survey": "main", "program": "dark"})
+    for bad in ("extract_20261124_00000012", "bogus_20261124", "preproc_2026112_b0_00000001",
+                "spectra_main_dark_x1", "zcatalog_Main_dark"):
         with pytest.raises(ValueError):
             parse_task_name(bad)
 

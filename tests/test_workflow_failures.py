@@ -21,6 +21,7 @@ flat, 1 science exposure; camera b0) is built once; the tests then, in order:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -181,6 +182,20 @@ def test_report_of_the_run_renders_in_chromium(prod, tmp_path):
 def test_finished_run_all_done_and_readme_commands_without_path(prod):
     table = status_rows(prod)
     assert all(counts[0] == counts[-1] for counts in table.values()), table      # every task done
+    # the healpix stage is counted: one task per spectra/coadd/redrock file, one zcatalog
+    for step, kind in (("spectra", "spectra"), ("coadd", "coadd"), ("redshifts", "redrock")):
+        made = sorted((prod / "prod" / "healpix").rglob(f"{kind}-*.fits"))
+        assert made and table[step][-1] == len(made), (step, table)
+    assert table["zcatalog"][-1] == 1, table
+    coadd = sorted((prod / "prod" / "healpix").rglob("coadd-*.fits"))[0]
+    task = "coadd_" + coadd.stem[len("coadd-"):].replace("-", "_")                  # coadd_main_dark_27256
+    rerun = desired(prod, "rerun", task, "--configfile", "config.yaml", "--snakefile", str(REPO / "Snakefile"),
+                    "--dry-run")
+    assert rerun.returncode == 0, rerun.stdout[-4000:]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", rerun.stdout, re.M))
+    assert jobs.get("coadd_healpix") == "1" and jobs.get("redshifts") == "1" and jobs.get("zcatalog") == "1", \
+        rerun.stdout[-3000:]
+    assert "spectra_healpix" not in jobs and "extract" not in jobs, jobs
     sci = expids(prod, "SCIENCE")[0]
     rerun = desired(prod, "rerun", f"extract_{NIGHT}_b0_{sci:08d}", "--configfile", "config.yaml",
                     "--snakefile", str(REPO / "Snakefile"), "--cores", "2")

@@ -196,13 +196,22 @@ STEPS = {
     "stdstars": ("night", "spectrograph", "expid"),
     "fluxcalib": ("night", "camera", "expid"),
     "cframe": ("night", "camera", "expid"),
+    # healpix stage (rules/spectra.smk, rules/redshift.smk): one task per (survey, program, healpix)
+    "spectra": ("survey", "program", "healpix"),
+    "coadd": ("survey", "program", "healpix"),
+    "redshifts": ("survey", "program", "healpix"),
+    "zcatalog": ("survey", "program"),
 }
+
+#: steps of the healpix stage (their tasks come from the exposures' fibermaps, see :func:`healpix_tasks`)
+HEALPIX_STEPS = ("spectra", "coadd", "redshifts", "zcatalog")
 
 #: step -> product kind of its output in desired.paths.PATTERNS
 OUTPUT_KIND = {"exposure_table": "exposure_table", "check_raw": "raw_check", "fibermap": "fibermap", "preproc": "preproc",
                "psf": "psf", "psfnight": "psfnight", "traceshift": "shifted_psf", "extract": "frame",
                "fiberflat": "fiberflat", "fiberflatnight": "fiberflatnight", "sky": "sky",
-               "stdstars": "stdstars", "fluxcalib": "fluxcalib", "cframe": "cframe"}
+               "stdstars": "stdstars", "fluxcalib": "fluxcalib", "cframe": "cframe",
+               "spectra": "spectra", "coadd": "coadd", "redshifts": "redrock", "zcatalog": "zcatalog"}
 
 #: steps whose declared output is an ok/failed sidecar (only for arcs in the case of preproc)
 SIDECAR_STEPS = ("psf",)
@@ -236,8 +245,13 @@ def parse_task_name(name):
         if len(values) != len(keys):
             raise ValueError(f"task {name!r}: step {step} needs fields {'_'.join(keys)}")
         fields = dict(zip(keys, values))
-        if not (fields["night"].isdigit() and len(fields["night"]) == 8):
+        if "night" in fields and not (fields["night"].isdigit() and len(fields["night"]) == 8):
             raise ValueError(f"task {name!r}: night must be YYYYMMDD")
+        for key in ("survey", "program"):
+            if key in fields and not (fields[key].isalnum() and fields[key] == fields[key].lower()):
+                raise ValueError(f"task {name!r}: {key} must be lower-case letters and digits")
+        if "healpix" in fields and not fields["healpix"].isdigit():
+            raise ValueError(f"task {name!r}: healpix must be digits")
         if "expid" in fields:
             if not fields["expid"].isdigit():
                 raise ValueError(f"task {name!r}: expid must be digits")
@@ -372,6 +386,81 @@ def _add_fluxcalib_tasks(add, night, frames, nightly, skies):
             common = [frames[expid, cam], nightly[cam], skies[expid, cam]]
             calib = add("fluxcalib", common + [models], night=night, camera=cam, expid=expid)
             add("cframe", common + [calib], night=night, camera=cam, expid=expid)
+
+
+def healpix_tasks(rows, roots, healpix, defaults, workdir="."):
+    """Tasks of the healpix stage: spectra, coadd and redshifts per pixel, the zcatalog per survey/program.
+
+    The pixels are found as the workflow finds them (rules/common_spectra.smk): from each good
+    science exposure's fibermap (raw fibermap, raw fiberassign, else production fibermap), the
+    (survey, program, healpix) groups it feeds and the spectrographs feeding each.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Exposure-table rows (bad ones and non-science ones are skipped).
+    roots : dict
+        From :func:`production_roots`.
+    healpix : dict
+        ``{"nside": int, "nest": bool}`` (config ``healpix``).
+    defaults : tuple of str
+        (survey, program) for exposures whose fibermap names none (config ``spectra``).
+    workdir : str
+        Directory the roots are relative to.
+
+    Returns
+    -------
+    list of dict
+        As :func:`expected_tasks`, in dependency order (after the cframes they need).
+    """
+    from .exposures import is_bad
+    from .grouping import exposure_healpix_groups
+    from .io.spectra import find_exposure_fibermap, read_fibermap_coordinates
+    from .paths import findfile
+
+    def at(p):
+        return p if os.path.isabs(p) else os.path.join(workdir, p)
+
+    members = {}
+    for row in rows:
+        if is_bad(row) or row["OBSTYPE"] != "SCIENCE":
+            continue
+        night, expid = int(row["NIGHT"]), int(row["EXPID"])
+        fmfile = find_exposure_fibermap(at(findfile("raw_fibermap", root=roots["raw"], night=night, expid=expid)),
+                                        at(findfile("fibermap", root=roots["redux"], night=night, expid=expid)))
+        if fmfile is None:
+            continue
+        table, header = read_fibermap_coordinates(fmfile)
+        groups = exposure_healpix_groups(table["TARGET_RA"], table["TARGET_DEC"], table["FIBER"], header,
+                                         nside=healpix["nside"], nest=healpix["nest"],
+                                         default_survey=defaults[0], default_program=defaults[1])
+        for group, spectros in groups.items():
+            members.setdefault(group, []).extend(
+                findfile("cframe", root=roots["redux"], night=night, expid=expid, camera=cam)
+                for cam in row["CAMERAS"] if int(cam[1:]) in spectros)
+    tasks, redrock = [], {}
+    logs = os.path.join(roots["redux"], "logs")
+
+    def add(step, inputs, **fields):
+        # the rules' log_pattern(step, "survey", "program"[, "pixgroup", "healpix"])
+        parts = [fields["survey"], fields["program"]]
+        if "healpix" in fields:
+            parts += [int(fields["healpix"]) // 100, fields["healpix"]]
+        tasks.append({"step": step, "name": task_name(step, **fields), "output": task_output(step, fields, roots),
+                      "inputs": list(inputs), "bad": "",
+                      "log": os.path.join(logs, step, "all", "_".join(map(str, [step, *parts])) + ".log")})
+        return tasks[-1]["output"]
+
+    for (survey, program, pix), cframes in sorted(members.items()):
+        if not cframes:
+            continue
+        fields = dict(survey=survey, program=program, healpix=pix)
+        spectra = add("spectra", sorted(set(cframes)), **fields)
+        coadd = add("coadd", [spectra], **fields)
+        redrock.setdefault((survey, program), []).append(add("redshifts", [coadd], **fields))
+    for (survey, program), inputs in sorted(redrock.items()):
+        add("zcatalog", inputs, survey=survey, program=program)
+    return tasks
 
 
 def incomplete_outputs(workdir="."):
@@ -725,4 +814,10 @@ def production_tasks(config, workdir="."):
         for bad in (False, True):
             rows.extend(select_rows(table_rows, night=night, cameras=config.get("cameras"), bad=bad))
     rows.sort(key=lambda r: (int(r["NIGHT"]), int(r["EXPID"])))
-    return expected_tasks(rows, roots), missing
+    tasks = expected_tasks(rows, roots)
+    spectra = config.get("spectra", {})
+    if config.get("stages", "all") != "night" and "healpix" in spectra.get("groupings", ["healpix"]):
+        healpix = config.get("healpix", {"nside": 64, "nest": True})
+        tasks += healpix_tasks(rows, roots, healpix, (spectra.get("default_survey", "main"),
+                                                      spectra.get("default_program", "other")), workdir)
+    return tasks, missing

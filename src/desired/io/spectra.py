@@ -7,6 +7,8 @@ only), then for each band ``{B}_WAVELENGTH`` (float64), ``{B}_FLUX`` and ``{B}_I
 """
 from __future__ import annotations
 
+import os
+
 import logging
 import re
 
@@ -649,6 +651,27 @@ def read_spectra_band(path, band):
         raise DataModelError(path, f"band {band}: inconsistent shapes FLUX {flux.shape}, IVAR {ivar.shape}, "
                                    f"MASK {mask.shape}, RESOLUTION {res.shape}")
     return flux, ivar, mask, res
+
+
+def find_exposure_fibermap(raw_fibermap, production_fibermap):
+    """The file holding an exposure's TARGET_RA/DEC, or None.
+
+    The raw fibermap, else a ``fiberassign-*.fits[.gz]`` in the raw exposure directory, else the
+    production fibermap, whichever exists first.
+
+    Parameters
+    ----------
+    raw_fibermap, production_fibermap : str
+        Paths of the exposure's raw and production fibermap files.
+    """
+    if os.path.exists(raw_fibermap):
+        return raw_fibermap
+    expdir = os.path.dirname(raw_fibermap)
+    if os.path.isdir(expdir):
+        for name in sorted(os.listdir(expdir)):
+            if name.startswith("fiberassign-") and name.endswith((".fits", ".fits.gz")):
+                return os.path.join(expdir, name)
+    return production_fibermap if os.path.exists(production_fibermap) else None
 
 
 def read_fibermap_coordinates(path):
