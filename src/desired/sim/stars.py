@@ -112,6 +112,31 @@ def _stark_tau(rest, w0, ew):
     tau = STARK_TAU0 * (1.0 + x * x) ** -STARK_BETA
     return -np.log1p(-STARK_DMAX * tau / (STARK_DMAX + tau))
 
+def _inglis_teller_n(logg):
+    """Last resolved Balmer member: log n_e = 23.26 − 7.5 log n_max (Inglis & Teller 1939, ApJ 90, 439)
+    with n_e = 10^14.5 cm^-3 at log g = 4.3, ∝ g^0.5."""
+    return 10 ** ((23.26 - (14.5 + 0.5 * (logg - 4.3))) / 7.5)
+
+
+def _jump_profile(rest, logg):
+    """Fraction (0-1) of the Balmer jump applied as continuum depression at rest wavelength ``rest`` (Å).
+
+    Barbier-Chalonge-Divan system (Chalonge & Divan 1952, Ann. Astrophys. 15, 201; Zorec et
+    al. 2009, A&A 501, 297): the jump D is read at 3700 Å between the Paschen continuum and
+    the Balmer continuum extrapolated there, and λ1, the mean position of the discontinuity,
+    is where the envelope of the overlapping high series members lies half-way between the
+    two (λ1 − 3700 Å ≈ 40-60 Å in dwarfs, less at lower gravity).  That envelope has two
+    parts: the overlapping wings of the resolved members, which :func:`spectrum` draws line by
+    line, and the pseudo-continuum of the members that are no longer separate, above the
+    Inglis-Teller member H(n_max).  The latter is this continuum depression: the full jump at
+    the series limit, half of it at λ(H n_max) and none at twice that distance from the
+    limit (a linear ramp, ≈ 3646-3780 Å for a log g 4.3 dwarf); with the wings of H10-H15
+    the envelope's half-way point lands near 3720-3740 Å, as in BCD dwarfs.
+    """
+    lam_it = 1.0 / (RYD_H * (0.25 - 1.0 / _inglis_teller_n(logg) ** 2))
+    return np.clip(1.0 - 0.5 * (rest - BALMER_LIMIT) / (lam_it - BALMER_LIMIT), 0.0, 1.0)
+
+
 def spectrum(p, wave):
     """Unnormalised observed-frame spectrum of star ``p`` (``z`` = radial velocity / c), shape of ``wave``."""
     wave = np.asarray(wave, dtype=np.float64)
@@ -119,10 +144,8 @@ def spectrum(p, wave):
     teff, logg, feh = p["teff"], p["logg"], p["feh"]
     cont = _blackbody(rest, teff) / _blackbody(np.array([5500.0]), teff)[0]
     jump = 0.15 + 0.22 * (teff - 6000.0) / 1000.0  # dex
-    n_max = 10 ** ((23.26 - (14.5 + 0.5 * (logg - 4.3))) / 7.5)  # Inglis-Teller
-    lam_it = 1.0 / (RYD_H * (0.25 - 1.0 / n_max ** 2))
-    ramp = np.clip((lam_it - rest) / (lam_it - BALMER_LIMIT), 0.0, 1.0)
-    cont = cont * 10 ** (-jump * ramp)
+    cont = cont * 10 ** (-jump * _jump_profile(rest, logg))
+    n_max = _inglis_teller_n(logg)
     metal = 10 ** (0.7 * feh) * (6000.0 / teff) ** 2.5
     cont = cont * (1.0 - 0.25 * metal * np.exp(-((rest - 3600.0) / 700.0) ** 2))
     tau = np.zeros_like(rest)
@@ -132,8 +155,13 @@ def spectrum(p, wave):
             break
         ew = hstrength * (4.5 if k == 0 else 5.0 * 0.86 ** max(k - 2, 0))
         tau += _stark_tau(rest, w0, ew)
+    # Paschen lines start from n = 3, 1.89 eV above the Balmer lines' n = 2: their strength relative
+    # to the Balmer lines follows the Boltzmann ratio N3/N2 ∝ exp(-21930 K / T) (1.0 at 6500 K);
+    # P12 + P14 + P17 ≈ 1.4 Å (whole profiles) at 6500 K in dwarfs: PaT, measured in narrow bands that miss
+    # the Stark wings, is ≈ 1 Å there (Cenarro et al. 2001, MNRAS 326, 959)
+    paschen = hstrength * 0.8 * np.exp(-21930.0 * (1.0 / teff - 1.0 / 6500.0))
     for k, w0 in enumerate(PASCHEN):
-        tau += _stark_tau(rest, w0, hstrength * 1.2 * 0.9 ** max(k - 1, 0))
+        tau += _stark_tau(rest, w0, paschen * 0.9 ** max(k - 1, 0))
     sig_m = lambda w0: w0 * np.hypot(4.0, p["vsini"] / 1.5) / C_KMS  # noqa: E731
     for w0, ew in METALS:
         strong = w0 in (3934.78, 3969.59, 8500.36, 8544.44, 8664.52)
