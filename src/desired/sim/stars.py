@@ -167,5 +167,8 @@ def spectrum(p, wave):
         strong = w0 in (3934.78, 3969.59, 8500.36, 8544.44, 8664.52)
         e = ew * (metal ** 0.5 if strong else metal)
         s = sig_m(w0)
-        tau += _voigt_like(rest, w0, e, s, 0.8 * s if strong else 0.2 * s)
+        # strong lines: saturated core and Lorentzian (radiative + van der Waals) damping wings that carry
+        # the equivalent width on the square-root part of the curve of growth (Gray 2005, ch. 16) — the
+        # shape of the Stark profile above, its width set by the EW; weak lines: thermal/rotation cores
+        tau += _stark_tau(rest, w0, e) if strong else _voigt_like(rest, w0, e, s, 0.2 * s)
     return cont * np.exp(-tau)
