@@ -149,6 +149,31 @@ def test_standard_star_balmer_wings_and_series_merging():
         assert f[(wave > 3660) & (wave < 3700)].mean() < f[(wave > 4000) & (wave < 4050)].mean()
 
 
+def test_standard_star_blue_shape_paschen_and_calcium_physics():
+    """F standards (sim.stars): the Balmer discontinuity sits near 3700 Å as the BCD system measures
+    it (the envelope of the merging series at 3690-3710 Å is down by more than half of the jump, not
+    back at the Paschen continuum); Paschen lines grow with T_eff faster than Balmer lines (their lower
+    level n = 3 is 1.89 eV above n = 2: Boltzmann); Ca II K has damping wings (flux ±3 Å from the core
+    well below the continuum), not a sub-Å Gaussian."""
+    from desired.sim import stars
+    wave = np.arange(3550.0, 9000.0, 0.1)
+
+    def ew(f, w0):
+        side = np.mean([f[np.abs(wave - (w0 - 15)) < 3].mean(), f[np.abs(wave - (w0 + 15)) < 3].mean()])
+        return np.sum(1.0 - f[np.abs(wave - w0) < 8] / side) * 0.1
+    ratio = {}
+    for teff in (6000.0, 7200.0):
+        f = stars.spectrum(dict(teff=teff, logg=4.4, feh=-1.0, vsini=10.0, z=0.0), wave)
+        paschen = f[(wave > 4000) & (wave < 4050)].mean()
+        envelope = f[(wave > 3690) & (wave < 3710)].max() / paschen
+        balmer = f[(wave > 3600) & (wave < 3640)].mean() / paschen
+        assert (1.0 - envelope) > 0.5 * (1.0 - balmer)
+        ratio[teff] = ew(f, 8752.9) / ew(f, 4102.9)                     # P12 / Hδ
+        k_wing = np.mean([f[np.abs(wave - 3931.8) < 1].mean(), f[np.abs(wave - 3937.8) < 1].mean()])
+        assert k_wing < 0.9 * f[(wave > 3905) & (wave < 3915)].mean()
+    assert ratio[7200.0] > 1.5 * ratio[6000.0]
+
+
 def test_quasar_civ_equivalent_width_follows_composite():
     """The blueshift/EW anti-correlation keeps the average CIV EW at the SDSS composite's (Vanden Berk 2001:
     23.8 Å; ours 26 Å incl. the narrow core, × 1.08 the mean of the log-normal scatter = 28 Å; a factor
