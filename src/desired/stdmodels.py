@@ -18,7 +18,14 @@ documented, deterministic recipe of textbook stellar-atmosphere physics
   polynomial) and free-free (Bell & Berrington fit), H I bound-free with the
   Balmer, Paschen, ... edges and free-free (Kramers with Gaunt factors ~1),
   stimulated emission included;
-* **lines**: hydrogen Balmer (Hα-H20) and Paschen (P9-P20) lines: Doppler core
+* **level dissolution** (Hummer & Mihalas 1988, ApJ 331, 794; the occupation-probability
+  fit of Hubeny, Hummer & Lanz 1994, A&A 282, 151): the plasma micro-field dissolves the
+  high hydrogen levels, so each line carries its upper level's occupation probability
+  w_n (the high series fades and merges, earlier at higher n_e, i.e. higher gravity) and
+  the dissolved fraction 1 − w(n*) of the oscillator strength becomes a Balmer/Paschen
+  pseudo-continuum redward of the series limits: the jump at 3646 Å is spread over
+  3646-3800 Å as observed, instead of a sharp edge;
+* **lines**: hydrogen Balmer (Hα-H40) and Paschen (P9-P30) lines: Doppler core
   with Holtsmark-like Stark wings (∝ Δλ^-5/2, width from the normal field of the
   local electron density, scaled to reproduce the solar Balmer equivalent widths);
   ~30 strong metal lines (Ca II H&K and triplet, Ca I, Mg I b, Na D, Fe I, Al I,
