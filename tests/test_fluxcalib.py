@@ -228,7 +228,8 @@ def test_calibration_at_the_camera_edges(night, shape_prior):
         worst[band, side, "100A"] = float(np.max(np.abs(smooth - 1)))
     pixel = max(v for k, v in worst.items() if len(k) == 2)
     smooth = max(v for k, v in worst.items() if len(k) == 3)
-    if shape_prior:     # measured 1.6 % per pixel, 0.8 % over 100 A
-        assert pixel < 0.025 and smooth < 0.01, worst
+    if shape_prior:     # measured 2.2 % per pixel, 1.2 % over 100 A (r blue edge; 0.8 % before the simulated
+        # standards got realistic colours; 0.2-0.5 % on this night simulated with seeds 1, 2, 4, old and new stars)
+        assert pixel < 0.025 and smooth < 0.015, worst
     else:               # measured 8.6 % per pixel, 5 % over 100 A: the test sees the ringing
         assert pixel > 0.03, worst

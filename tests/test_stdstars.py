@@ -36,14 +36,36 @@ def test_models_follow_stellar_physics():
     assert np.all(np.isfinite(cool)) and np.all(cool > 0)
     # hotter is bluer, by roughly the F-star sequence (g-r 0.45 -> 0.15 for 5750 -> 7000 K)
     assert 0.1 < _color(wave, cool, "G", "R") - _color(wave, hot, "G", "R") < 0.4
-    # Balmer jump: flux drops blueward of 3646 A
-    below, above = hot[(wave > 3560) & (wave < 3620)].mean(), hot[(wave > 3660) & (wave < 3700)].max()
+    # Balmer jump: flux drops blueward of 3646 A (below the Paschen continuum at 3990-4050 A)
+    below, above = hot[(wave > 3560) & (wave < 3620)].mean(), hot[(wave > 3990) & (wave < 4050)].max()
     assert below < 0.85 * above
     # Ca II K grows with metallicity (mean flux within ±8 A relative to 4010-4050 A)
     def k_flux(feh):
         f = stdmodels.model_spectrum(wave, 6250, 4.0, feh)
         return f[np.abs(wave - 3934.78) < 8].mean() / f[(wave > 4010) & (wave < 4050)].mean()
     assert k_flux(0.0) < k_flux(-2.0) - 0.05
+
+
+def test_balmer_series_merges_into_dissolved_level_continuum():
+    """Hummer-Mihalas occupation probabilities: the plasma dissolves the high levels, so the Balmer
+    series fades before its limit (more so at higher gravity, where n_e is larger) and the dissolved
+    levels' pseudo-continuum replaces a sharp edge at 3646 A (a model without it dropped by 40-50 %
+    across the series limit; real A/F spectra show no edge there, the BCD jump sits near 3700 A)."""
+    occ = stdmodels._occupation_probability
+    assert occ(2.0, 1e14, 7000.0) > 0.999 and occ(40.0, 1e14, 7000.0) < 1e-3
+    assert occ(16.0, 1e15, 7000.0) < occ(16.0, 1e14, 7000.0) < occ(16.0, 1e13, 7000.0)
+    wave = np.arange(3550.0, 4100.0, 0.1)
+    lam = lambda n: 911.7633 / (0.25 - 1.0 / n ** 2)  # noqa: E731
+
+    def contrast(f, n):  # line centre vs the mean of the two inter-line midpoints
+        mids = [0.5 * (lam(n) + lam(n - 1)), 0.5 * (lam(n) + lam(n + 1))]
+        return 1.0 - np.interp(lam(n), wave, f) / np.mean(np.interp(mids, wave, f))
+    dwarf, giant = (stdmodels.model_spectrum(wave, 7000, g, -1.0) for g in (4.5, 3.5))
+    for f in (dwarf, giant):
+        edge = f[(wave > 3636) & (wave < 3646)].mean() / f[(wave > 3647) & (wave < 3657)].mean()
+        assert edge > 0.8
+        assert contrast(f, 10) > 0.5 and contrast(f, 30) < 0.01
+    assert contrast(dwarf, 18) < 0.6 * contrast(giant, 18)
 
 
 def test_lines_only_absorb_and_solar_balmer_strengths(monkeypatch):

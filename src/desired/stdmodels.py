@@ -18,7 +18,14 @@ documented, deterministic recipe of textbook stellar-atmosphere physics
   polynomial) and free-free (Bell & Berrington fit), H I bound-free with the
   Balmer, Paschen, ... edges and free-free (Kramers with Gaunt factors ~1),
   stimulated emission included;
-* **lines**: hydrogen Balmer (Hα-H20) and Paschen (P9-P20) lines: Doppler core
+* **level dissolution** (Hummer & Mihalas 1988, ApJ 331, 794; the occupation-probability
+  fit of Hubeny, Hummer & Lanz 1994, A&A 282, 151): the plasma micro-field dissolves the
+  high hydrogen levels, so each line carries its upper level's occupation probability
+  w_n (the high series fades and merges, earlier at higher n_e, i.e. higher gravity) and
+  the dissolved fraction 1 − w(n*) of the oscillator strength becomes a Balmer/Paschen
+  pseudo-continuum redward of the series limits: the jump at 3646 Å is spread over
+  3646-3800 Å as observed, instead of a sharp edge;
+* **lines**: hydrogen Balmer (Hα-H40) and Paschen (P9-P30) lines: Doppler core
   with Holtsmark-like Stark wings (∝ Δλ^-5/2, width from the normal field of the
   local electron density, scaled to reproduce the solar Balmer equivalent widths);
   ~30 strong metal lines (Ca II H&K and triplet, Ca I, Mg I b, Na D, Fe I, Al I,
@@ -95,9 +102,11 @@ def _vac_balmer(n_low, n_up):
     return 911.7633 / (1.0 / n_low ** 2 - 1.0 / n_up ** 2)
 
 
-# Balmer lines up to H20 (3683 Å): F/A dwarfs show resolved Balmer lines to n ~ 18-20 before they merge
-# (Inglis-Teller limit at photospheric electron densities ~1e14-1e15 cm^-3); beyond, the Balmer continuum.
-_H_LINES = [(2, n) for n in range(3, 21)] + [(3, n) for n in range(9, 21)]
+# Balmer lines up to H40 (3657 Å) and Paschen to P30: each line's opacity carries the upper level's
+# occupation probability w_n (:func:`_occupation_probability`), so the series fades and merges where the
+# plasma dissolves its upper levels (n ~ 15-20 at photospheric electron densities ~1e13-1e14 cm^-3)
+# and joins the dissolved-level pseudo-continuum that replaces the sharp jump at the series limit.
+_H_LINES = [(2, n) for n in range(3, 41)] + [(3, n) for n in range(9, 31)]
 
 
 def _oscillator_strength(n_low, n_up):
@@ -134,8 +143,56 @@ def _hminus_bf(wave):
     return np.where(wave < 16300.0, np.clip(alpha, 0.0, None) * 1e-18, 0.0)
 
 
+def _occupation_probability(n, ne, temp):
+    """Hummer-Mihalas occupation probability of hydrogen level ``n`` perturbed by charged particles.
+
+    The fit of Hubeny, Hummer & Lanz (1994, A&A 282, 151, eqs. A.2-A.5) to Hummer & Mihalas
+    (1988, ApJ 331, 794) for Z = 1: ``w = f / (1 + f)``, ``f = 0.1402 x β³ / (1 + 0.1285 x β^1.5)``,
+    ``β = 8.3e14 n_e^(-2/3) K_n / n⁴``, ``x = (1 + a)^3.15``, ``a = 0.09 n_e^(1/6) / √T``,
+    ``K_n = 1`` for n ≤ 3 and ``16/3 · n / (n + 1)²`` above.  Levels whose ``w`` is small are
+    dissolved by the micro-field of the plasma: their lines fade (the high Balmer series merges)
+    and their share of the oscillator strength becomes a pseudo-continuum below the series limit.
+    Neutral perturbers are left out (HM88's hard-sphere term is known to dissolve levels too
+    strongly; TLUSTY/SYNSPEC and Tremblay & Bergeron 2009 likewise treat it separately).
+
+    Parameters
+    ----------
+    n : array
+        Principal (or effective, non-integer) quantum number, broadcast with ``ne`` and ``temp``.
+    ne, temp : arrays
+        Electron density (cm^-3) and temperature (K).
+    """
+    n = np.asarray(n, dtype=np.float64)
+    a = 0.09 * ne ** (1.0 / 6.0) / np.sqrt(temp)
+    x = (1.0 + a) ** 3.15
+    k = np.where(n <= 3.0, 1.0, 16.0 / 3.0 * n / (n + 1.0) ** 2)
+    beta = 8.3e14 * ne ** (-2.0 / 3.0) * k / n ** 4
+    f = 0.1402 * x * beta ** 3 / (1.0 + 0.1285 * x * beta ** 1.5)
+    return f / (1.0 + f)
+
+
+def _dissolved_fraction(wave, n_low, ne, temp):
+    """Fraction ``D = 1 - w(n*) / w(n_low)`` of level ``n_low``'s pseudo-continuum at ``wave`` > its edge.
+
+    ``n*`` is the effective quantum number of the upper state reached,
+    ``1/n*² = 1/n_low² - λ_H/λ`` (Hubeny, Hummer & Lanz 1994, eq. 4.3); zero blueward of the edge
+    (the true continuum takes over there).  Shape (ndepth, nwave) for ``ne``, ``temp`` (ndepth, 1).
+    """
+    inv = 1.0 / n_low ** 2 - 911.7633 / wave
+    out = np.zeros(np.broadcast_shapes(np.shape(ne), np.shape(wave)))
+    ok = inv > 1e-6
+    if not np.any(ok):
+        return out
+    nstar = np.broadcast_to(np.where(ok, 1.0 / np.sqrt(np.maximum(inv, 1e-6)), 1.0), out.shape)
+    w = _occupation_probability(nstar, ne, temp) / _occupation_probability(float(n_low), ne, temp)
+    return np.where(np.broadcast_to(ok, out.shape), np.clip(1.0 - w, 0.0, 1.0), 0.0)
+
+
 def _continuum_opacity(wave, temp, pe):
     """Continuous opacity per neutral H atom (cm^2), shape (ndepth, nwave).
+
+    H I bound-free includes the Hummer-Mihalas pseudo-continua of the levels n = 2, 3
+    (Balmer, Paschen) redward of their edges, weighted by :func:`_dissolved_fraction`.
 
     Parameters
     ----------
@@ -158,6 +215,10 @@ def _continuum_opacity(wave, temp, pe):
     for dn in range(3):
         n = n0 + dn
         hbf += alpha0 / n ** 3 * 10 ** (-theta * H_ION * (1.0 - 1.0 / n ** 2))
+    ne = (pe / (K_BOLTZ * 5040.0 / theta))
+    for n_low in (2, 3):
+        pop = 10 ** (-theta * H_ION * (1.0 - 1.0 / n_low ** 2))
+        hbf += alpha0 / n_low ** 3 * pop * _dissolved_fraction(wave[None, :], n_low, ne, 5040.0 / theta)
     tail = np.log10(np.e) / (2 * theta * H_ION)
     hbf += alpha0 * tail * (10 ** (-theta * H_ION * (1.0 - 1.0 / (n0 + 3) ** 2)) - 10 ** (-theta * H_ION))
     hff = alpha0 * tail * 10 ** (-theta * H_ION)
@@ -257,6 +318,7 @@ def _line_opacity(wave, temp, pe, ne, pg, fneutral_h, feh, vturb=1.5):
         doppler = lam * np.sqrt(2 * K_BOLTZ * temp / 1.6726e-24 + (vturb * 1e5) ** 2) / 2.998e10
         prof = _hydrogen_profile(dw, doppler[:, None], 2.35 * STARK_SCALE * width[:, None])
         pop = n_low ** 2 * 10 ** (-theta * H_ION * (1.0 - 1.0 / n_low ** 2))   # g_n / u_H (u_H = 2)
+        pop = pop * _occupation_probability(float(n_up), ne, temp)[:, None]     # w_up (w_low ≈ 1)
         sig = SIGMA_LINE * _oscillator_strength(n_low, n_up) * lam ** 2 / C_ANGSTROM
         out[:, sel] += pop * sig * prof * (1.0 - 10 ** (-theta * EV_ANGSTROM / lam))
     for lam, el, stage, loggf, chi in _METAL_LINES:
