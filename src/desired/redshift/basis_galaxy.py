@@ -14,7 +14,13 @@ from first principles with nothing of the simulator:
 * **stellar spectra**: the project's LTE photosphere recipe :func:`desired.stdmodels.model_spectrum`
   (grey atmosphere, H-/H I continuous opacity, Balmer/Paschen Stark lines, ~30 metal
   lines) evaluated on a grid of (Teff, logg, [Fe/H]) from 3500 to 40000 K —
-  theoretical, not the empirical MILES library that BC03-MILES uses;
+  theoretical, not the empirical MILES library that BC03-MILES uses; multiplied by
+  :func:`blanketing` (the ~30 lines of that recipe miss the metal-line forest): solar
+  line-blanketing fractions scaled with Teff/[Fe/H]/logg, mid-UV Mg II/Mg I/Fe II
+  features (the 2640 and 2900 Å breaks), CN/CH bands, TiO in M stars (literature
+  values cited at the constants below);
+* **interstellar UV absorption** of star-forming galaxies (:func:`ism_absorption`,
+  Shapley et al. 2003 and Fe II/Mg II of z ~ 1 galaxies);
 * **isochrones**: analytic main-sequence mass-luminosity-radius relations
   (L ∝ M^2.3/M^4/M^3.5, R ∝ M^0.8/M^0.57), lifetimes t = 10 Gyr M^-2.5, a Kroupa
   (2001) IMF 0.1-100 Msun, and post-main-sequence light from the fuel-consumption
