@@ -10,7 +10,8 @@ Classes and sources (each independent of the simulator, see the modules):
 * GALAXY — :mod:`desired.redshift.basis_galaxy`: own population synthesis of LTE
   photospheres (``desired.stdmodels``), analytic isochrones, Kroupa IMF,
   τ + burst histories, Calzetti dust, velocity dispersion, nebular lines on the BPT
-  locus, metal-line blanketing and mid-UV features, interstellar UV lines; 1000-12000 Å rest, dlog10 λ = 5e-5; 10 vectors.
+  locus, metal-line blanketing and mid-UV features, interstellar UV
+  lines; 1000-12000 Å rest, dlog10 λ = 5e-5; 10 vectors.
 * QSO — :mod:`desired.redshift.basis_qso`: Vanden Berk et al. (2001) composite line
   list, broken power-law continuum, Balmer continuum, Fe II; 500-10000 Å, dlog10 λ
   = 1e-4; 4 vectors.
