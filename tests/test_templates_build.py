@@ -106,6 +106,7 @@ def test_redshifts_of_simulated_coadds_with_own_templates(quick_set, tmp_path):
     good = (np.asarray(table["ZWARN"]) == 0) & (dv < np.where(kind == "QSO", 3000.0, 1000.0))
     gal = np.isin(kind, ["BGS", "LRG", "ELG"])
     assert gal.sum() >= 10
+    print(f"galaxy efficiency of the reduced own set on the mini simulation: {good[gal].mean():.3f} ({gal.sum()})")
     assert good[gal].mean() >= GALAXY_MIN_EFFICIENCY, (good[gal].mean(), dict(zip(kind, good)))
     spectype = np.char.strip(np.asarray(table["SPECTYPE"]).astype(str))
     sky = kind == "SKY"
@@ -113,8 +114,9 @@ def test_redshifts_of_simulated_coadds_with_own_templates(quick_set, tmp_path):
 
 
 #: the reduced set reached 0.75 on the mini simulation (seed 5) under this test with the
-#: simulator of 8e1b4c1 and 0.69 after its galaxy changes (vacuum wavelengths, quiescent
-#: dust/metallicity); the full set on a petal simulation: benchmarks/bench_templates.py.
-#: Absorption-line galaxies (LRG, BGS) are the weak class of the own templates (wrong z near
-#: 1.6-1.7), so the bar is a regression guard, not the issue's goal (>= 90-95 %).
-GALAXY_MIN_EFFICIENCY = 0.6
+#: simulator of 8e1b4c1, 0.69 after its galaxy changes (vacuum wavelengths, quiescent
+#: dust/metallicity), and 0.917 (33/36) once basis_galaxy gained metal-line blanketing and
+#: mid-UV/ISM features (absorption-line galaxies had been fitted at z ~ 1.6-1.7).  The full
+#: set on a petal simulation: benchmarks/bench_templates.py.  A regression guard with room
+#: for the small sample (31/36), not the issue's goal (>= 90-95 % per class).
+GALAXY_MIN_EFFICIENCY = 0.85
