@@ -41,7 +41,7 @@ import scipy.special
 from astropy.table import Column, Table
 
 from .maskbits import fibermask, specmask
-from .scores import TOPHAT_WAVE
+from .scores import TOPHAT_WAVE, band_scores
 
 log = logging.getLogger(__name__)
 
@@ -606,29 +606,6 @@ def _tsnr2_kernel_cached(cls, wave_bytes):
         arg = np.where(near, (wave[None, :] - center) / s, 0.0)
         model += np.where(near, flux / (np.sqrt(2 * np.pi) * s) * np.exp(-0.5 * arg ** 2), 0.0)
     return np.mean(model ** 2, axis=0)
-
-
-def band_scores(wave, flux, ivar, band, suffix="COADD"):
-    """desispec's flux-per-Angstrom scores of spectra in the tophat window of ``band``.
-
-    Returns
-    -------
-    dict
-        ``INTEG_{suffix}_FLUX_{B}`` (Σ flux Δλ), ``MEDIAN_{suffix}_FLUX_{B}``,
-        ``MEDIAN_{suffix}_SNR_{B}`` (median of sqrt(ivar) flux / sqrt(Δλ)), float32 (nspec,).
-    """
-    wave = np.asarray(wave, dtype=np.float64)
-    lo, hi = TOPHAT_WAVE[band]
-    win = (wave >= lo) & (wave < hi)
-    B = band.upper()
-    if not win.any():
-        return {}
-    dwave = np.gradient(wave)[win]
-    f = np.asarray(flux)[:, win]
-    iv = np.clip(np.asarray(ivar)[:, win], 0, None)
-    return {f"INTEG_{suffix}_FLUX_{B}": np.sum(f * dwave, axis=1).astype(np.float32),
-            f"MEDIAN_{suffix}_FLUX_{B}": np.median(f, axis=1).astype(np.float32),
-            f"MEDIAN_{suffix}_SNR_{B}": np.median(np.sqrt(iv) * f / np.sqrt(dwave), axis=1).astype(np.float32)}
 
 
 def coadd_scores(targetids, waves, fluxes, ivars):

@@ -117,13 +117,8 @@ def smooth_calibration(wave, values, weights, knot_spacing, penalty):
         The fit (zeros when no pixel has weight); masked gaps and the ends are bridged
         by the curvature penalty (linear continuation).
     """
-    import scipy.sparse as sp
-    from scipy.interpolate import BSpline
     from scipy.sparse.linalg import spsolve
-    nk = max(int(np.ceil((wave[-1] - wave[0]) / knot_spacing)), 1)
-    inner = np.linspace(wave[0], wave[-1], nk + 1)
-    knots = np.concatenate([[inner[0]] * 3, inner, [inner[-1]] * 3])
-    basis = BSpline.design_matrix(wave, knots, 3).tocsr()
+    basis = _spline_design(wave, knot_spacing)
     wb = basis.multiply(weights[:, None]).tocsr()
     normal = (basis.T @ wb).tocsc()
     coef = spsolve((normal + curvature_penalty(normal, penalty)).tocsc(), wb.T @ values)

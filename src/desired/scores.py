@@ -37,15 +37,40 @@ def frame_scores(wave, flux, ivar, band, stage):
         sqrt(ivar)·flux / sqrt(Δλ), per sqrt(Angstrom)); empty when the frame does not
         reach the window.
     """
-    wave = np.asarray(wave, dtype=np.float64)
-    lo, hi = TOPHAT_WAVE[band]
-    win = (wave >= lo) & (wave < hi)
-    if not win.any():
+    window = _band_window(wave, np.asarray(flux, dtype=np.float64), np.asarray(ivar, dtype=np.float64), band)
+    if window is None:
         return {}
-    dwave = np.gradient(wave)[win]
-    f = np.asarray(flux, dtype=np.float64)[:, win]
-    iv = np.clip(np.asarray(ivar, dtype=np.float64)[:, win], 0.0, None)
+    dwave, f, iv = window
     B = band.upper()
     return {f"SUM_{stage}_COUNT_{B}": np.sum(f, axis=1),
             f"MEDIAN_{stage}_COUNT_{B}": np.median(f / dwave, axis=1),
             f"MEDIAN_{stage}_SNR_{B}": np.median(np.sqrt(iv) * f / np.sqrt(dwave), axis=1)}
+
+
+def band_scores(wave, flux, ivar, band, suffix="COADD"):
+    """desispec's flux-per-Angstrom scores of spectra in the tophat window of ``band``.
+
+    Returns
+    -------
+    dict
+        ``INTEG_{suffix}_FLUX_{B}`` (Σ flux Δλ), ``MEDIAN_{suffix}_FLUX_{B}``,
+        ``MEDIAN_{suffix}_SNR_{B}`` (median of sqrt(ivar) flux / sqrt(Δλ)), float32 (nspec,).
+    """
+    window = _band_window(wave, np.asarray(flux), np.asarray(ivar), band)
+    if window is None:
+        return {}
+    dwave, f, iv = window
+    B = band.upper()
+    return {f"INTEG_{suffix}_FLUX_{B}": np.sum(f * dwave, axis=1).astype(np.float32),
+            f"MEDIAN_{suffix}_FLUX_{B}": np.median(f, axis=1).astype(np.float32),
+            f"MEDIAN_{suffix}_SNR_{B}": np.median(np.sqrt(iv) * f / np.sqrt(dwave), axis=1).astype(np.float32)}
+
+
+def _band_window(wave, flux, ivar, band):
+    """(Δλ, flux, ivar clipped at 0) in the tophat window of ``band``, or None when ``wave`` misses it."""
+    wave = np.asarray(wave, dtype=np.float64)
+    lo, hi = TOPHAT_WAVE[band]
+    win = (wave >= lo) & (wave < hi)
+    if not win.any():
+        return None
+    return np.gradient(wave)[win], flux[:, win], np.clip(ivar[:, win], 0, None)
