@@ -10,6 +10,7 @@ ok/failed *sidecar* next to the product (see :func:`sidecar_path`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 #: sidecar contents
@@ -388,6 +389,11 @@ def _add_fluxcalib_tasks(add, night, frames, nightly, skies):
             add("cframe", common + [calib], night=night, camera=cam, expid=expid)
 
 
+def in_workdir(workdir, path):
+    """``path`` as seen from the current directory: itself when absolute, else joined to ``workdir``."""
+    return path if os.path.isabs(path) else os.path.join(workdir, path)
+
+
 def healpix_tasks(rows, roots, healpix, defaults, workdir="."):
     """Tasks of the healpix stage: spectra, coadd and redshifts per pixel, the zcatalog per survey/program.
 
@@ -418,8 +424,7 @@ def healpix_tasks(rows, roots, healpix, defaults, workdir="."):
     from .io.spectra import find_exposure_fibermap, read_fibermap_coordinates
     from .paths import findfile
 
-    def at(p):
-        return p if os.path.isabs(p) else os.path.join(workdir, p)
+    at = functools.partial(in_workdir, workdir)
 
     members = {}
     for row in rows:
@@ -508,8 +513,7 @@ def task_states(tasks, workdir=".", incomplete=None, running=None):
     settled and no Snakemake run is active.  *running*: marked incomplete while a
     run holds the lock.  *ready*: every input settled; *waiting*: otherwise.
     """
-    def at(p):
-        return p if os.path.isabs(p) else os.path.join(workdir, p)
+    at = functools.partial(in_workdir, workdir)
 
     incomplete = incomplete_outputs(workdir) if incomplete is None else incomplete
     running = snakemake_running(workdir) if running is None else running
@@ -579,8 +583,7 @@ def status_table(tasks, workdir=".", states=None):
 
 def failure_line(task, workdir="."):
     """One line saying why a failed task failed: the known reason, the sidecar's, or the log's first error line."""
-    def at(p):
-        return p if os.path.isabs(p) else os.path.join(workdir, p)
+    at = functools.partial(in_workdir, workdir)
     if task.get("bad"):
         return task["bad"]
     if task["output"].endswith(".status"):
@@ -631,8 +634,7 @@ def invalidate_stale(tasks, workdir=".", failed_outputs=(), rows=(), roots=None,
     from .exposures import is_bad
     from .paths import findfile
 
-    def at(p):
-        return p if os.path.isabs(p) else os.path.join(workdir, p)
+    at = functools.partial(in_workdir, workdir)
 
     tainted = {os.path.normpath(p) for p in failed_outputs}
     removed = []
