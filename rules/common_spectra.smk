@@ -1,7 +1,7 @@
 # Helpers of rules/spectra.smk (healpix and tile groups of the production; used by later stages too).
 import functools
 
-from desired.grouping import exposure_healpix_groups, tile_groups
+from desired.grouping import exposure_healpix_groups, healpix_members, tile_groups
 from desired.io.spectra import find_exposure_fibermap, read_fibermap_coordinates
 
 wildcard_constraints:
@@ -48,13 +48,9 @@ def science_exposures():
 @functools.lru_cache(maxsize=None)
 def healpix_index():
     """{(survey, program, healpix): sorted [(night, expid, camera)]} of the cframes feeding each pixel."""
-    index = {}
-    for night, expid, tileid, cameras in science_exposures():
-        for group, spectros in _exposure_groups(night, expid).items():
-            cams = [c for c in cameras if int(c[1:]) in spectros]
-            index.setdefault(group, []).extend((night, expid, c) for c in cams)
     # cached: computed once the exposures are known (an unfinished exposure scan raises instead)
-    return {g: sorted(v) for g, v in sorted(index.items()) if v}
+    return healpix_members((night, expid, cameras, _exposure_groups(night, expid))
+                           for night, expid, tileid, cameras in science_exposures())
 
 
 def healpix_groups():

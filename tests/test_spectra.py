@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from desired.cli import main as cli_main
-from desired.grouping import exposure_groups, healpix_pixels, survey_program
+from desired.grouping import (exposure_groups, exposure_healpix_groups, healpix_members, healpix_pixels,
+                              survey_program)
 from desired.io.frame import CFRAME_UNITS, read_frame, write_frame
 from desired.io.spectra import read_healpix_list, read_spectra
 from desired.io.util import DataModelError
@@ -110,6 +111,22 @@ def test_survey_program_keywords():
     assert survey_program({"FA_SURV": "sv1", "FAFLAVOR": "sv1dark"}) == ("sv1", "dark")
     assert survey_program({"PROGRAM": "some free text"}) == ("main", "other")
     assert survey_program({}, "special", "backup") == ("special", "backup")
+
+
+def test_healpix_members_keeps_only_the_cameras_of_feeding_spectrographs():
+    # two exposures: fibers of spectrographs 0 and 1 at two positions; the second exposure has only camera b1
+    ra, dec = np.array([10.0, 10.0, 150.0]), np.array([5.0, 5.0, -20.0])
+    fibers = np.array([3, 700, 710])
+    groups = exposure_healpix_groups(ra, dec, fibers, {"SURVEY": "main", "FAPRGRM": "dark"}, nside=64)
+    pix = healpix_pixels(ra, dec, 64, True)
+    pix_a, pix_b = int(pix[0]), int(pix[2])
+    assert pix_a != pix_b
+    members = healpix_members([(20261124, 5, ("b0", "r0", "b1"), groups), (20261125, 9, ("b1",), groups)])
+    assert members[("main", "dark", pix_a)] == [(20261124, 5, "b0"), (20261124, 5, "b1"), (20261124, 5, "r0"),
+                                                (20261125, 9, "b1")]
+    assert members[("main", "dark", pix_b)] == [(20261124, 5, "b1"), (20261125, 9, "b1")]
+    # a pixel fed only by a spectrograph whose cameras are absent has no member and is left out
+    assert healpix_members([(20261125, 9, ("b0",), {("main", "dark", pix_b): (1,)})]) == {}
 
 
 def _copy_frames(sim, tmp_path):

@@ -436,6 +436,28 @@ def exposure_healpix_groups(ra, dec, fibers, header, nside=64, nest=True, defaul
     return {k: tuple(sorted(v)) for k, v in sorted(out.items())}
 
 
+def healpix_members(exposures):
+    """The cameras of the exposures feeding each healpix group.
+
+    Parameters
+    ----------
+    exposures : iterable of (int, int, sequence of str, dict)
+        ``(night, expid, cameras, groups)`` per science exposure, ``groups`` as returned by
+        :func:`exposure_healpix_groups` (group -> spectrographs).
+
+    Returns
+    -------
+    dict
+        ``(survey, program, healpix) -> sorted list of (night, expid, camera)``, sorted by
+        group; groups that none of the exposure's cameras feed are left out.
+    """
+    index = {}
+    for night, expid, cameras, groups in exposures:
+        for group, spectros in groups.items():
+            index.setdefault(group, []).extend((night, expid, c) for c in cameras if int(c[1:]) in spectros)
+    return {g: sorted(v) for g, v in sorted(index.items()) if v}
+
+
 def tile_groups(exposures, groupings=TILE_GROUPINGS):
     """Tile groupings of a set of exposures.
 

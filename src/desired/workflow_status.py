@@ -420,13 +420,13 @@ def healpix_tasks(rows, roots, healpix, defaults, workdir="."):
         As :func:`expected_tasks`, in dependency order (after the cframes they need).
     """
     from .exposures import is_bad
-    from .grouping import exposure_healpix_groups
+    from .grouping import exposure_healpix_groups, healpix_members
     from .io.spectra import find_exposure_fibermap, read_fibermap_coordinates
     from .paths import findfile
 
     at = functools.partial(in_workdir, workdir)
 
-    members = {}
+    exposures = []
     for row in rows:
         if is_bad(row) or row["OBSTYPE"] != "SCIENCE":
             continue
@@ -439,10 +439,9 @@ def healpix_tasks(rows, roots, healpix, defaults, workdir="."):
         groups = exposure_healpix_groups(table["TARGET_RA"], table["TARGET_DEC"], table["FIBER"], header,
                                          nside=healpix["nside"], nest=healpix["nest"],
                                          default_survey=defaults[0], default_program=defaults[1])
-        for group, spectros in groups.items():
-            members.setdefault(group, []).extend(
-                findfile("cframe", root=roots["redux"], night=night, expid=expid, camera=cam)
-                for cam in row["CAMERAS"] if int(cam[1:]) in spectros)
+        exposures.append((night, expid, row["CAMERAS"], groups))
+    members = {group: [findfile("cframe", root=roots["redux"], night=n, expid=e, camera=c) for n, e, c in cams]
+               for group, cams in healpix_members(exposures).items()}
     tasks, redrock = [], {}
     logs = os.path.join(roots["redux"], "logs")
 
@@ -456,9 +455,7 @@ def healpix_tasks(rows, roots, healpix, defaults, workdir="."):
                       "log": os.path.join(logs, step, "all", "_".join(map(str, [step, *parts])) + ".log")})
         return tasks[-1]["output"]
 
-    for (survey, program, pix), cframes in sorted(members.items()):
-        if not cframes:
-            continue
+    for (survey, program, pix), cframes in members.items():
         fields = dict(survey=survey, program=program, healpix=pix)
         spectra = add("spectra", sorted(set(cframes)), **fields)
         coadd = add("coadd", [spectra], **fields)
