@@ -23,7 +23,10 @@ Simulates (or reuses ``--root``) a frame-level night (``--preset``, ``--nflat`` 
   the brighter half of the targets; each camera's cframe flux summed over the truly brighter
   half vs its summed truth (with its photon noise: where a camera's throughput is a few % of
   its peak, 1/calibration amplifies the noise); and the calibration alone, true / ours
-  (fiberflatnight × fluxcalib) weighted by the cframe ivar as a coadd weights the cameras.
+  (fiberflatnight × fluxcalib) weighted by the cframe ivar as a coadd weights the cameras; and the
+  summed flux weighted by the cframe ivar.  The noise quoted for the sums adds the sky model's
+  statistical error linearly over targets: one sky spectrum is subtracted from every target of a
+  camera, so with few sky fibers (``mini``: 5) it does not average down with the number of targets.
   ``--no-shape-prior`` runs the calibration without fluxcalib's nominal-shape prior (side by side).
 
 The default number of flats is DESI's nightly sequence (``desired.sim.night.DESI_NFLAT``).
@@ -76,7 +79,7 @@ def main():
                                                     camera=c))
     science = [e for e in science if os.path.exists(findfile("frame", root=prod, night=NIGHT, expid=e, camera="b0"))]
     print(f"{args.preset} frame-level night, {args.nflat} flats, seed {args.seed}, under {root}")
-    nights, corrected = {}, {}
+    nights, corrected, skies = {}, {}, {}
     for camera in ("b0", "r0", "z0"):
         fframes = [frame(e, camera) for e in flats]
         night = nights[camera] = average_fiberflats([compute_fiberflat(f) for f in fframes])
@@ -88,7 +91,8 @@ def main():
         for e in science:
             raw, t = frame(e, camera), truth(e, camera)
             ff = apply_fiberflat(raw, night)
-            sub = corrected[e, camera] = subtract_sky(ff, compute_sky(ff))
+            sky = skies[e, camera] = compute_sky(ff)
+            sub = corrected[e, camera] = subtract_sky(ff, sky)
             thru = t["FIBERFLAT"] / np.median(t["FIBERFLAT"], axis=0)
             resid = sub.flux - raw.convolve(t["OBJ_ELECTRONS"]) / thru
             pull = resid * np.sqrt(sub.ivar)
@@ -111,11 +115,16 @@ def main():
             flux_accuracy({c[0]: corrected[e, c] for c in ("b0", "r0", "z0")},
                           {c[0]: frame(e, c) for c in ("b0", "r0", "z0")},
                           {c[0]: truth(e, c) for c in ("b0", "r0", "z0")}, os.path.join(root, "calib"), e,
-                          {c[0]: nights[c] for c in ("b0", "r0", "z0")}, shape_prior=not args.no_shape_prior)
+                          {c[0]: nights[c] for c in ("b0", "r0", "z0")}, shape_prior=not args.no_shape_prior,
+                          skies={c[0]: skies[e, c] for c in ("b0", "r0", "z0")})
 
 
-def flux_accuracy(corr, raw, truth, calib_dir, expid, nights, shape_prior=True):
-    """Standard stars, flux calibration and cframes of one exposure as the workflow makes them, vs the truth."""
+def flux_accuracy(corr, raw, truth, calib_dir, expid, nights, shape_prior=True, skies=None):
+    """Standard stars, flux calibration and cframes of one exposure as the workflow makes them, vs the truth.
+
+    ``skies`` (band -> SkyModel of this exposure) adds the sky model's statistical error, common to every
+    target of a camera, to the noise quoted for the summed overlap statistics.
+    """
     import sys
     import time
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -136,7 +145,7 @@ def flux_accuracy(corr, raw, truth, calib_dir, expid, nights, shape_prior=True):
     stars = fit_stdstars(corr, grid, delta_color=st["delta_color"], color_sys=st["color_sys"],
                          color_correct=st["color_correct"])
     print(f"  expid {expid}: {stars.nstd} standards fitted in {time.time() - t0:.0f} s (model grid included, under load)")
-    cframes, chain_cal = {}, {}
+    cframes, chain_cal, calibs = {}, {}, {}
     for band in "brz":
         nominal = read_flux_calibration(findfile("calib_fluxcalib", root=calib_dir, camera=f"{band}0"))
         cal = compute_flux_calibration(corr[band], stars, nominal=nominal, min_std=fc["min_std"],
@@ -144,6 +153,7 @@ def flux_accuracy(corr, raw, truth, calib_dir, expid, nights, shape_prior=True):
                                        max_scale_dev=fc["max_scale_dev"], max_shape_rms=fc["max_shape_rms"],
                                        shape_prior=shape_prior)
         cframes[band] = cf = apply_flux_calibration(corr[band], cal)
+        calibs[band] = cal.calib
         # the calibration of the chain: fiberflatnight x fluxcalib (frame = cframe x this)
         chain_cal[band] = nights[band].fiberflat * cal.calib
         thru = truth[band]["FIBERFLAT"]
@@ -172,16 +182,48 @@ def flux_accuracy(corr, raw, truth, calib_dir, expid, nights, shape_prior=True):
         tot = sums[a][1] + sums[b][1]
         bright = tot > np.median(tot)
 
-        def noise(band):
-            """Photon noise of the summed statistic of ``band`` (relative)."""
+        def noise(band, weights=None):
+            """Noise of the summed statistic sum(w f) / sum(w f_true) of ``band`` over the brighter half.
+
+            Returns (total, common), relative.  Each target's own noise adds in quadrature; the sky model's
+            statistical error is one draw for every target of the camera (one deconvolved sky spectrum), so it
+            adds linearly over targets (``common``; 0 without ``skies``).  ``weights`` (ntarget, npix): default
+            1 where the cframe ivar > 0.
+            """
             cf = cframes[band]
             sel = (cf.wave > lo) & (cf.wave < hi)
             iv = cf.ivar[tgt][:, sel][bright]
-            return np.sqrt(np.sum(1.0 / iv[iv > 0])) / np.sum(sums[band][1][bright])
+            w = np.where(iv > 0, 1.0, 0.0) if weights is None else weights
+            true = true_cframe_flux(raw[band], truth[band])[tgt][:, sel][bright]
+            var = np.where(iv > 0, 1.0 / np.where(iv > 0, iv, 1.0), 0.0)
+            norm = np.sum(w * true)
+            if skies is None:
+                return np.sqrt(np.sum(w ** 2 * var)) / norm, 0.0
+            sky_iv = skies[band].stat_ivar[tgt][:, sel][bright]
+            cal = calibs[band][tgt][:, sel][bright]
+            ok = (sky_iv > 0) & (cal > 0) & (iv > 0)
+            sky_sig = np.where(ok, 1.0 / np.sqrt(np.where(ok, sky_iv, 1.0)) / np.where(ok, cal, 1.0), 0.0)
+            own = np.sum(w ** 2 * np.clip(var - sky_sig ** 2, 0.0, None))
+            common = np.sum(np.sum(w * sky_sig, axis=0) ** 2)
+            return np.sqrt(own + common) / norm, np.sqrt(common) / norm
         cal = [np.sum(sums[band][0][bright]) / np.sum(sums[band][1][bright]) for band in (a, b)]
+        na, nb = noise(a), noise(b)
         print(f"  overlap {a}/{b} ({lo:.0f}-{hi:.0f} A) expid {expid}: median flux ratio of the brighter half "
               f"{ratio:.4f}; summed over the truly brighter {bright.sum()} targets, each camera vs truth: "
-              f"{cal[0]:.4f} / {cal[1]:.4f} = {cal[0] / cal[1]:.4f} (noise {100 * noise(a):.2f} % / {100 * noise(b):.2f} %)")
+              f"{cal[0]:.4f} / {cal[1]:.4f} = {cal[0] / cal[1]:.4f} (noise {100 * na[0]:.2f} % / {100 * nb[0]:.2f} %, "
+              f"of which the sky model's, common to all targets, {100 * na[1]:.2f} % / {100 * nb[1]:.2f} %)")
+        # the same sums weighted by the cframe ivar, as a coadd weights the two cameras pixel by pixel: where a
+        # camera's throughput is a few % of its peak its pixels count little, as in the spectrum the user gets
+        wsum = []
+        for band in (a, b):
+            cf = cframes[band]
+            sel = (cf.wave > lo) & (cf.wave < hi)
+            w = cf.ivar[tgt][:, sel][bright]
+            true = true_cframe_flux(raw[band], truth[band])[tgt][:, sel][bright]
+            wsum.append((np.sum(w * cf.flux[tgt][:, sel][bright]) / np.sum(w * true), noise(band, w)))
+        print(f"    ivar-weighted, same targets and pixels: {wsum[0][0]:.4f} / {wsum[1][0]:.4f} = "
+              f"{wsum[0][0] / wsum[1][0]:.4f} (noise {100 * wsum[0][1][0]:.2f} % / {100 * wsum[1][1][0]:.2f} %, "
+              f"common sky {100 * wsum[0][1][1]:.2f} % / {100 * wsum[1][1][1]:.2f} %)")
         # the calibration alone, without photon noise: true / our chain calibration in the overlap, weighted by the
         # cframe ivar (as a coadd weights the two cameras), per camera, then a / b
         calonly = []
