@@ -105,6 +105,8 @@ def bgs_quiescent_age(u, z):
       younger than 6 Gyr (as summarised by Bregman et al. 2006, ApJ 646, 899;
       index ages are SSP-equivalent, biased young by small recent bursts, which
       the 15 % of quiescent galaxies with a burst carry here);
+    * stacked SDSS early-type spectra brighter than L*: mean luminosity-weighted
+      ages ≈ 8 Gyr (Schiavon 2007, ApJS 171, 146);
     * light-weighted ages rise with stellar mass along the red sequence, with a
       tail to younger ages at the low-mass end and a small scatter at high mass
       (Gallazzi et al. 2006, MNRAS 370, 1106; Gallazzi et al. 2005, MNRAS 362,
