@@ -136,7 +136,8 @@ def main(argv=None):
           + f" = {sum(eff):.0f} s (DESI main-survey QSO pass: ~1000 s)\n")
     rows = diagnose(args.outdir, args.redrock or f"{args.outdir}/redrock-QSO.fits")
     rows.sort(key=lambda d: d["r"])
-    print(" ok   true z  r mag  S/N b   r    z    feat dchi2  ew_scale v_CIV  redrock (type z zwarn dchi2)  lines in 3600-9800")
+    print(" ok   true z  r mag  S/N b   r    z    feat  ew_scale v_CIV  redrock: type z zwarn dchi2  "
+          "lines in 3600-9800")
     for d in rows:
         s = d["snr"]
         print(f" {'Y' if d['ok'] else 'n'}  {d['z']:7.3f} {d['r']:6.2f}  {s['b']:4.2f} {s['r']:4.2f} {s['z']:4.2f} "
