@@ -14,7 +14,12 @@ simulator's quasar generator (``desired.sim.quasars``):
 * **broad and narrow lines**: relative fluxes of VdB01's composite (Table 2;
   Lyα = 100, rounded), each scattered by 0.15 dex per object, the whole set by
   0.25 dex (Baldwin effect), FWHM 2000-9000 km/s (narrow lines 300-900 km/s),
-  high-ionisation lines (NV, SiIV, CIV, HeII, CIII]) blue-shifted by 0-2000 km/s;
+  high-ionisation lines blue-shifted with respect to the systemic (low-ionisation)
+  redshift: CIV by 0-2000 km/s, every other one in proportion to the ionisation
+  energy of the ion that emits it, capped at CIV's (the blueshift grows with
+  ionisation potential: Gaskell 1982, ApJ 263, 79; Tytler & Fan 1992, ApJS 79, 1;
+  VdB01 §4.3), so the semi-forbidden CIII] (C⁺⁺, 24.4 eV) moves half as far as CIV
+  (C³⁺, 47.9 eV) and SiIV (33.5 eV) 0.7 times;
 * **Fe II**: the optical multiplets 27/28/37/38/42/48/49 as lines at the Hβ width
   (wavelengths from the NIST tables, equal strengths except multiplet 42 twice
   as strong) and the UV Fe II "small blue bump" as broad Gaussian blends centred
@@ -46,6 +51,11 @@ QSO_LINES = (
     (7067.2, 0.4, "b"), (8448.6, 0.5, "b"), (8500.4, 0.2, "b"), (8544.4, 0.3, "b"),
     (8664.5, 0.3, "b"), (9017.4, 0.3, "b"), (9232.9, 0.5, "b"), (9548.6, 0.7, "b"),
 )
+#: ionisation energy (eV) of the ion that emits each blue-shifted ('h') line; the shift is
+#: v × min(E / E(C IV), 1) (NIST ionisation energies: C⁺→C⁺⁺ 24.38, Si⁺⁺→Si³⁺ 33.49,
+#: C⁺⁺→C³⁺ 47.89, He⁺→He⁺⁺ 54.42 (He II recombination), N³⁺→N⁴⁺ 77.47, O⁴⁺→O⁵⁺ 113.9)
+SHIFT_ENERGY = {1033.82: 113.9, 1240.81: 77.47, 1397.61: 33.49, 1549.06: 47.89, 1640.42: 54.42, 1908.73: 24.38}
+CIV_ENERGY = 47.89
 #: optical Fe II multiplet lines (air Å, converted to vacuum below), and the stronger multiplet 42
 FEII_OPTICAL = (4173.5, 4233.2, 4296.6, 4303.2, 4351.8, 4385.4, 4416.8, 4489.2, 4491.4, 4508.3, 4515.3,
                 4520.2, 4522.6, 4549.5, 4555.9, 4576.3, 4583.8, 4620.5, 4629.3, 5197.6, 5234.6, 5276.0,
@@ -95,7 +105,7 @@ def qso_spectrum(wave, rng):
     for center, rel, kind in QSO_LINES:
         flux = lya * rel / 100.0 * 10 ** rng.normal(0, 0.15)
         width = fwhm_narrow if kind == "n" else fwhm * (1.0 if kind == "h" else 0.9)
-        mu = center * (1 - shift / C_KMS) if kind == "h" else center
+        mu = center * (1 - shift * min(SHIFT_ENERGY[center] / CIV_ENERGY, 1.0) / C_KMS) if kind == "h" else center
         spec += flux * _gauss(wave, mu, mu * width / C_KMS / 2.3548)
     feii = rng.uniform(0, 2.0)
     hbeta = lya * 0.086
