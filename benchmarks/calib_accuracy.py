@@ -168,6 +168,9 @@ def flux_accuracy(corr, raw, truth, calib_dir, expid, nights, shape_prior=True, 
               f"{100 * acc0['cal_maxabs']:.2f} %")
     tgt = np.flatnonzero(np.char.strip(np.asarray(corr["b"].fibermap["OBJTYPE"]).astype(str)) != "SKY")
     from desired.sim.truthcal import true_calibration, true_cframe_flux
+    # each camera's true cframe flux and true calibration, computed once for every overlap statistic below
+    true_flux = {band: true_cframe_flux(raw[band], truth[band]) for band in cframes}
+    true_cal = {band: true_calibration(raw[band], truth[band]) for band in cframes}
     for a, b in (("b", "r"), ("r", "z")):
         ratio, lo, hi = overlap(cframes[a], cframes[b], tgt)
         # the same agreement with less of the targets' photon noise: each camera's cframe flux summed over the
@@ -177,7 +180,7 @@ def flux_accuracy(corr, raw, truth, calib_dir, expid, nights, shape_prior=True, 
             cf = cframes[band]
             sel = (cf.wave > lo) & (cf.wave < hi)
             good = np.where(cf.ivar[tgt][:, sel] > 0, 1.0, 0.0)
-            true = true_cframe_flux(raw[band], truth[band])[tgt][:, sel]
+            true = true_flux[band][tgt][:, sel]
             sums[band] = (np.sum(cf.flux[tgt][:, sel] * good, axis=1), np.sum(true * good, axis=1))
         tot = sums[a][1] + sums[b][1]
         bright = tot > np.median(tot)
@@ -194,7 +197,7 @@ def flux_accuracy(corr, raw, truth, calib_dir, expid, nights, shape_prior=True, 
             sel = (cf.wave > lo) & (cf.wave < hi)
             iv = cf.ivar[tgt][:, sel][bright]
             w = np.where(iv > 0, 1.0, 0.0) if weights is None else weights
-            true = true_cframe_flux(raw[band], truth[band])[tgt][:, sel][bright]
+            true = true_flux[band][tgt][:, sel][bright]
             var = np.where(iv > 0, 1.0 / np.where(iv > 0, iv, 1.0), 0.0)
             norm = np.sum(w * true)
             if skies is None:
@@ -219,7 +222,7 @@ def flux_accuracy(corr, raw, truth, calib_dir, expid, nights, shape_prior=True, 
             cf = cframes[band]
             sel = (cf.wave > lo) & (cf.wave < hi)
             w = cf.ivar[tgt][:, sel][bright]
-            true = true_cframe_flux(raw[band], truth[band])[tgt][:, sel][bright]
+            true = true_flux[band][tgt][:, sel][bright]
             wsum.append((np.sum(w * cf.flux[tgt][:, sel][bright]) / np.sum(w * true), noise(band, w)))
         print(f"    ivar-weighted, same targets and pixels: {wsum[0][0]:.4f} / {wsum[1][0]:.4f} = "
               f"{wsum[0][0] / wsum[1][0]:.4f} (noise {100 * wsum[0][1][0]:.2f} % / {100 * wsum[1][1][0]:.2f} %, "
@@ -231,14 +234,14 @@ def flux_accuracy(corr, raw, truth, calib_dir, expid, nights, shape_prior=True, 
             sel = (cframes[band].wave > lo) & (cframes[band].wave < hi)
             w = cframes[band].ivar[tgt][:, sel]
             with np.errstate(divide="ignore", invalid="ignore"):
-                ratio_cal = np.where(w > 0, true_calibration(raw[band], truth[band])[tgt][:, sel] /
+                ratio_cal = np.where(w > 0, true_cal[band][tgt][:, sel] /
                                      chain_cal[band][tgt][:, sel], 0.0)
             calonly.append(np.sum(w * ratio_cal) / np.sum(w))
         print(f"    calibration alone in the overlap (true / ours, ivar-weighted over all targets): "
               f"{calonly[0]:.4f} / {calonly[1]:.4f} = {calonly[0] / calonly[1]:.4f}")
         # the summed statistic where both cameras' true throughput is above 10 % of its peak (elsewhere one camera's
         # cframe is its noise and sky residual divided by a calibration of a few % of its peak)
-        peak = {band: np.median(true_calibration(raw[band], truth[band]), axis=0) for band in (a, b)}
+        peak = {band: np.median(true_cal[band], axis=0) for band in (a, b)}
         strong = {band: np.interp(cframes[band].wave, cframes[o].wave, peak[o] / peak[o].max(), left=0.0, right=0.0)
                   for band, o in ((a, b), (b, a))}
         usable = []
@@ -247,7 +250,7 @@ def flux_accuracy(corr, raw, truth, calib_dir, expid, nights, shape_prior=True, 
             sel = (cf.wave > lo) & (cf.wave < hi) & (peak[band] > 0.1 * peak[band].max()) & (strong[band] > 0.1)
             good = np.where(cf.ivar[tgt][:, sel] > 0, 1.0, 0.0)[bright]
             usable.append((np.sum(cf.flux[tgt][:, sel][bright] * good) /
-                           np.sum(true_cframe_flux(raw[band], truth[band])[tgt][:, sel][bright] * good), int(sel.sum())))
+                           np.sum(true_flux[band][tgt][:, sel][bright] * good), int(sel.sum())))
         print(f"    summed where both throughputs are > 10 % of their peaks ({usable[0][1]}, {usable[1][1]} px): "
               f"{usable[0][0]:.4f} / {usable[1][0]:.4f} = {usable[0][0] / usable[1][0]:.4f}")
 
