@@ -269,3 +269,26 @@ def test_quiescent_bgs_younger_than_lrgs_as_local_early_types():
     assert 0.08 < np.mean(bgs < 7.0) < 0.35
     assert bgs.max() < 12.6 and bgs.min() > 4.5
     assert np.median(lrg) > 11.0 and np.median(lrg) - np.median(bgs) > 2.0
+
+
+def _line_ew(p, wave, rest_line, z):
+    full = quasars.spectrum(p, wave, 0.8, T._bin_gauss)
+    cont = quasars.spectrum(dict(p, ew_scale=0.0, feii=0.0, oiii_ew=0.0), wave, 0.8, T._bin_gauss)
+    sel = np.abs(wave / (1 + z) - rest_line) < 60
+    return np.sum((full - cont)[sel] / cont[sel]) * 0.8 / (1 + z)
+
+
+def test_quasar_baldwin_effect_fainter_quasars_stronger_high_ionisation_lines():
+    """Baldwin effect: the same quasar 4.5 mag fainter at the same z has its CIV EW larger by
+    10^(0.15 * 0.4 * 4.5) = 1.86 (β = -0.15, Dietrich et al. 2002), its Hβ EW unchanged (β = 0), and an
+    r = 19 quasar at z = 1.35 (SDSS-composite luminosity) keeps the composite's EWs."""
+    rng = np.random.default_rng(7)
+    wave = np.arange(3600.0, 9800.0, 0.8)
+    p = dict(quasars.draw_params(rng), kind="QSO", forest_seed=1, ew_scale=1.0, v_civ=0.0, mag_band="R")
+    bright, faint = (_line_ew(dict(p, z=2.0, mag=m), wave, 1549.06, 2.0) for m in (18.0, 22.5))
+    assert abs(faint / bright / 10 ** (0.15 * 0.4 * 4.5) - 1) < 0.05
+    hb_bright, hb_faint = (_line_ew(dict(p, z=0.5, mag=m), wave, 4862.68, 0.5) for m in (18.0, 22.5))
+    assert abs(hb_faint / hb_bright - 1) < 0.02
+    pivot = _line_ew(dict(p, z=1.35, mag=19.0), wave, 1549.06, 1.35)
+    nolum = _line_ew({k: v for k, v in dict(p, z=1.35).items() if k not in ("mag", "mag_band")}, wave, 1549.06, 1.35)
+    assert abs(pivot / nolum - 1) < 0.05

@@ -63,6 +63,19 @@ def universe_age(z):
     return float(np.interp(z, zz, age))
 
 
+@functools.lru_cache(maxsize=1)
+def _distance_table():
+    from astropy.cosmology import Planck18
+    z = np.linspace(0.0, 6.0, 601)
+    return z, Planck18.luminosity_distance(z).to("cm").value
+
+
+def luminosity_distance(z):
+    """Luminosity distance to redshift ``z`` (cm, Planck 2018; tabulated to z = 6)."""
+    zz, dl = _distance_table()
+    return float(np.interp(z, zz, dl))
+
+
 def power_law_mag(rng, lo, hi, slope):
     """Magnitude in [lo, hi] with dN/dm ∝ 10^(slope m)."""
     u = rng.uniform()
