@@ -158,6 +158,20 @@ def test_fibermap_roundtrip(tmp_path):
         assert hdus["FIBERMAP"].columns["TARGETID"].format == "K"
 
 
+def test_fibermap_string_columns_keep_data_model_width(tmp_path):
+    """DESI's data model declares MORPHTYPE 4A and BRICKNAME 8A; values shorter than that ('PSF', 'EXP', '')
+    must not shrink the column (desispec's annotate_fibermap rejects MORPHTYPE 3A)."""
+    fm = make_fibermap(3)
+    fm["MORPHTYPE"][:] = ["PSF", "EXP", ""]
+    fm["BRICKNAME"][:] = ["0001p000", "", "x"]
+    path = tmp_path / "fibermap-00001235.fits"
+    write_fibermap(path, fm, header=EXPOSURE)
+    with fits.open(path) as hdus:
+        assert hdus["FIBERMAP"].columns["MORPHTYPE"].format == "4A"
+        assert hdus["FIBERMAP"].columns["BRICKNAME"].format == "8A"
+    assert list(read_fibermap(path)["MORPHTYPE"]) == ["PSF", "EXP", ""]
+
+
 @pytest.mark.parametrize("cframe", [False, True])
 def test_frame_roundtrip(tmp_path, cframe):
     frame = make_frame(cframe=cframe)

@@ -95,7 +95,10 @@ def table_to_hdu(table, extname, keywords=None):
     for name in table.colnames:
         col = table[name]
         if col.dtype.kind == "U":
-            table[name] = np.char.encode(np.asarray(col), "ascii")
+            # keep the declared width (np.char.encode shrinks to the longest value: MORPHTYPE 'PSF' would be
+            # written 3A where DESI's data model and desispec's annotate_fibermap expect 4A)
+            width = max(col.dtype.itemsize // 4, 1)
+            table[name] = np.char.encode(np.asarray(col), "ascii").astype(f"S{width}")
         elif col.dtype.kind == "O":
             table[name] = np.char.encode(np.asarray(col).astype(str), "ascii")
     # units go into TUNITn as astropy's generic strings: the FITS unit format cannot hold
