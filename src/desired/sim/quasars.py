@@ -68,6 +68,8 @@ from math import erfc
 
 import numpy as np
 
+from .population import luminosity_distance
+
 C_KMS = 299792.458
 # mean of exp(-|v|/2500) for v ~ N(0, 1000 km/s): 2 exp(0.4²/2) Φ(−0.4)
 CIV_FAC_MEAN = 2.0 * np.exp(0.08) * 0.5 * erfc(0.4 / np.sqrt(2.0))
@@ -78,7 +80,7 @@ CIV_FAC_MEAN = 2.0 * np.exp(0.08) * 0.5 * erfc(0.4 / np.sqrt(2.0))
 # 680, 148; Mg II ≈ −0.1: Croom et al. 2002, MNRAS 337, 275), quoted from memory, not fitted to anything.
 # The Balmer lines keep β = 0: the composite's optical part comes from low-z, low-luminosity quasars like
 # DESI's faint z < 1 ones.  L_PIVOT: λL_λ(1450 Å) of an r = 19 quasar at z = 1.25-1.5 (the SDSS quasars
-# the composite is built from; median log L_1350 ≈ 45.8 in Shen et al. 2011), 10^45.8 erg/s.
+# the composite is built from; median log L_1350 ≈ 45.8 in Shen et al. 2011, also from memory), 10^45.8 erg/s.
 LOG_L_PIVOT = 45.8
 # rest vacuum wavelength -> β
 BALDWIN_BETA = {1215.67: -0.10, 1240.81: 0.0, 1399.8: -0.10, 1549.06: -0.15, 1640.42: -0.20, 1908.73: -0.10,
@@ -125,7 +127,6 @@ def log_luminosity_1450(z, mag_r, alpha):
     wavelength (:data:`R_EFF_WAVE`) to 1450 (1 + z) Å; the lines' share of the r-band
     flux (~10 %) is neglected (0.01 dex in the Baldwin factor).
     """
-    from desired.sim.population import luminosity_distance
     fnu_r = 10.0 ** (-0.4 * (mag_r + 48.6))
     fnu = fnu_r * (1450.0 * (1 + z) / R_EFF_WAVE) ** (-alpha)
     lnu = 4.0 * np.pi * luminosity_distance(z) ** 2 * fnu / (1 + z)
