@@ -24,7 +24,7 @@ Components (rest frame, f_λ; sources of the typical values in brackets):
   Balmer lines sit near systemic (MgII −50 ± 150 km/s, Hβ +50 ± 150 km/s).
 * **Baldwin effect**: the UV broad-line EWs scale as (λL_λ(1450 Å) / 10^45.8 erg/s)^β
   with β from −0.2 (He II) through −0.15 (C IV) to −0.1 (Lyα, Si IV, C III], Mg II) and
-  0 for N V and the Balmer lines (:data:`BALDWIN_BETA`; Dietrich et al. 2002, ApJ 581,
+  0 for N V and the Balmer lines (the last column of :data:`BROAD`; Dietrich et al. 2002, ApJ 581,
   912); the luminosity comes from the drawn r magnitude and z (Planck 2018).  The
   composite's EWs are those of SDSS quasars (λL_1450 ≈ 10^45.8); DESI's are fainter
   (median 10^45.0 over 17.5 < r < 23), so their C IV is ~1.3× and Mg II ~1.2× stronger
@@ -82,17 +82,15 @@ CIV_FAC_MEAN = 2.0 * np.exp(0.08) * 0.5 * erfc(0.4 / np.sqrt(2.0))
 # DESI's faint z < 1 ones.  L_PIVOT: λL_λ(1450 Å) of an r = 19 quasar at z = 1.25-1.5 (the SDSS quasars
 # the composite is built from; median log L_1350 ≈ 45.8 in Shen et al. 2011, also from memory), 10^45.8 erg/s.
 LOG_L_PIVOT = 45.8
-# rest vacuum wavelength -> β
-BALDWIN_BETA = {1215.67: -0.10, 1240.81: 0.0, 1399.8: -0.10, 1549.06: -0.15, 1640.42: -0.20, 1908.73: -0.10,
-                2799.49: -0.10}
 R_EFF_WAVE = 6420.0   # effective wavelength of DECam r, Å (the band the quasar magnitude is drawn in)
 
-# rest vacuum wavelength, composite EW (Å), FWHM factor, blueshift factor (× v_CIV), fixed offset (km/s)
+# rest vacuum wavelength, composite EW (Å), FWHM factor, blueshift factor (× v_CIV), fixed offset (km/s),
+# Baldwin slope β (above)
 BROAD = [
-    (1215.67, 85.0, 1.0, 0.3, 0.0), (1240.81, 12.0, 1.0, 0.3, 0.0), (1399.8, 8.0, 1.1, 0.7, 0.0),
-    (1549.06, 26.0, 1.0, 1.0, 0.0), (1640.42, 2.0, 1.0, 1.0, 0.0), (1908.73, 21.0, 1.1, 0.4, 0.0),
-    (2799.49, 32.0, 0.9, 0.0, -50.0), (4102.89, 6.0, 0.9, 0.0, 50.0), (4341.68, 13.0, 0.9, 0.0, 50.0),
-    (4862.68, 46.0, 0.9, 0.0, 50.0), (6564.61, 190.0, 0.85, 0.0, 50.0),
+    (1215.67, 85.0, 1.0, 0.3, 0.0, -0.10), (1240.81, 12.0, 1.0, 0.3, 0.0, 0.0), (1399.8, 8.0, 1.1, 0.7, 0.0, -0.10),
+    (1549.06, 26.0, 1.0, 1.0, 0.0, -0.15), (1640.42, 2.0, 1.0, 1.0, 0.0, -0.20), (1908.73, 21.0, 1.1, 0.4, 0.0, -0.10),
+    (2799.49, 32.0, 0.9, 0.0, -50.0, -0.10), (4102.89, 6.0, 0.9, 0.0, 50.0, 0.0),
+    (4341.68, 13.0, 0.9, 0.0, 50.0, 0.0), (4862.68, 46.0, 0.9, 0.0, 50.0, 0.0), (6564.61, 190.0, 0.85, 0.0, 50.0, 0.0),
 ]
 NARROW = [(3728.48, 1.5), (3869.85, 1.2), (4960.30, 6.0), (5008.24, 18.0), (1215.67, 6.0), (1549.06, 2.0),
           (4862.68, 2.0), (6564.61, 8.0), (6585.27, 3.0)]
@@ -133,15 +131,15 @@ def log_luminosity_1450(z, mag_r, alpha):
     return float(np.log10(lnu * 2.99792458e18 / 1450.0))
 
 
-def baldwin_factor(w0, p):
-    """EW factor of the broad line at rest ``w0`` (Å) for the quasar ``p`` (1 without ``mag``).
+def baldwin_offset(p):
+    """log10(λL_λ(1450 Å) / L_PIVOT) of the quasar ``p``; 0 without an r-band magnitude.
 
-    ``p`` needs ``z``, ``alpha`` and the r-band magnitude (``mag`` with ``mag_band`` 'R').
+    ``p`` needs ``z``, ``alpha`` and ``mag`` with ``mag_band`` 'R' for a luminosity; the
+    EW factor of a broad line of slope β is then 10^(β × this).
     """
-    beta = BALDWIN_BETA.get(w0, 0.0)
-    if beta == 0.0 or "mag" not in p or p.get("mag_band", "R") != "R":
-        return 1.0
-    return 10.0 ** (beta * (log_luminosity_1450(p["z"], p["mag"], p["alpha"]) - LOG_L_PIVOT))
+    if "mag" not in p or p.get("mag_band", "R") != "R":
+        return 0.0
+    return log_luminosity_1450(p["z"], p["mag"], p["alpha"]) - LOG_L_PIVOT
 
 
 def _gauss_sum(wave, step, bin_gauss, cen, sig, flux):
@@ -172,11 +170,12 @@ def _lines(wave, step, z, p, bin_gauss):
     cen, sig, flux = [], [], []
     v_civ = p["v_civ"]
     ew_civ_fac = np.exp(-v_civ / 2500.0) / CIV_FAC_MEAN
-    for w0, ew, wfac, shift, off in BROAD:
+    dlogl = baldwin_offset(p)
+    for w0, ew, wfac, shift, off, beta in BROAD:
         v = -shift * v_civ + (off if w0 not in (2799.49,) else p["v_mgii"])
         if w0 > 4000.0:
             v = p["v_balmer"]
-        ew_k = ew * p["ew_scale"] * (ew_civ_fac if shift >= 0.7 else 1.0) * baldwin_factor(w0, p)
+        ew_k = ew * p["ew_scale"] * (ew_civ_fac if shift >= 0.7 else 1.0) * 10.0 ** (beta * dlogl)
         f = ew_k * _continuum(np.array([w0]), p["alpha"])[0]
         s_core = w0 * p["fwhm"] * wfac / 2.3548 / C_KMS
         for frac, sfac, dv in ((0.65, 1.0, 0.0), (0.35, 2.2, -0.5 * shift * v_civ - 300.0 * shift)):
