@@ -13,7 +13,6 @@ Usage::
 import argparse
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from desired.redshift import basis_galaxy as bg
 
@@ -28,8 +27,7 @@ def indices(fehs, sigma=200.0, blends=True):
         ssp = bg.ssp_spectra(bg.stellar_library(wave, fehs), np.array([3e9, 1e10]))
     finally:
         bg.OPTICAL_BLENDS = saved
-    width = np.sqrt(sigma ** 2 - 30.0 ** 2) / (bg.C_KMS * np.log(10) * np.log10(wave[1] / wave[0]))
-    return {(feh, age): {n: bg.lick_index(wave, gaussian_filter1d(ssp[feh][k], width), n) for n in bg.LICK_INDICES}
+    return {(feh, age): {n: bg.lick_index(wave, bg.broaden(wave, ssp[feh][k], sigma), n) for n in bg.LICK_INDICES}
             for feh in fehs for k, age in enumerate((3, 10))}
 
 

@@ -52,6 +52,8 @@ from scipy.ndimage import gaussian_filter1d
 from ..stdmodels import model_spectrum
 
 C_KMS = 299792.458
+#: Gaussian velocity dispersion (km/s) the stellar library is smoothed to (see stellar_library)
+LIBRARY_SIGMA = 30.0
 LSUN_HALPHA_PER_SFR = 3.29e7   # Lsun per (Msun/yr): 1.26e41 erg/s (Kennicutt 1998) / 3.828e33
 FUEL_ENERGY = 1.04e11          # Lsun yr per Msun of hydrogen burnt (0.007 c^2)
 
@@ -263,6 +265,26 @@ def ism_absorption(wave, strength):
                          max_depth=0.8)
 
 
+def broaden(wave, flux, sigma_kms):
+    """A library spectrum (already at :data:`LIBRARY_SIGMA`) broadened to ``sigma_kms``.
+
+    Parameters
+    ----------
+    wave : ndarray, shape (nwave,)
+        Log-uniform wavelengths, Å.
+    flux : ndarray, shape (nwave,)
+    sigma_kms : float
+        Total Gaussian velocity dispersion, km/s; the library's own 30 km/s is removed
+        in quadrature (at least 1 km/s is added).
+
+    Returns
+    -------
+    ndarray, shape (nwave,)
+    """
+    extra = np.sqrt(max(sigma_kms ** 2 - LIBRARY_SIGMA ** 2, 1.0))
+    return gaussian_filter1d(flux, extra / (C_KMS * np.log(10) * np.log10(wave[1] / wave[0])))
+
+
 def log_wave(wmin, wmax, dloglam):
     """Log-spaced wavelength grid: returns (loglam0, wave) with wave = 10**(loglam0 + i*dloglam)."""
     n = int(np.floor((np.log10(wmax) - np.log10(wmin)) / dloglam)) + 1
@@ -315,7 +337,7 @@ def stellar_library(wave, fehs, quick=False, blanket=True):
     dloglam = np.log10(wave[1] / wave[0])
     sub = 1 if quick else 5
     fine = 10 ** (np.log10(wave[0]) + dloglam / sub * (np.arange(len(wave) * sub) - (sub - 1) / 2))
-    sigma_pix = 30.0 / (C_KMS * np.log(10) * dloglam / sub)
+    sigma_pix = LIBRARY_SIGMA / (C_KMS * np.log(10) * dloglam / sub)
 
     def one(teff, logg, feh):
         flux = model_spectrum(fine, teff, logg, feh)
@@ -478,7 +500,6 @@ def galaxy_spectra(wave, nspec, seed=1, quick=False, blanket=True, ism_lines=Tru
     edges = np.concatenate([[0], np.sqrt(ages[1:] * ages[:-1]), [ages[-1] * 1.1]])
     dages = np.diff(edges)
     ssps = ssp_spectra(library, ages)
-    dloglam = np.log10(wave[1] / wave[0])
     young = ages < 1e7
     ism_rng = np.random.default_rng(seed + 7919)     # own stream: the other draws stay as they were
     out = np.empty((nspec, len(wave)))
@@ -487,8 +508,7 @@ def galaxy_spectra(wave, nspec, seed=1, quick=False, blanket=True, ism_lines=Tru
         mass = _sfh_weights(rng, ages, dages)
         stars = mass @ ssps[feh]
         sigma = 10 ** rng.uniform(np.log10(40), np.log10(350))
-        extra = np.sqrt(max(sigma ** 2 - 30.0 ** 2, 1.0))
-        stars = gaussian_filter1d(stars, extra / (C_KMS * np.log(10) * dloglam))
+        stars = broaden(wave, stars, sigma)
         ism = ism_rng.uniform(0.3, 1.5)
         if ism_lines and mass[ages < 1e8].sum() > 0.01:         # star-forming: interstellar UV lines
             stars = stars * ism_absorption(wave, ism)
