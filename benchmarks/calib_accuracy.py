@@ -151,7 +151,7 @@ def flux_accuracy(corr, raw, truth, calib_dir, expid, nights, shape_prior=True, 
         cal = compute_flux_calibration(corr[band], stars, nominal=nominal, min_std=fc["min_std"],
                                        knot_spacing=fc["knot_spacing"], penalty=fc["penalty"],
                                        max_scale_dev=fc["max_scale_dev"], max_shape_rms=fc["max_shape_rms"],
-                                       shape_prior=shape_prior)
+                                       shape_prior=shape_prior, telluric_spacing=fc["telluric_spacing"])
         cframes[band] = cf = apply_flux_calibration(corr[band], cal)
         calibs[band] = cal.calib
         # the calibration of the chain: fiberflatnight x fluxcalib (frame = cframe x this)

@@ -248,3 +248,46 @@ def test_calibration_bridges_the_masked_balmer_series(night):
     w = raw.wave
     gap = (w > 3675) & (w < 3800)
     assert np.all(np.isfinite(ratio[gap])) and np.max(np.abs(ratio[gap] - 1)) < 0.03, np.max(np.abs(ratio[gap] - 1))
+
+
+def test_calibration_knots_are_fine_only_in_the_telluric_bands():
+    from desired.fluxcalib import TELLURIC_BANDS, calibration_knots, in_telluric_bands
+    wave = np.arange(7520.0, 9824.0, 0.8)
+    coarse = calibration_knots(wave, 10.0)
+    knots = calibration_knots(wave, 10.0, 1.0)
+    assert np.all(np.diff(knots) > 0) and knots[0] == wave[0] and knots[-1] == wave[-1]
+    step = np.diff(knots)
+    mid = 0.5 * (knots[1:] + knots[:-1])
+    inside = in_telluric_bands(mid)
+    assert np.all(step[inside] <= 1.0 + 1e-9) and np.all(step[~inside] > 1.0) and np.median(step[~inside]) > 9.0
+    assert np.allclose(np.diff(coarse), np.diff(coarse)[0]) and np.diff(coarse)[0] <= 10.0
+    # the z camera holds the A band and the two water bands
+    assert sum(max(0.0, min(b, wave[-1]) - max(a, wave[0])) for a, b in TELLURIC_BANDS) > 1000.0
+
+
+def test_calibration_follows_the_telluric_bands(night):
+    """The O2 A and B bands (7594-7700, 6866-6962 A: 40 % and 70 % transmitted at DESI's resolution at
+    one airmass) are in every exposure's calibration.  With noise-free star spectra (ivar x 1e4: the
+    Wiener weight of the resolved fit follows the quoted noise) and their true spectra as models, the
+    calibration with fine knots in the telluric bands follows them; the 10-A spline alone misses them
+    (measured: worst pixel 13.1 % in the A band and 4.7 % in the B band without, 3.4 % and 1.9 % with)."""
+    from desired.frame import Frame
+    worst = {}
+    for band, (lo, hi) in (("z", (7594.0, 7700.0)), ("r", (6866.0, 6962.0))):
+        raw, truth, corr = night["raw"][band], night["truth"][band], night["corr"][band]
+        thru = truth["FIBERFLAT"]
+        ff = thru / thru.mean(axis=0)
+        noise_free = Frame(corr.wave, raw.convolve(truth["OBJ_ELECTRONS"]) / ff, corr.ivar * 1e4, corr.mask,
+                           corr.resolution_data, corr.fibermap, None, corr.header, corr.fibers)
+        expected = true_calibration(raw, truth) / ff
+        peak = np.median(expected, axis=0)
+        sel = (raw.wave > lo) & (raw.wave < hi) & (peak > 0.1 * peak.max())
+        for spacing in (0.0, 1.0):
+            calib = compute_flux_calibration(noise_free, _true_star_models(night, band),
+                                             nominal=read_flux_calibration(night["nominal"][band]),
+                                             telluric_spacing=spacing)
+            assert calib.header["TELLKNOT"] == spacing
+            ratio = np.median(calib.calib[:, sel] / expected[:, sel], axis=0)
+            worst[band, spacing] = float(np.max(np.abs(ratio - 1)))
+    assert worst["z", 0.0] > 0.06 and worst["r", 0.0] > 0.03, worst       # the test sees the bands
+    assert worst["z", 1.0] < 0.05 and worst["r", 1.0] < 0.025, worst

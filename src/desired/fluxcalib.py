@@ -56,6 +56,109 @@ STELLAR_LINES = ([(911.7633 / (0.25 - 1.0 / n ** 2), 40.0 if n <= 6 else 15.0) f
 #: header value of CALMODE for each way the calibration was obtained
 CALMODES = ("STDSTARS", "NOMINAL_SCALED", "NOMINAL")
 
+#: Telluric absorption bands (Å) where the calibration spline gets fine knots: the O2 γ, B and A
+#: bands and the H2O bands at 7150-7400, 8100-8400 and 8900-9900 Å.  Limits: where the transmission
+#: of DESI's KPNO zenith extinction spectrum (``ZenExtinct-KPNO.fits``, measured, 0.1 Å sampling),
+#: relative to its smooth continuum and averaged over 2 Å (DESI's resolution), drops more than 3 % at
+#: one airmass (deepest: A band 40 %, 8900-9900 Å water 19 % transmitted), widened by ~5 Å.  Their
+#: depth changes with airmass and water vapour from one exposure to the next, so the per-exposure
+#: calibration has to carry them (desispec solves its calibration pixel by pixel for the same
+#: reason); a 10 Å spline misses them by up to 10-15 % per pixel.
+TELLURIC_BANDS = ((6270.0, 6395.0), (6860.0, 7085.0), (7140.0, 7400.0), (7588.0, 7710.0), (8080.0, 8415.0),
+                  (8910.0, 9880.0))
+
+
+def calibration_knots(wave, knot_spacing, telluric_spacing=None, bands=TELLURIC_BANDS):
+    """Inner knots (Å) of the calibration spline over ``wave``.
+
+    Knots every ``knot_spacing`` Å, and every ``telluric_spacing`` Å inside the telluric
+    ``bands`` (none when ``telluric_spacing`` is None or 0); coarse knots within one fine
+    spacing of a band are dropped.
+
+    Returns
+    -------
+    ndarray, shape (nknot,)
+        Increasing, from ``wave[0]`` to ``wave[-1]``.
+    """
+    lo, hi = float(wave[0]), float(wave[-1])
+    knots = np.linspace(lo, hi, max(int(np.ceil((hi - lo) / knot_spacing)), 1) + 1)
+    if not telluric_spacing:
+        return knots
+    for a, b in bands:
+        a, b = max(a, lo), min(b, hi)
+        if b - a < 2 * telluric_spacing:
+            continue
+        fine = np.linspace(a, b, int(np.ceil((b - a) / telluric_spacing)) + 1)
+        keep = (knots < a - telluric_spacing) | (knots > b + telluric_spacing)
+        knots = np.union1d(knots[keep], fine)
+    return knots
+
+
+def _knot_scale(knots):
+    """Mean knot interval over each cubic B-spline's support, relative to the largest: shape (nknot + 2,)."""
+    full = np.concatenate([[knots[0]] * 3, knots, [knots[-1]] * 3])
+    widths = np.diff(full)
+    h = np.array([np.mean([w for w in widths[j:j + 4] if w > 0]) for j in range(full.size - 4)])
+    return h / h.max()
+
+
+def in_telluric_bands(wave, bands=TELLURIC_BANDS):
+    """True where ``wave`` (Å) is inside one of the telluric ``bands``."""
+    wave = np.asarray(wave, dtype=np.float64)
+    inside = np.zeros(wave.shape, dtype=bool)
+    for a, b in bands:
+        inside |= (wave > a) & (wave < b)
+    return inside
+
+
+def resolve_telluric_bands(wave, data, ivar, models, rdata, scale, smooth, smooth_ivar, knots, penalty, width=5):
+    """The calibration with the telluric bands resolved where the standards detect them.
+
+    The exposure's O2 and H2O absorption is part of its calibration, with structure at the
+    resolution scale that a 10 Å spline cannot follow.  A second fit through the stars'
+    resolution with fine ``knots`` in the bands (:func:`calibration_knots`) is blended into
+    the smooth one, pixel by pixel inside :data:`TELLURIC_BANDS`, with the Wiener weight
+    ``w = max(0, 1 − σ² / <d²>)``: ``d`` the fine minus the smooth calibration (its power
+    ``<d²>`` a running mean over ``width`` pixels), ``σ²`` the fine fit's variance at the pixel.  A band the standards
+    detect above their noise (a deep O2 band, a humid night, many bright stars) is followed; one
+    they do not is left smooth rather than filled with their noise.
+
+    Parameters
+    ----------
+    wave : array (nwave,)
+    data, ivar, models : arrays (nstar, nwave)
+        Star spectra (electrons/Å), ivar (0 for unused pixels and clipped stars), models times
+        the shape prior (pixel-averaged, not convolved).
+    rdata : array (nstar, ndiag, nwave)
+    scale : array (nstar,)
+        Per-star scales of the smooth fit.
+    smooth, smooth_ivar : arrays (nwave,)
+        The smooth calibration and its per-pixel ivar.
+    knots : array
+        Inner knots of the fine fit, Å.
+    penalty : float
+    width : int
+        Pixels of the running means.
+
+    Returns
+    -------
+    calib, calib_ivar, w : ndarrays (nwave,)
+    """
+    from scipy.ndimage import uniform_filter1d
+    fine, weight = deconvolved_calibration(wave, data, ivar, models, rdata, scale, knots, penalty)
+    interval = np.diff(knots)[np.clip(np.searchsorted(knots, wave) - 1, 0, knots.size - 2)]
+    fine_ivar = weight * interval / float(np.median(np.diff(wave)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = np.where(fine_ivar > 0, 1.0 / fine_ivar, 0.0)
+        svar = np.where(smooth_ivar > 0, 1.0 / smooth_ivar, 0.0)
+        d2 = uniform_filter1d((fine - smooth) ** 2, width, mode="nearest")
+        w = np.where(d2 > 0, np.clip(1.0 - var / d2, 0.0, 1.0), 0.0)
+    w = np.where(in_telluric_bands(wave) & (fine_ivar > 0), w, 0.0)
+    total_var = w ** 2 * var + (1.0 - w) ** 2 * svar
+    with np.errstate(divide="ignore"):
+        ivar_out = np.where(total_var > 0, 1.0 / np.where(total_var > 0, total_var, 1.0), 0.0)
+    return smooth + w * (fine - smooth), ivar_out, w
+
 
 def _line_mask(wave, redshift):
     """True where a pixel is within a stellar absorption feature of a star at ``redshift``."""
@@ -70,12 +173,19 @@ def _line_mask(wave, redshift):
 GAP_STIFFNESS = 100.0
 
 
-def curvature_penalty(normal, penalty, gap_stiffness=GAP_STIFFNESS):
+def curvature_penalty(normal, penalty, gap_stiffness=GAP_STIFFNESS, scale=None):
     """Second-difference penalty matrix of a P-spline, stiffer where the data constrain little.
 
     Row k (coefficients k, k+1, k+2) is weighted ``penalty × mean(diag N) × (1 + gap_stiffness ×
     g_k)`` with ``g_k = 1 − min(1, N_{k+1,k+1} / median(diag N))`` (0 where the central
-    coefficient is as constrained as a typical one, 1 where no pixel constrains it).  A uniform
+    coefficient is as constrained as a typical one, 1 where no pixel constrains it).  With
+    non-uniform knots (``scale`` s: each coefficient's knot interval relative to the coarse one,
+    :func:`_knot_scale`) the data weight N is compared per unit of knot interval, so that a
+    fine-knot coefficient is not taken for a gap, and the row weight is scaled by s²: relative
+    to its data (∝ s) a fine coefficient's penalty is s times a coarse one's, so that in the
+    telluric bands the fit can follow features at the resolution scale (desispec solves its
+    calibration pixel by pixel with a weak prior only); :func:`resolve_telluric_bands` decides
+    where the stars' noise allows it.  A uniform
     penalty lets the spline bridge a fully masked gap (the merging Balmer series, 3670-3800 Å)
     with the slopes of the few unmasked pixels at its edges: with the stars' true spectra as
     models the b calibration bulged by +9 % there.  The correction it fits to the nominal
@@ -89,6 +199,8 @@ def curvature_penalty(normal, penalty, gap_stiffness=GAP_STIFFNESS):
     penalty : float
         Penalty relative to the mean data weight per coefficient.
     gap_stiffness : float
+    scale : array (nb,), optional
+        Knot interval of each coefficient relative to the coarse one (ones: uniform knots).
 
     Returns
     -------
@@ -97,17 +209,19 @@ def curvature_penalty(normal, penalty, gap_stiffness=GAP_STIFFNESS):
     import scipy.sparse as sp
     diag = np.asarray(normal.diagonal(), dtype=np.float64)
     nb = diag.size
+    scale = np.ones(nb) if scale is None else np.asarray(scale, dtype=np.float64)
+    density = diag / scale                       # data weight per coarse knot interval
     diff = sp.diags([1.0, -2.0, 1.0], [0, 1, 2], shape=(nb - 2, nb))
-    ref = np.median(diag[diag > 0]) if np.any(diag > 0) else 1.0
-    gap = 1.0 - np.minimum(1.0, diag[1:-1] / ref)
-    rows = penalty * max(float(diag.mean()), 1e-300) * (1.0 + gap_stiffness * gap)
+    ref = np.median(density[density > 0]) if np.any(density > 0) else 1.0
+    gap = 1.0 - np.minimum(1.0, density[1:-1] / ref)
+    rows = penalty * max(float(density.mean()), 1e-300) * scale[1:-1] ** 2 * (1.0 + gap_stiffness * gap)
     return diff.T @ sp.diags(rows) @ diff
 
 
-def smooth_calibration(wave, values, weights, knot_spacing, penalty):
+def smooth_calibration(wave, values, weights, knots, penalty):
     """Penalised cubic B-spline (P-spline) fit of a calibration sampled with ``weights``.
 
-    Knots every ``knot_spacing`` Å; a second-difference penalty ``penalty × mean(diag(BᵀWB))``
+    Inner ``knots`` (Å, :func:`calibration_knots`); a second-difference penalty ``penalty × mean(diag(BᵀWB))``
     on the coefficients, stiffer where the data constrain little (:func:`curvature_penalty`),
     bridges masked gaps (stellar lines) smoothly.
 
@@ -118,23 +232,21 @@ def smooth_calibration(wave, values, weights, knot_spacing, penalty):
         by the curvature penalty (linear continuation).
     """
     from scipy.sparse.linalg import spsolve
-    basis = _spline_design(wave, knot_spacing)
+    basis = _spline_design(wave, knots)
     wb = basis.multiply(weights[:, None]).tocsr()
     normal = (basis.T @ wb).tocsc()
-    coef = spsolve((normal + curvature_penalty(normal, penalty)).tocsc(), wb.T @ values)
+    coef = spsolve((normal + curvature_penalty(normal, penalty, scale=_knot_scale(knots))).tocsc(), wb.T @ values)
     return basis @ coef if np.any(weights > 0) else np.zeros(wave.size)
 
 
-def _spline_design(wave, knot_spacing):
-    """Cubic B-spline design matrix (sparse csr, nwave x nbasis) with knots every ``knot_spacing`` Å."""
+def _spline_design(wave, knots):
+    """Cubic B-spline design matrix (sparse csr, nwave x (nknot + 2)) on inner ``knots`` (Å)."""
     from scipy.interpolate import BSpline
-    nk = max(int(np.ceil((wave[-1] - wave[0]) / knot_spacing)), 1)
-    inner = np.linspace(wave[0], wave[-1], nk + 1)
-    knots = np.concatenate([[inner[0]] * 3, inner, [inner[-1]] * 3])
-    return BSpline.design_matrix(wave, knots, 3).tocsr()
+    full = np.concatenate([[knots[0]] * 3, knots, [knots[-1]] * 3])
+    return BSpline.design_matrix(wave, full, 3).tocsr()
 
 
-def deconvolved_calibration(wave, data, ivar, models, rdata, scale, knot_spacing, penalty):
+def deconvolved_calibration(wave, data, ivar, models, rdata, scale, knots, penalty):
     """Calibration C(λ) (P-spline) solving ``data_i ≈ s_i R_i (model_i · C)`` for all stars at once.
 
     The calibration is fitted *through* each star's resolution, so that sharp
@@ -149,7 +261,9 @@ def deconvolved_calibration(wave, data, ivar, models, rdata, scale, knot_spacing
     rdata : array (nstar, ndiag, nwave)
         Resolution diagonals of the stars.
     scale : array (nstar,)
-    knot_spacing, penalty : float
+    knots : array (nknot,)
+        Inner knots, Å (:func:`calibration_knots`).
+    penalty : float
         As :func:`smooth_calibration`.
 
     Returns
@@ -161,7 +275,7 @@ def deconvolved_calibration(wave, data, ivar, models, rdata, scale, knot_spacing
     from scipy.sparse.linalg import spsolve
 
     from .resolution import Resolution
-    basis = _spline_design(wave, knot_spacing)
+    basis = _spline_design(wave, knots)
     nb = basis.shape[1]
     normal = sp.csr_matrix((nb, nb))
     rhs = np.zeros(nb)
@@ -174,7 +288,7 @@ def deconvolved_calibration(wave, data, ivar, models, rdata, scale, knot_spacing
         rhs += weighted.T @ data[i]
     if not np.any(rhs):
         return np.zeros(wave.size), np.zeros(wave.size)
-    coef = spsolve((normal + curvature_penalty(normal, penalty)).tocsc(), rhs)
+    coef = spsolve((normal + curvature_penalty(normal, penalty, scale=_knot_scale(knots))).tocsc(), rhs)
     weight = np.sum(ivar * (models * scale[:, None]) ** 2, axis=0)
     return basis @ coef, weight
 
@@ -236,7 +350,7 @@ def _model_error_ivar(data, ivar, pred, good, bins, nbin):
     return ivar_eff, sigma_e
 
 
-def _fit_calibration(wave, data, ivar, models, knot_spacing, penalty, max_scale_dev, max_shape_rms, nsig, niter,
+def _fit_calibration(wave, data, ivar, models, knots, penalty, max_scale_dev, max_shape_rms, nsig, niter,
                      unconvolved=None, rdata=None, model_error=True):
     """Smooth calibration C(λ) and per-star scales ``s`` with ``data_i ≈ s_i R_i (model_i C)``, outliers clipped.
 
@@ -264,14 +378,14 @@ def _fit_calibration(wave, data, ivar, models, knot_spacing, penalty, max_scale_
         g = good[:, None]
         if rdata is not None:
             calib, weight = deconvolved_calibration(wave, data, np.where(g, fit_ivar, 0.0), unconvolved, rdata, scale,
-                                                    knot_spacing, penalty)
+                                                    knots, penalty)
             cm = apply_resolution(rdata, unconvolved * calib[None, :])
         else:
             num = np.sum(np.where(g, fit_ivar * models * scale[:, None] * data, 0.0), axis=0)
             den = np.sum(np.where(g, fit_ivar * (models * scale[:, None]) ** 2, 0.0), axis=0)
             with np.errstate(divide="ignore", invalid="ignore"):
                 raw = np.where(den > 0, num / den, 0.0)
-            calib = smooth_calibration(wave, raw, den, knot_spacing, penalty)
+            calib = smooth_calibration(wave, raw, den, knots, penalty)
             weight = den
             cm = calib[None, :] * models
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -308,7 +422,7 @@ def _shape_rms(data, ivar, pred, bins, nbin):
 
 def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_spacing=10.0, penalty=0.2,
                              max_scale_dev=0.3, max_shape_rms=0.03, nsig=3.0, niter=6, deconvolve=True,
-                             model_error=True, shape_prior=True):
+                             model_error=True, shape_prior=True, telluric_spacing=1.0):
     """Flux calibration of one camera and exposure from its fitted standard stars.
 
     ``frame`` must be flat-fielded and sky-subtracted (electron/Angstrom).  The model
@@ -338,6 +452,10 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
         Knot spacing of the calibration spline, Angstrom.
     penalty : float
         Curvature penalty of the spline (relative to the mean data weight per coefficient).
+    telluric_spacing : float or None
+        Knot spacing (Å) inside the telluric bands (:data:`TELLURIC_BANDS`), where the
+        calibration carries the exposure's telluric absorption; None or 0: ``knot_spacing``
+        everywhere.  Header TELLKNOT.
     max_scale_dev : float
         Stars whose scale differs from the median by more are clipped.
     max_shape_rms : float
@@ -394,20 +512,30 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
             ivar[i, _line_mask(frame.wave, red[i])] = 0.0
         # the spline fits the smooth correction to the instrument's nominal shape: calib = prior × correction
         prior = nominal_shape(frame.wave, nominal) if shape_prior else np.ones(frame.nwave)
+        knots = calibration_knots(frame.wave, knot_spacing)
         corr, weight, scale, good, shape_rms = _fit_calibration(
-            frame.wave, data, ivar, apply_resolution(rdata, unconvolved * prior), knot_spacing, penalty,
+            frame.wave, data, ivar, apply_resolution(rdata, unconvolved * prior), knots, penalty,
             max_scale_dev, max_shape_rms, nsig, niter, unconvolved=unconvolved * prior if deconvolve else None,
             rdata=rdata if deconvolve else None, model_error=model_error)
-        calib, weight = corr * prior, weight / prior ** 2
+        corr_ivar = weight * knot_spacing / float(np.median(np.diff(frame.wave)))
+        detected = 0.0
+        if telluric_spacing and deconvolve and np.any(good):
+            corr, corr_ivar, wiener = resolve_telluric_bands(
+                frame.wave, data, np.where(good[:, None], ivar, 0.0), unconvolved * prior, rdata, scale, corr,
+                corr_ivar, calibration_knots(frame.wave, knot_spacing, telluric_spacing), penalty)
+            inside = in_telluric_bands(frame.wave)
+            detected = float(np.mean(wiener[inside])) if inside.any() else 0.0
+        calib, cal_ivar = corr * prior, corr_ivar / prior ** 2
         ngood = int(good.sum())
         info = {"scale": scale, "good": good, "shape_rms": shape_rms, "fibers": frame.fibers[rows],
-                "prior": "NOMINAL" if shape_prior and nominal is not None else "NONE"}
-        log.info("camera %s: %d of %d standards kept (scale rms %.3f, shape rms median %.4f)", camera, ngood,
-                 rows.size, np.std(scale[good]) if ngood else np.nan, np.median(shape_rms[good]) if ngood else np.nan)
+                "prior": "NOMINAL" if shape_prior and nominal is not None else "NONE",
+                "telluric": float(telluric_spacing or 0.0), "telluric_weight": detected}
+        log.info("camera %s: %d of %d standards kept (scale rms %.3f, shape rms median %.4f); telluric bands "
+                 "resolved with mean weight %.2f", camera, ngood, rows.size, np.std(scale[good]) if ngood else np.nan,
+                 np.median(shape_rms[good]) if ngood else np.nan, detected)
     if ngood >= min_std:
         mode = "STDSTARS"
-        pix_per_knot = knot_spacing / float(np.median(np.diff(frame.wave)))
-        cal_ivar = np.where(calib > 0, weight * pix_per_knot, 0.0)
+        cal_ivar = np.where(calib > 0, cal_ivar, 0.0)
     else:
         calib, cal_ivar, mode = _fallback(frame, nominal, models, rows, info, camera, ngood, min_std)
     return _assemble(frame, calib, cal_ivar, mode, ngood, rows.size, info, stdstars)
@@ -477,6 +605,8 @@ def _assemble(frame, calib, cal_ivar, mode, ngood, nstar, info, stdstars):
     header.update({"CALMODE": mode, "FLUXFALL": mode != "STDSTARS", "NSTDSTAR": nstar, "NSTDUSED": ngood})
     if mode == "STDSTARS":
         header["CALPRIOR"] = info["prior"]     # shape the calibration spline was fitted relative to
+        header["TELLKNOT"] = info["telluric"]  # knot spacing (A) in the telluric bands, 0 = none
+        header["TELLWGT"] = round(info["telluric_weight"], 4)  # mean weight of the resolved fit in the bands
     fibercorr = Table({"FLAT_TO_PSF_FLUX": np.ones(frame.nspec), "PSF_TO_FIBER_FLUX": np.ones(frame.nspec)})
     stdfm = None
     if stdstars is not None and stdstars.fibermap is not None and nstar:

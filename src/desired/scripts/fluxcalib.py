@@ -27,12 +27,14 @@ def add_arguments(parser):
     parser.add_argument("--min-std", type=int, default=3, help="fewest good standards before falling back")
     parser.add_argument("--knot-spacing", type=float, default=10.0, help="calibration spline knot spacing, A")
     parser.add_argument("--penalty", type=float, default=0.2, help="calibration spline curvature penalty")
+    parser.add_argument("--telluric-spacing", type=float, default=1.0,
+                        help="spline knot spacing in the telluric bands, A (0: --knot-spacing everywhere)")
     parser.add_argument("--max-scale-dev", type=float, default=0.3, help="clip stars whose scale differs more")
     parser.add_argument("--max-shape-rms", type=float, default=0.03, help="clip stars whose shape rms exceeds")
 
 
 def run(infile, models, outfile, fiberflat=None, sky=None, nominal=None, min_std=3, knot_spacing=10.0,
-        penalty=0.2, max_scale_dev=0.3, max_shape_rms=0.03):
+        penalty=0.2, max_scale_dev=0.3, max_shape_rms=0.03, telluric_spacing=1.0):
     """Read, calibrate and write; returns the FluxCalib.
 
     Raises
@@ -49,7 +51,8 @@ def run(infile, models, outfile, fiberflat=None, sky=None, nominal=None, min_std
     nom = read_flux_calibration(nominal) if nominal else None
     try:
         calib = compute_flux_calibration(frame, stars, nominal=nom, min_std=min_std, knot_spacing=knot_spacing,
-                                         penalty=penalty, max_scale_dev=max_scale_dev, max_shape_rms=max_shape_rms)
+                                         penalty=penalty, max_scale_dev=max_scale_dev, max_shape_rms=max_shape_rms,
+                                         telluric_spacing=telluric_spacing)
     except ValueError as err:
         raise ValueError(f"{infile}: {err}") from None
     write_flux_calibration(outfile, calib)
@@ -63,7 +66,8 @@ def main(args):
     try:
         run(args.infile, args.models, args.outfile, fiberflat=args.fiberflat, sky=args.sky, nominal=args.nominal,
             min_std=args.min_std, knot_spacing=args.knot_spacing, penalty=args.penalty,
-            max_scale_dev=args.max_scale_dev, max_shape_rms=args.max_shape_rms)
+            max_scale_dev=args.max_scale_dev, max_shape_rms=args.max_shape_rms,
+            telluric_spacing=args.telluric_spacing)
     except ValueError as err:
         log.error("%s", err)
         return 1
