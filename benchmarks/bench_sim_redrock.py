@@ -224,7 +224,7 @@ def plot_distributions(truth, path):
     axes[0, 0].set(xlabel="r - z", ylabel="g - r", xlim=(-0.5, 2.6), ylim=(-0.4, 2.6))
     axes[0, 0].legend(fontsize=7)
     for ax, (kind, mag, cut, lab) in zip(axes.flat[1:], [("BGS", r, 19.5, "r (BGS r<19.5)"),
-                                                         ("LRG", z + off, 21.61, "z fiber (LRG <21.61)"),
+                                                         ("LRG", z + off, population.LRG_ZFIBER_MAX, "z fiber (LRG <21.6)"),
                                                          ("ELG", g + off, 24.1, "g fiber (ELG <24.1)"),
                                                          ("QSO", r, 23.0, "r (QSO <23)")]):
         ax.hist(mag[kinds == kind], bins=20, color=colors[kind])

@@ -319,18 +319,33 @@ def _draw_lrg(rng):
         ``mag_w1``, ``mag_w2`` (AB, intrinsic) and ``selection_tries``.
     """
     for tries in range(1, LRG_SELECTION_TRIES + 1):
-        z, logm = population.draw_lrg_redshift_mass(rng)
-        p = {"kind": "LRG", "z": z, "mag_band": "Z", "log_mstar": logm}
-        p.update(_draw_shape(rng, "LRG", z))
-        mformed = 10 ** logm / galaxies.surviving_mass_fraction(p)
-        dl = population.luminosity_distance(z)
-        p["flux_scale"] = mformed * galaxies.L_SUN / (4 * np.pi * dl ** 2) / 1e-17
-        mags = ab_magnitude(_PHOT_WAVE, target_spectrum(p, _PHOT_WAVE, 2.0))
-        mags.update(wise_magnitudes(p))
-        p.update(mag=mags["Z"], mag_w1=mags["W1"], mag_w2=mags["W2"], selection_tries=tries)
+        p, mags = lrg_candidate(rng)
+        p["selection_tries"] = tries
         if population.passes_cuts("LRG", mags):
             break
     return p
+
+
+def lrg_candidate(rng):
+    """One quiescent galaxy from the LRG priors, before selection (see :func:`_draw_lrg`).
+
+    Returns
+    -------
+    p : dict
+        Generator parameters (``mag`` = total z, ``mag_w1``, ``mag_w2``, ``log_mstar``, ``flux_scale``).
+    mags : dict
+        Total AB magnitudes ``G``, ``R``, ``Z``, ``W1``, ``W2`` (no Galactic extinction).
+    """
+    z, logm = population.draw_lrg_redshift_mass(rng)
+    p = {"kind": "LRG", "z": z, "mag_band": "Z", "log_mstar": logm}
+    p.update(_draw_shape(rng, "LRG", z))
+    mformed = 10 ** logm / galaxies.surviving_mass_fraction(p)
+    dl = population.luminosity_distance(z)
+    p["flux_scale"] = mformed * galaxies.L_SUN / (4 * np.pi * dl ** 2) / 1e-17
+    mags = ab_magnitude(_PHOT_WAVE, target_spectrum(p, _PHOT_WAVE, 2.0))
+    mags.update(wise_magnitudes(p))
+    p.update(mag=mags["Z"], mag_w1=mags["W1"], mag_w2=mags["W2"])
+    return p, mags
 
 
 @functools.lru_cache(maxsize=1)
