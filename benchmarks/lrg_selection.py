@@ -11,14 +11,17 @@ their DECam g, r, z and WISE W1 photometry with the SPS model
   density of the selection, next to the literature figures quoted below;
 * z_fiber, g − r, r − z, r − W1 and log M* per redshift bin (percentiles 10/50/90).
 
-Literature compared with (quoted from memory, not re-read in this session):
+Literature compared with:
 
-* Zhou et al. (2023, AJ 165, 58), abstract: target density ≈ 605 deg⁻², redshift
-  range ≈ 0.4-1.0 (with a tail to 1.1), comoving number density roughly constant
-  at ≈ 5 × 10⁻⁴ h³ Mpc⁻³ over 0.4 < z < 0.8, approximately stellar-mass limited.
-* DESI DR1 BAO LRG samples (DESI Collaboration 2024, DESI 2024 III, Table 1):
-  506 905 / 771 875 / 859 824 good redshifts in 0.4-0.6 / 0.6-0.8 / 0.8-1.1, i.e.
-  24 / 36 / 40 % of 0.4 < z < 1.1.
+* Zhou et al. (2023, AJ 165, 58), abstract (read this session): target density
+  605 deg⁻², redshift range 0.4 < z ≲ 1.0, comoving number density
+  5 × 10⁻⁴ h³ Mpc⁻³ in 0.4 < z < 0.8.
+* DESI DR1 BAO LRG samples (DESI Collaboration 2024, DESI 2024 III, Table 1;
+  quoted from memory, not re-read): 506 905 / 771 875 / 859 824 good redshifts in
+  0.4-0.6 / 0.6-0.8 / 0.8-1.1, i.e. 24 / 36 / 40 % of 0.4 < z < 1.1.
+* Redshift precision of DESI LRGs ≈ 40 km/s (Lan et al. 2023, ApJ 943, 68,
+  abstract: ≈ 10 km/s for BGS and ELGs, ≈ 40 km/s for LRGs) — for comparing the
+  fitters' Δv on the simulated LRGs (bench_sim_redrock / bench_templates).
 
 Usage::
 

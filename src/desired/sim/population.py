@@ -261,6 +261,16 @@ def draw_lrg_redshift_mass(rng):
     inverse-CDF sampling on tabulated grids (two uniform deviates).  DESI's
     LRG selection then keeps the ones that pass the cuts: being magnitude and
     colour limited, it keeps low-mass galaxies only nearby.
+
+    Checked against the literature (``benchmarks/lrg_selection.py``, 3000
+    candidates): ~9 % pass the cuts; the selected comoving density is
+    4.3-4.9 × 10⁻⁴ h³ Mpc⁻³ over 0.3 < z < 0.8 (Zhou et al. 2023: 5 × 10⁻⁴ in
+    0.4 < z < 0.8), log M* ≈ 11.1-11.5; above z ≈ 0.8 it falls faster than
+    DESI's (25 % of the 0.4 < z < 1.1 sample at 0.8-1.1 against 40 % in DESI
+    DR1), not tuned away: candidate causes are the z ~ 1 quiescent mass
+    function, the living-stars-only mass convention (remnants excluded,
+    ~0.1 dex), the fixed fibre fraction 0.55 (smaller high-z galaxies have
+    more flux in the fibre) and the absence of photometric scatter.
     """
     zg, cz, mg, cm = _lrg_prior_table()
     z = float(np.interp(rng.uniform(), cz, zg))
