@@ -224,7 +224,7 @@ def plot_distributions(truth, path):
     axes[0, 0].set(xlabel="r - z", ylabel="g - r", xlim=(-0.5, 2.6), ylim=(-0.4, 2.6))
     axes[0, 0].legend(fontsize=7)
     for ax, (kind, mag, cut, lab) in zip(axes.flat[1:], [("BGS", r, 19.5, "r (BGS r<19.5)"),
-                                                         ("LRG", z + off, 21.61, "z fiber (LRG <21.61)"),
+                                                         ("LRG", z + off, population.LRG_ZFIBER_MAX, "z fiber (LRG <21.6)"),
                                                          ("ELG", g + off, 24.1, "g fiber (ELG <24.1)"),
                                                          ("QSO", r, 23.0, "r (QSO <23)")]):
         ax.hist(mag[kinds == kind], bins=20, color=colors[kind])
@@ -246,7 +246,8 @@ def print_distributions(truth):
     for kind in ("BGS", "LRG", "ELG", "QSO", "STD"):
         s = np.nonzero(kinds == kind)[0]
         band = {"BGS": r, "LRG": z, "ELG": g, "QSO": r, "STD": r}[kind]
-        inc = np.mean([population.passes_cuts(kind, {"G": g[k], "R": r[k], "Z": z[k]}) for k in s])
+        w1 = np.asarray(truth["PAR_MAG_W1"], float) if "PAR_MAG_W1" in truth.colnames else np.full(g.size, np.nan)
+        inc = np.mean([population.passes_cuts(kind, {"G": g[k], "R": r[k], "Z": z[k], "W1": w1[k]}) for k in s])
         pc = lambda a: " ".join(f"{v:6.2f}" for v in np.percentile(a[s], [10, 50, 90]))  # noqa: E731
         print(f"{kind:5s} {s.size:4d}  {pc(g - r)}    {pc(r - z)}    {pc(band)}   {inc:6.1%}")
 

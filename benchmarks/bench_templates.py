@@ -5,7 +5,8 @@ frame-level simulation) with ``desired redshifts`` twice — once with the templ
 ``desired templates`` builds, once with DESI's redrock templates — and prints per
 truth class: efficiency (ZWARN == 0 and |Δv| < 1000 km/s, 3000 for QSO, over all
 targets of the class), catastrophic rate (|Δv| above that limit among ZWARN == 0),
-velocity rms and median of the good ones, the fraction fitted as the right SPECTYPE,
+velocity rms, median, NMAD and rms without the 3 largest |Δv| of the good ones, the fraction
+fitted as the right SPECTYPE,
 and sky fibres with a confident GALAXY or QSO redshift.  CPU seconds of each fit.
 
 Usage::
@@ -66,6 +67,8 @@ def score(table, truth):
                    cata=(conf & ~good).sum() / max(conf.sum(), 1),
                    rms=float(np.sqrt(np.mean(dv[good] ** 2))) if good.any() else np.nan,
                    med=float(np.median(dv[good])) if good.any() else np.nan,
+                   nmad=float(1.4826 * np.median(np.abs(dv[good] - np.median(dv[good])))) if good.any() else np.nan,
+                   rms3=(float(np.sqrt(np.mean(np.sort(dv[good] ** 2)[:-3]))) if good.sum() > 3 else np.nan),
                    type_ok=(np.mean(spectype[sel] == TRUE_SPECTYPE[c]) if TRUE_SPECTYPE.get(c) else np.nan))
         if c == "SKY":
             row["sky_conf_gq"] = int((sel & (zwarn == 0) & np.isin(spectype, ["GALAXY", "QSO"])).sum())
@@ -90,13 +93,13 @@ def main():
     sets = [("ours", args.ours)] + ([("desi", args.desi)] if os.path.isdir(args.desi) else [])
     sets = [s for s in sets if args.only in (None, s[0])]
     print(f"{'templates':9} {'class':5} {'N':>4} {'conf':>4} {'eff':>6} {'catast':>6} {'rms km/s':>8} "
-          f"{'med km/s':>8} {'type ok':>7}")
+          f"{'med km/s':>8} {'type ok':>7} {'NMAD':>6} {'rms-3':>6}")
     for name, tdir in sets:
         table, cpu, wall = fit(args.coadd, tdir, os.path.join(outdir, f"redrock-{name}.fits"), args.nproc)
         for r in score(table, truth):
             extra = f"  sky fibres with confident GALAXY/QSO: {r['sky_conf_gq']}" if "sky_conf_gq" in r else ""
             print(f"{name:9} {r['cls']:5} {r['n']:4d} {r['conf']:4d} {r['eff']:6.3f} {r['cata']:6.3f} "
-                  f"{r['rms']:8.1f} {r['med']:8.1f} {r['type_ok']:7.3f}{extra}", flush=True)
+                  f"{r['rms']:8.1f} {r['med']:8.1f} {r['type_ok']:7.3f} {r['nmad']:6.1f} {r['rms3']:6.1f}{extra}", flush=True)
         print(f"{name:9} fit of {len(table)} targets: {cpu:.1f} CPU s, {wall:.1f} s wall (under load)", flush=True)
 
 

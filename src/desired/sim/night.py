@@ -459,6 +459,14 @@ def build_fibermap(cfg, exp):
                     fm[f"FIBERFLUX_{band}"][k] = nmgy * frac
                     fm[f"FIBERTOTFLUX_{band}"][k] = nmgy * frac
                     fm[f"FIBERTOTFLUX_{band}"][k] = nmgy * frac
+                if "mag_w1" in p:
+                    # WISE photometry where simulated (LRGs, their selection needs W1): Galactic extinction
+                    # A_W1 = 0.184 E(B-V), A_W2 = 0.113 E(B-V) (Legacy Surveys DR9 coefficients, as desitarget's
+                    # MW_TRANSMISSION_W1/W2); error ~ 2 % + 2 nanomaggies (approximate unWISE forced photometry)
+                    for band, coef in (("W1", 0.184), ("W2", 0.113)):
+                        nmgy = 10 ** (-0.4 * (p[f"mag_{band.lower()}"] - 22.5 + coef * ebv))
+                        fm[f"FLUX_{band}"][k] = nmgy
+                        fm[f"FLUX_IVAR_{band}"][k] = 1.0 / (0.02 * nmgy + 2.0) ** 2
                 fm["SHAPE_R"][k] = 0.0 if pt else 0.6
                 fm["SERSIC"][k] = 0.0 if pt else 1.0
                 if p["kind"] == "STD":

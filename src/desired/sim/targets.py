@@ -238,6 +238,10 @@ _CLASS_P = (0.45, 0.25, 0.15, 0.15)
 FILTERS = {"G": "decam2014-g", "R": "decam2014-r", "Z": "decam2014-z"}
 _PHOT_WAVE = np.arange(3300.0, 11000.0, 2.0)
 MAX_SELECTION_TRIES = 40
+#: LRGs are drawn from the quiescent population above 10^10.5 M☉ and kept by DESI's cuts, which
+#: reject most of them (faint at high z, see :func:`_draw_lrg`): more tries
+LRG_SELECTION_TRIES = 400
+WISE_FILTERS = {"W1": "wise2010-W1", "W2": "wise2010-W2"}
 
 
 def _blackbody(wave, teff):
@@ -281,6 +285,8 @@ def draw_target(rng, kind):
     """
     if kind == "SKY":
         return {"kind": kind, "z": 0.0, "spectype": "SKY", "subtype": ""}
+    if kind == "LRG":
+        return _draw_lrg(rng)
     for _ in range(MAX_SELECTION_TRIES):
         z, band, mag = population.draw_redshift_mag(rng, kind)
         p = {"kind": kind, "z": z, "mag_band": band, "mag": mag}
@@ -291,6 +297,100 @@ def draw_target(rng, kind):
         if population.passes_cuts(kind, mags):
             break
     return p
+
+
+def _draw_lrg(rng):
+    """Draw an LRG: a quiescent galaxy from physical priors, kept when DESI's LRG cuts select it.
+
+    Redshift and stellar mass from :func:`desired.sim.population.draw_lrg_redshift_mass`
+    (comoving volume × quiescent stellar-mass function), SPS parameters from
+    :func:`desired.sim.population.galaxy_params`.  The flux scale is the mass
+    formed (stellar mass / :func:`desired.sim.galaxies.surviving_mass_fraction`)
+    times the model's L☉/Å per M☉ formed, over 4π D_L² (Planck 2018): the colours
+    and the magnitude-redshift relation come from the model's own mass-to-light
+    ratio.  g, r, z (DECam) and W1, W2 (WISE) AB magnitudes are tested with
+    :func:`desired.sim.population.passes_cuts`; a rejected draw is redrawn, at
+    most :data:`LRG_SELECTION_TRIES` times (the last one is kept otherwise).
+
+    Returns
+    -------
+    dict
+        As :func:`draw_target`, plus ``log_mstar`` (log10 M☉, living stars),
+        ``mag_w1``, ``mag_w2`` (AB, intrinsic) and ``selection_tries``.
+    """
+    for tries in range(1, LRG_SELECTION_TRIES + 1):
+        p, mags = lrg_candidate(rng)
+        p["selection_tries"] = tries
+        if population.passes_cuts("LRG", mags):
+            break
+    return p
+
+
+def lrg_candidate(rng):
+    """One quiescent galaxy from the LRG priors, before selection (see :func:`_draw_lrg`).
+
+    Returns
+    -------
+    p : dict
+        Generator parameters (``mag`` = total z, ``mag_w1``, ``mag_w2``, ``log_mstar``, ``flux_scale``).
+    mags : dict
+        Total AB magnitudes ``G``, ``R``, ``Z``, ``W1``, ``W2`` (no Galactic extinction).
+    """
+    z, logm = population.draw_lrg_redshift_mass(rng)
+    p = {"kind": "LRG", "z": z, "mag_band": "Z", "log_mstar": logm}
+    p.update(_draw_shape(rng, "LRG", z))
+    mformed = 10 ** logm / galaxies.surviving_mass_fraction(p)
+    dl = population.luminosity_distance(z)
+    p["flux_scale"] = mformed * galaxies.L_SUN / (4 * np.pi * dl ** 2) / 1e-17
+    mags = ab_magnitude(_PHOT_WAVE, target_spectrum(p, _PHOT_WAVE, 2.0))
+    mags.update(wise_magnitudes(p))
+    p.update(mag=mags["Z"], mag_w1=mags["W1"], mag_w2=mags["W2"])
+    return p, mags
+
+
+@functools.lru_cache(maxsize=1)
+def _wise_filters():
+    import speclite.filters
+    return speclite.filters.load_filters(*WISE_FILTERS.values())
+
+
+def wise_magnitudes(p):
+    """WISE W1, W2 AB magnitudes of galaxy ``p`` (speclite ``wise2010`` curves), no Galactic extinction.
+
+    The observed spectrum is :func:`desired.sim.galaxies.rest_ir_continuum`
+    redshifted, f_λ(λ) = flux_scale · L_λ(λ / (1+z)) / (1+z), sampled at 2000
+    log-spaced wavelengths over 2.5-5.6 µm observed (the model's native grid is
+    25-50 Å in the rest frame; its rest range covers z ≥ 0.3).
+
+    Parameters
+    ----------
+    p : dict
+        Galaxy parameters with ``z`` and ``flux_scale`` (as :func:`target_spectrum`).
+
+    Returns
+    -------
+    dict
+        ``W1``, ``W2`` -> AB magnitude (99 for a non-positive flux).
+    """
+    wave, cont = galaxies.rest_ir_continuum(p)
+    obs = np.geomspace(25000.0, 56000.0, 2000)
+    rest = obs / (1 + p["z"])
+    if rest[0] < wave[0] or rest[-1] > wave[-1]:
+        raise ValueError(f"z = {p['z']:.3f} outside the infrared model's rest range {galaxies.IR_RANGE} Å")
+    return wise_ab_magnitudes(obs, p["flux_scale"] * np.interp(rest, wave, cont) / (1 + p["z"]))
+
+
+def wise_ab_magnitudes(wave, flux):
+    """AB magnitudes {'W1','W2'} of a spectrum (1e-17 erg/s/cm²/Å) through speclite's ``wise2010`` curves.
+
+    ``wave`` (Å) must cover 26000-55500 Å (the curves' support); non-positive
+    band fluxes give magnitude 99.
+    """
+    out = {}
+    for band, filt in zip(WISE_FILTERS, _wise_filters()):
+        maggies = float(filt.get_ab_maggies(np.asarray(flux, dtype=np.float64) * 1e-17, np.asarray(wave, float)))
+        out[band] = -2.5 * np.log10(maggies) if maggies > 0 else 99.0
+    return out
 
 
 def _shape_total(p, wave, step):
@@ -397,6 +497,8 @@ def make_targets(seed, tileid, fibers):
             p["mags"] = {"G": np.nan, "R": np.nan, "Z": np.nan}
         else:
             p["mags"] = ab_magnitude(_PHOT_WAVE, target_spectrum(p, _PHOT_WAVE, 2.0))
+            if "mag_w1" in p:
+                p["mags"].update(W1=p["mag_w1"], W2=p["mag_w2"])
         out.append(p)
     return out
 
