@@ -417,3 +417,18 @@ def test_spectra_select_stack_update():
     np.testing.assert_array_equal(updated.flux["b"][[0, 1, 3, 4]], spec.flux["b"][[0, 1, 3, 4]])
     np.testing.assert_array_equal(updated.flux["b"][NSPEC:], other.flux["b"])
     np.testing.assert_array_equal(updated.fibermap["EXPID"], [11] * NSPEC + [12] * NSPEC)
+
+
+def test_fibermap_units_are_spelled_as_desis_files(tmp_path):
+    """TUNITn as DESI's own fibermaps write them ('nanomaggy', 'nanomaggy^-2', 'deg', 'mas yr-1'), not astropy's generic
+    'nmgy' / '1 / nmgy2'; they read back as the same units."""
+    import astropy.units as u
+    fm = make_fibermap(2)
+    path = tmp_path / "fibermap-00001236.fits"
+    write_fibermap(path, fm, header=EXPOSURE)
+    header = fits.getheader(path, "FIBERMAP")
+    tunit = {header[k]: header.get("TUNIT" + k[5:]) for k in header if k.startswith("TTYPE")}
+    assert tunit["FLUX_G"] == "nanomaggy" and tunit["FLUX_IVAR_G"] == "nanomaggy^-2"
+    assert tunit["PLATE_RA"] == "deg" and tunit["PMRA"] == "mas yr-1"
+    got = read_fibermap(path)
+    assert got["FLUX_G"].unit == u.nanomaggy and got["FLUX_IVAR_G"].unit == u.nanomaggy ** -2

@@ -101,12 +101,12 @@ def table_to_hdu(table, extname, keywords=None):
             table[name] = np.char.encode(np.asarray(col), "ascii").astype(f"S{width}")
         elif col.dtype.kind == "O":
             table[name] = np.char.encode(np.asarray(col).astype(str), "ascii")
-    # units go into TUNITn as astropy's generic strings: the FITS unit format cannot hold
-    # DESI's nanomaggies, which astropy would otherwise drop
+    # units go into TUNITn as DESI's files spell them (:func:`unit_string`): astropy would drop
+    # the nanomaggies, which the FITS unit format cannot hold
     units = {}
     for name in table.colnames:
         if table[name].unit is not None:
-            units[name] = table[name].unit.to_string()
+            units[name] = unit_string(table[name].unit)
             table[name].unit = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -117,6 +117,32 @@ def table_to_hdu(table, extname, keywords=None):
     hdu.header.update(build_header(meta, skip={"EXTNAME"}))
     hdu.header["EXTNAME"] = extname
     return hdu
+
+
+def unit_string(unit):
+    """TUNIT string of ``unit`` as DESI's files write it.
+
+    The FITS format where it can hold the unit (``deg``, ``mas yr-1``, ``mag``); DESI's
+    spelling of the Legacy Surveys' nanomaggies otherwise (``nanomaggy``,
+    ``nanomaggy^-2``), which astropy's generic format would write ``nmgy``, ``1 / nmgy2``.
+
+    Parameters
+    ----------
+    unit : astropy.units.UnitBase
+
+    Returns
+    -------
+    str
+    """
+    import astropy.units as u
+    try:
+        return unit.to_string("fits")
+    except ValueError:
+        pass
+    for power in (1, -1, -2):
+        if unit == u.nanomaggy ** power:
+            return "nanomaggy" if power == 1 else f"nanomaggy^{power}"
+    return unit.to_string()
 
 
 def hdu_to_table(hdu, path):

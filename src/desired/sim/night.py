@@ -458,7 +458,6 @@ def build_fibermap(cfg, exp):
                     frac = 0.78 if pt else 0.55
                     fm[f"FIBERFLUX_{band}"][k] = nmgy * frac
                     fm[f"FIBERTOTFLUX_{band}"][k] = nmgy * frac
-                    fm[f"FIBERTOTFLUX_{band}"][k] = nmgy * frac
                 if "mag_w1" in p:
                     # WISE photometry where simulated (LRGs, their selection needs W1): Galactic extinction
                     # A_W1 = 0.184 E(B-V), A_W2 = 0.113 E(B-V) (Legacy Surveys DR9 coefficients, as desitarget's
