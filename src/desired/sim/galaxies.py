@@ -247,17 +247,7 @@ def rest_model(p):
     i0, i1 = np.searchsorted(g["wave"], [lo, hi])
     i0, i1 = max(i0 - 2, 0), min(i1 + 2, g["wave"].size)
     wave = g["wave"][i0:i1]
-    mass = sfh_mass(g["age_edges"], p)
-    rows = np.nonzero(mass > 1e-7 * mass.max())[0]
-    young = g["ages"][rows] < T_BC
-    kwave = calzetti(wave)
-    att_old = 10 ** (-0.4 * p["av"] * kwave / 4.05)
-    att_bc = 10 ** (-0.4 * p["av"] / 0.44 * kwave / 4.05)
-    split = np.stack([mass[rows] * ~young, mass[rows] * young]).astype(np.float32)
-    stars = np.zeros(wave.size)
-    for k in ks:
-        old_young = (split @ g["ssp"][k, rows, i0:i1]).astype(np.float64)
-        stars += zw[k] * (old_young[0] * att_old + old_young[1] * att_bc)
+    stars, att_bc = stellar_continuum(g, p, wave, slice(i0, i1), min_mass_frac=1e-7)
     neb_mass = sfh_mass(np.minimum(g["neb_edges"], T_BC), p).astype(np.float32)
     neb_cont = np.zeros(wave.size)
     lum = np.zeros(g["line_wave"].size)
@@ -280,6 +270,48 @@ def rest_model(p):
     ll = neb_frac * np.concatenate([lum, [oii / (1 + r), oii * r / (1 + r)]])
     ll = ll * 10 ** (-0.4 * p["av"] / 0.44 * calzetti(lw) / 4.05)
     return {"lnwave": lnw, "cont": cont.astype(np.float32), "line_wave": lw, "line_lum": ll}
+
+
+def stellar_continuum(g, p, wave, cols=slice(None), min_mass_frac=0.0):
+    """Dust-attenuated stellar continuum of the SFH of ``p`` from an SSP grid ``g``.
+
+    Stars younger than :data:`T_BC` sit in their birth clouds and are attenuated by
+    A_V / 0.44, older ones by A_V (Calzetti et al. 2000 law, Calzetti's stellar-to-gas
+    ratio); shared by :func:`rest_model` (optical) and :func:`rest_ir_continuum`.
+
+    Parameters
+    ----------
+    g : dict
+        ``ssp`` [nZ, nage, nw], ``ages``, ``age_edges`` (:func:`load_grids`, :func:`load_ir_grids`).
+    p : dict
+        ``age``, ``tau``, ``burst_frac``, ``burst_age``, ``zmet``, ``av``.
+    wave : ndarray, shape (n,)
+        Rest Å of the grid columns ``cols``.
+    cols : slice
+        Columns of ``g['ssp']`` used.
+    min_mass_frac : float
+        Age bins holding less than this fraction of the largest bin's mass are skipped.
+
+    Returns
+    -------
+    stars : ndarray, shape (n,)
+        L☉/Å per M☉ formed.
+    att_bc : ndarray, shape (n,)
+        Birth-cloud transmission (the nebular emission's).
+    """
+    zw = _z_weights(p["zmet"])
+    mass = sfh_mass(g["age_edges"], p)
+    rows = np.nonzero(mass > min_mass_frac * mass.max())[0]
+    young = g["ages"][rows] < T_BC
+    kwave = calzetti(wave)
+    att_old = 10 ** (-0.4 * p["av"] * kwave / 4.05)
+    att_bc = 10 ** (-0.4 * p["av"] / 0.44 * kwave / 4.05)
+    split = np.stack([mass[rows] * ~young, mass[rows] * young]).astype(g["ssp"].dtype)
+    stars = np.zeros(wave.size)
+    for k in np.nonzero(zw)[0]:
+        old_young = (split @ g["ssp"][k, rows, cols]).astype(np.float64)
+        stars += zw[k] * (old_young[0] * att_old + old_young[1] * att_bc)
+    return stars, att_bc
 
 
 def model_key(p):
@@ -383,13 +415,4 @@ def rest_ir_continuum(p):
         L☉ per Å per M☉ formed (the unit of :func:`rest_model`'s ``cont``).
     """
     g = load_ir_grids()
-    mass = sfh_mass(g["age_edges"], p)
-    young = g["ages"] < T_BC
-    k = calzetti(g["wave"])
-    att_old = 10 ** (-0.4 * p["av"] * k / 4.05)
-    att_bc = 10 ** (-0.4 * p["av"] / 0.44 * k / 4.05)
-    zw = _z_weights(p["zmet"])
-    cont = np.zeros(g["wave"].size)
-    for i in np.nonzero(zw)[0]:
-        cont += zw[i] * ((mass * ~young) @ g["ssp"][i] * att_old + (mass * young) @ g["ssp"][i] * att_bc)
-    return g["wave"], cont
+    return g["wave"], stellar_continuum(g, p, g["wave"])[0]

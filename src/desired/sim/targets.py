@@ -348,12 +348,6 @@ def lrg_candidate(rng):
     return p, mags
 
 
-@functools.lru_cache(maxsize=1)
-def _wise_filters():
-    import speclite.filters
-    return speclite.filters.load_filters(*WISE_FILTERS.values())
-
-
 def wise_magnitudes(p):
     """WISE W1, W2 AB magnitudes of galaxy ``p`` (speclite ``wise2010`` curves), no Galactic extinction.
 
@@ -386,11 +380,7 @@ def wise_ab_magnitudes(wave, flux):
     ``wave`` (Å) must cover 26000-55500 Å (the curves' support); non-positive
     band fluxes give magnitude 99.
     """
-    out = {}
-    for band, filt in zip(WISE_FILTERS, _wise_filters()):
-        maggies = float(filt.get_ab_maggies(np.asarray(flux, dtype=np.float64) * 1e-17, np.asarray(wave, float)))
-        out[band] = -2.5 * np.log10(maggies) if maggies > 0 else 99.0
-    return out
+    return _ab_magnitudes(wave, flux, WISE_FILTERS)
 
 
 def _shape_total(p, wave, step):
@@ -411,10 +401,20 @@ def _shape(p, wave, step):
     raise ValueError(f"no spectrum for kind {kind!r}")
 
 
-@functools.lru_cache(maxsize=1)
-def _decam_filters():
+@functools.lru_cache(maxsize=2)
+def _load_filters(names):
     import speclite.filters
-    return speclite.filters.load_filters(*FILTERS.values())
+    return speclite.filters.load_filters(*names)
+
+
+def _ab_magnitudes(wave, flux, filters):
+    """AB magnitudes {band: mag} of a spectrum (1e-17 erg/s/cm²/Å) through speclite's curves
+    ``filters`` ({band: speclite name}); non-positive band fluxes give magnitude 99."""
+    out = {}
+    for band, filt in zip(filters, _load_filters(tuple(filters.values()))):
+        maggies = float(filt.get_ab_maggies(np.asarray(flux) * 1e-17, np.asarray(wave)))
+        out[band] = -2.5 * np.log10(maggies) if maggies > 0 else 99.0
+    return out
 
 
 def ab_magnitude(wave, flux):
@@ -423,11 +423,7 @@ def ab_magnitude(wave, flux):
     ``wave`` (Å) must cover 3330-10990 Å (the filters' support); non-positive
     band fluxes give magnitude 99.
     """
-    out = {}
-    for band, filt in zip(FILTERS, _decam_filters()):
-        maggies = float(filt.get_ab_maggies(np.asarray(flux) * 1e-17, np.asarray(wave)))
-        out[band] = -2.5 * np.log10(maggies) if maggies > 0 else 99.0
-    return out
+    return _ab_magnitudes(wave, flux, FILTERS)
 
 
 def target_spectrum(p, wave, step):
