@@ -289,6 +289,26 @@ def test_fluxcalib_roundtrip(tmp_path):
     layout = on_disk(path)
     assert list(layout) == ["FLUXCALIB", "IVAR", "MASK", "WAVELENGTH"]
     assert layout["FLUXCALIB"][2] == "10**+17 cm2 count s / erg"
+    assert got.extinction is None
+
+
+def test_nominal_fluxcalib_keeps_its_extinction_and_desispec_reads_it(tmp_path):
+    """A nominal calibration of the calibration tree carries the extinction it includes (EXTINCTION HDU,
+    mag per airmass); it is read back as written, and desispec's fluxcalib reader still opens the file."""
+    rng = np.random.default_rng(8)
+    wave = 7520 + 0.8 * np.arange(NWAVE)
+    ext = rng.uniform(0.01, 1.5, NWAVE)
+    fc = FluxCalib(wave, rng.uniform(10, 20, (1, NWAVE)), np.zeros((1, NWAVE)),
+                   header={"CAMERA": "z1", "AIRMASS": 1.0, "CALTYPE": "NOMINAL"}, extinction=ext)
+    path = tmp_path / "fluxcalib-nominal-z1.fits"
+    write_flux_calibration(path, fc)
+    got = read_flux_calibration(path)
+    np.testing.assert_array_equal(got.extinction, ext)
+    assert list(on_disk(path)) == ["FLUXCALIB", "IVAR", "MASK", "WAVELENGTH", "EXTINCTION"]
+    with pytest.raises(ValueError, match="extinction"):
+        FluxCalib(wave, fc.calib, fc.ivar, extinction=ext[:-1])
+    from desispec.io import read_flux_calibration as desi_read
+    np.testing.assert_allclose(desi_read(str(path)).calib, f32(fc.calib))
 
 
 def test_stdstars_roundtrip(tmp_path):

@@ -27,9 +27,14 @@ class FluxCalib:
         Per-fiber corrections (FLAT_TO_PSF_FLUX, PSF_TO_FIBER_FLUX), one row per fiber.
     stdstar_fibermap : astropy.table.Table, optional
         Fibermap rows of the standard stars used.
+    extinction : array, shape (nwave,), optional
+        Atmospheric extinction k(λ) in magnitudes per airmass included in ``calib`` at the
+        header's AIRMASS (nominal calibrations of the calibration tree): the calibration at
+        airmass X is ``calib × 10^(-0.4 k (X - AIRMASS))`` (:func:`nominal_calibration`).
     """
 
-    def __init__(self, wave, calib, ivar, mask=None, header=None, fibercorr=None, stdstar_fibermap=None):
+    def __init__(self, wave, calib, ivar, mask=None, header=None, fibercorr=None, stdstar_fibermap=None,
+                 extinction=None):
         self.wave = np.asarray(wave, dtype=np.float64)
         self.calib = np.asarray(calib, dtype=np.float64)
         self.ivar = np.asarray(ivar, dtype=np.float64)
@@ -44,6 +49,9 @@ class FluxCalib:
         self.header = dict(header) if header is not None else {}
         self.fibercorr = fibercorr
         self.stdstar_fibermap = stdstar_fibermap
+        self.extinction = None if extinction is None else np.asarray(extinction, dtype=np.float64)
+        if self.extinction is not None and self.extinction.shape != self.wave.shape:
+            raise ValueError(f"extinction must have shape ({self.wave.size},); got {self.extinction.shape}")
 
 
 # --------------------------------------------------------------------------- measurement
@@ -436,7 +444,8 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
 
     With fewer than ``min_std`` good standards the nominal calibration of the
     calibration tree (``nominal``: e-/Å per 1e-17 erg/s/cm²/Å for 1 s) times EXPTIME is
-    used, scaled to the good standards when there is at least one
+    used (moved to the frame's AIRMASS when it carries its extinction curve), scaled to the
+    good standards when there is at least one
     (``CALMODE = NOMINAL_SCALED``) or not at all (``NOMINAL``); the header then holds
     ``FLUXFALL = True``.  Never silent: without ``nominal`` that case is an error.
 
@@ -479,7 +488,11 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
         of ~100 within ~50 Å, come from the instrument model.  A spline of 10 Å knots with a
         curvature penalty cannot follow such an edge by itself (it rings, ±5 % errors in
         the last 100 Å of a camera).  Without ``nominal`` the prior is flat.  Header
-        CALPRIOR says which (NOMINAL or NONE).
+        CALPRIOR says which (NOMINAL or NONE).  When the nominal calibration carries its
+        extinction curve, the prior is moved to the frame's AIRMASS first
+        (:func:`nominal_calibration`; header PRIORAIR), so that the telluric bands and the
+        extinction continuum of the exposure are in the prior, also at the camera ends
+        where the standards are too faint to resolve them.
 
     Returns
     -------
@@ -511,7 +524,8 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
         for i in range(rows.size):
             ivar[i, _line_mask(frame.wave, red[i])] = 0.0
         # the spline fits the smooth correction to the instrument's nominal shape: calib = prior × correction
-        prior = nominal_shape(frame.wave, nominal) if shape_prior else np.ones(frame.nwave)
+        prior = nominal_shape(frame.wave, nominal, airmass=frame_airmass(frame)) if shape_prior \
+            else np.ones(frame.nwave)
         knots = calibration_knots(frame.wave, knot_spacing)
         corr, weight, scale, good, shape_rms = _fit_calibration(
             frame.wave, data, ivar, apply_resolution(rdata, unconvolved * prior), knots, penalty,
@@ -529,6 +543,8 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
         ngood = int(good.sum())
         info = {"scale": scale, "good": good, "shape_rms": shape_rms, "fibers": frame.fibers[rows],
                 "prior": "NOMINAL" if shape_prior and nominal is not None else "NONE",
+                "prior_airmass": frame_airmass(frame) if shape_prior and nominal is not None
+                and nominal.extinction is not None else None,
                 "telluric": float(telluric_spacing or 0.0), "telluric_weight": detected}
         log.info("camera %s: %d of %d standards kept (scale rms %.3f, shape rms median %.4f); telluric bands "
                  "resolved with mean weight %.2f", camera, ngood, rows.size, np.std(scale[good]) if ngood else np.nan,
@@ -541,7 +557,40 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
     return _assemble(frame, calib, cal_ivar, mode, ngood, rows.size, info, stdstars)
 
 
-def nominal_shape(wave, nominal, floor=1e-4):
+def nominal_calibration(wave, nominal, airmass=None):
+    """Nominal calibration (first row of ``nominal``) on ``wave`` at ``airmass``.
+
+    The calibration tree's nominal calibration includes the atmosphere at its header's
+    AIRMASS (1 when absent).  When it carries the extinction curve
+    (:attr:`FluxCalib.extinction`, mag per airmass) and ``airmass`` is given, it is
+    moved to that airmass: ``calib × 10^(-0.4 k(λ) (airmass - AIRMASS))`` — the
+    Rayleigh, aerosol and ozone continuum and the O2/H2O bands all deepen with the
+    path length, as desispec's average flux calibration models it with the KPNO
+    extinction curve.  Saturated telluric lines grow more slowly than this linear
+    scaling; :func:`resolve_telluric_bands` fits what the standards see beyond it.
+
+    Parameters
+    ----------
+    wave : array (nwave,)
+        Angstrom.
+    nominal : FluxCalib
+        Nominal calibration (e-/Å per 1e-17 erg/s/cm²/Å for 1 s), any grid; outside it
+        the end values are held.
+    airmass : float, optional
+        Airmass of the exposure; None or a calibration without extinction: unscaled.
+
+    Returns
+    -------
+    ndarray (nwave,)
+    """
+    calib = np.interp(wave, nominal.wave, nominal.calib[0])
+    if airmass is not None and getattr(nominal, "extinction", None) is not None:
+        dx = float(airmass) - float(nominal.header.get("AIRMASS", 1.0))
+        calib = calib * 10 ** (-0.4 * np.interp(wave, nominal.wave, nominal.extinction) * dx)
+    return calib
+
+
+def nominal_shape(wave, nominal, floor=1e-4, airmass=None):
     """Shape of the nominal calibration on ``wave`` (median 1, floored at ``floor``), ones without one.
 
     Parameters
@@ -552,6 +601,8 @@ def nominal_shape(wave, nominal, floor=1e-4):
     floor : float
         Smallest value relative to the median (keeps the prior positive where the
         nominal throughput vanishes).
+    airmass : float, optional
+        Airmass of the exposure (:func:`nominal_calibration`).
 
     Returns
     -------
@@ -559,11 +610,20 @@ def nominal_shape(wave, nominal, floor=1e-4):
     """
     if nominal is None:
         return np.ones(np.size(wave))
-    shape = np.interp(wave, nominal.wave, nominal.calib[0])
+    shape = nominal_calibration(wave, nominal, airmass)
     med = np.median(shape[shape > 0]) if np.any(shape > 0) else 0.0
     if not (np.isfinite(med) and med > 0):
         return np.ones(np.size(wave))
     return np.maximum(shape / med, floor)
+
+
+def frame_airmass(frame):
+    """AIRMASS of the frame's header as a float, or None when absent or not positive."""
+    try:
+        airmass = float(frame.header.get("AIRMASS"))
+    except (TypeError, ValueError):
+        return None
+    return airmass if np.isfinite(airmass) and airmass > 0 else None
 
 
 def _fallback(frame, nominal, models, rows, info, camera, ngood, min_std):
@@ -576,7 +636,7 @@ def _fallback(frame, nominal, models, rows, info, camera, ngood, min_std):
     exptime = float(frame.header.get("EXPTIME", 0.0))
     if not exptime > 0:
         raise ValueError(f"camera {camera}: EXPTIME missing from the frame header; cannot scale the nominal calibration")
-    calib = np.interp(frame.wave, nominal.wave, nominal.calib[0]) * exptime
+    calib = nominal_calibration(frame.wave, nominal, frame_airmass(frame)) * exptime
     mode = "NOMINAL"
     if ngood:
         good = info["good"]
@@ -605,6 +665,8 @@ def _assemble(frame, calib, cal_ivar, mode, ngood, nstar, info, stdstars):
     header.update({"CALMODE": mode, "FLUXFALL": mode != "STDSTARS", "NSTDSTAR": nstar, "NSTDUSED": ngood})
     if mode == "STDSTARS":
         header["CALPRIOR"] = info["prior"]     # shape the calibration spline was fitted relative to
+        if info.get("prior_airmass") is not None:
+            header["PRIORAIR"] = info["prior_airmass"]  # airmass the nominal prior was moved to (its extinction)
         header["TELLKNOT"] = info["telluric"]  # knot spacing (A) in the telluric bands, 0 = none
         header["TELLWGT"] = round(info["telluric_weight"], 4)  # mean weight of the resolved fit in the bands
     fibercorr = Table({"FLAT_TO_PSF_FLUX": np.ones(frame.nspec), "PSF_TO_FIBER_FLUX": np.ones(frame.nspec)})

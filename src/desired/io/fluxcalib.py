@@ -2,7 +2,9 @@
 
 Layout: HDU0 ``FLUXCALIB`` (float32 [nspec, nwave]), ``IVAR`` (float32, finite and
 >= 0), ``MASK`` (int32), ``WAVELENGTH`` (float32 [nwave]), optional ``FIBERCORR``
-and ``STDSTAR_FIBERMAP`` tables.
+and ``STDSTAR_FIBERMAP`` tables.  Nominal calibrations of the calibration tree may
+add ``EXTINCTION`` (float64 [nwave], mag per airmass: the atmosphere included at the
+header's AIRMASS); desispec's reader ignores that HDU.
 """
 from __future__ import annotations
 
@@ -35,6 +37,9 @@ def write_flux_calibration(path, fluxcalib):
         hdus.append(table_to_hdu(fluxcalib.fibercorr, "FIBERCORR"))
     if fluxcalib.stdstar_fibermap is not None:
         hdus.append(table_to_hdu(fluxcalib.stdstar_fibermap, "STDSTAR_FIBERMAP"))
+    if getattr(fluxcalib, "extinction", None) is not None:
+        hdus.append(fits.ImageHDU(fluxcalib.extinction.astype(np.float64),
+                                  header=build_header(None, "EXTINCTION", "mag")))
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)
 
@@ -70,4 +75,6 @@ def read_flux_calibration(path):
             raise DataModelError(path, f"WAVELENGTH has {wave.size} entries but FLUXCALIB has {nwave} columns")
         fibercorr = optional_table(hdus, "FIBERCORR", path)
         stdfm = optional_table(hdus, "STDSTAR_FIBERMAP", path)
-    return FluxCalib(wave, calib, ivar, mask=mask, header=header, fibercorr=fibercorr, stdstar_fibermap=stdfm)
+        extinction = read_array(hdus, "EXTINCTION", path, shape=(nwave,)) if "EXTINCTION" in hdus else None
+    return FluxCalib(wave, calib, ivar, mask=mask, header=header, fibercorr=fibercorr, stdstar_fibermap=stdfm,
+                     extinction=extinction)

@@ -547,7 +547,9 @@ def write_nominal_fluxcalib(path, cfg, camera):
 
     The design throughput (the simulator's throughput curve and aperture model, mean
     fiber throughput) as an instrument team would provide it: it differs from the
-    truth of an exposure by the airmass and any throughput drift.
+    truth of an exposure by the airmass and any throughput drift.  The extinction curve
+    included at airmass 1 (the KPNO curve DESI uses, or the parametric one) is stored
+    beside it (EXTINCTION HDU), so that the pipeline can move it to an exposure's airmass.
     """
     from ..fluxcalib import FluxCalib
     from ..io.fluxcalib import write_flux_calibration
@@ -558,7 +560,8 @@ def write_nominal_fluxcalib(path, cfg, camera):
     cal = targets.electrons_per_flux(band, wave, 1.0, 1.0, True, cfg.data_dir) * thru
     write_flux_calibration(path, FluxCalib(wave, cal[None, :], np.zeros((1, wave.size)),
                                            header={"CAMERA": camera, "EXPTIME": 1.0, "AIRMASS": 1.0,
-                                                   "CALTYPE": "NOMINAL"}))
+                                                   "CALTYPE": "NOMINAL"},
+                                           extinction=targets.extinction(wave, cfg.data_dir)))
 
 
 def write_calibration(cfg, calib_dir, truth_dir):
