@@ -359,14 +359,87 @@ def preproc_camera(raw_image, header, calib=None, *, bias=None, dark=None, pixfl
     if raw.ndim != 2:
         raise ValueError(f"raw image must be 2-D, got shape {raw.shape}")
     hdr = dict(header)
+    camera, amps = _camera_and_amplifiers(hdr, calib)
+    calib = calib or {}
+    sections, shape = _amplifier_sections(raw.shape, hdr, amps, camera)
+    raw_bias, trimmed_bias, dark_img, flat_img = _calibration_images(
+        bias, dark, pixflat, calib, raw.shape, shape, camera)
+
+    charge, readnoise, mask, out_hdr = _calibrate_amplifiers(
+        raw, hdr, calib, sections, shape, camera, raw_bias, trimmed_bias, overscan_per_row)
+    dark_e, out_hdr["DARKSRC"] = _dark_electrons(dark_img, calib, hdr)
+    pix, readnoise, flat, flat_mask = _apply_pixflat(charge - dark_e, readnoise, flat_img)
+    mask |= flat_mask
+    mask |= _bad_column_mask(calib.get("bad_columns", []), shape, camera)
+    if cosmics:
+        crs = _cosmic_pixels(pix, mask, readnoise, camera, psf_sigma,
+                             nsig=cosmics_nsig, cfudge=cosmics_cfudge, c2fudge=cosmics_c2fudge)
+        mask[crs] |= ccdmask.COSMIC
+        out_hdr["NCOSMIC"] = int(crs.sum())
+
+    ivar = _inverse_variance(charge, readnoise, flat, mask == 0, variance_model)
+    out_hdr["VARMODEL"] = variance_model
+    _warn_missing_keywords(out_hdr, camera)
+    return Image(pix, ivar, mask=mask, readnoise=readnoise, header=out_hdr, camera=camera)
+
+
+def _camera_and_amplifiers(hdr, calib):
+    """Return the lower-case camera name and the amplifier names of a raw camera header.
+
+    Parameters
+    ----------
+    hdr : dict
+        Raw camera header.
+    calib : dict or None
+        Calibration; its ``camera`` is used when the header has no ``CAMERA``.
+
+    Returns
+    -------
+    camera : str
+    amps : list of str
+
+    Raises
+    ------
+    ValueError
+        If neither gives a camera or the header has no ``BIASSECx`` keyword.
+    """
     camera = str(hdr.get("CAMERA") or (calib or {}).get("camera") or "").lower()
     if not camera:
         raise ValueError("raw header has no CAMERA")
     amps = amplifier_names(hdr)
     if not amps:
         raise ValueError(f"camera {camera}: header has no BIASSECx keywords")
-    calib = calib or {}
+    return camera, amps
 
+
+def _amplifier_sections(raw_shape, hdr, amps, camera):
+    """Parse and check the ``BIASSEC``/``DATASEC``/``CCDSEC`` sections of each amplifier.
+
+    Parameters
+    ----------
+    raw_shape : (int, int)
+        Shape of the raw image (rows, columns).
+    hdr : dict
+        Raw camera header.
+    amps : list of str
+        Amplifier names.
+    camera : str
+        Camera name, for the error messages.
+
+    Returns
+    -------
+    sections : dict
+        ``sections[amp][key]`` is a (row slice, column slice) for key in
+        ``BIASSEC``, ``DATASEC``, ``CCDSEC``.
+    shape : (int, int)
+        Shape of the trimmed image (the extent of the ``CCDSEC`` sections).
+
+    Raises
+    ------
+    ValueError
+        If a keyword is missing, a data section and its CCD section differ in size, or
+        a section exceeds the raw image.
+    """
     sections = {}
     for amp in amps:
         try:
@@ -378,12 +451,41 @@ def preproc_camera(raw_image, header, calib=None, *, bias=None, dark=None, pixfl
             raise ValueError(f"camera {camera} amp {amp}: DATASEC and CCDSEC sizes differ")
         for key in ("BIASSEC", "DATASEC"):
             rows, cols = sections[amp][key]
-            if rows.stop > raw.shape[0] or cols.stop > raw.shape[1]:
-                raise ValueError(f"camera {camera} amp {amp}: {key}{amp} exceeds the raw image {raw.shape}")
+            if rows.stop > raw_shape[0] or cols.stop > raw_shape[1]:
+                raise ValueError(f"camera {camera} amp {amp}: {key}{amp} exceeds the raw image {raw_shape}")
     ny = max(s["CCDSEC"][0].stop for s in sections.values())
     nx = max(s["CCDSEC"][1].stop for s in sections.values())
-    shape = (ny, nx)
+    return sections, (ny, nx)
 
+
+def _calibration_images(bias, dark, pixflat, calib, raw_shape, shape, camera):
+    """Load the master bias, dark and pixel flat and check their shapes.
+
+    Parameters
+    ----------
+    bias, dark, pixflat : None, False, str or array
+        As in :func:`preproc_camera`.
+    calib : dict
+        Calibration (its ``bias``, ``dark`` and ``pixflat`` paths are the defaults).
+    raw_shape, shape : (int, int)
+        Shapes of the raw and of the trimmed image.
+    camera : str
+        Camera name, for the error messages.
+
+    Returns
+    -------
+    raw_bias, trimmed_bias : ndarray or None
+        The bias in ADU, as whichever of the two it matches (the other is None).
+    dark_img : ndarray, shape ``shape``, or None
+        Dark current in electrons per second.
+    flat_img : ndarray, shape ``shape``, or None
+        Pixel flat, dimensionless.
+
+    Raises
+    ------
+    ValueError
+        If an image has the wrong shape.
+    """
     bias_img = _calib_image(bias, calib.get("bias"))
     dark_img = _calib_image(dark, calib.get("dark"))
     flat_img = _calib_image(pixflat, calib.get("pixflat"))
@@ -392,132 +494,349 @@ def preproc_camera(raw_image, header, calib=None, *, bias=None, dark=None, pixfl
             raise ValueError(f"camera {camera}: {name} image shape {img.shape} differs from the trimmed image {shape}")
     raw_bias = trimmed_bias = None
     if bias_img is not None:
-        if bias_img.shape == raw.shape:
+        if bias_img.shape == raw_shape:
             raw_bias = bias_img
         elif bias_img.shape == shape:
             trimmed_bias = bias_img
         else:
-            raise ValueError(f"camera {camera}: bias shape {bias_img.shape} matches neither the raw {raw.shape} "
+            raise ValueError(f"camera {camera}: bias shape {bias_img.shape} matches neither the raw {raw_shape} "
                              f"nor the trimmed {shape} image")
+    return raw_bias, trimmed_bias, dark_img, flat_img
 
-    exptime = float(hdr.get("EXPTIME", 0.0) or 0.0)
-    charge = np.zeros(shape)                  # collected electrons (before dark and flat)
-    readnoise = np.zeros(shape)               # e-
+
+def _overscan_model(ocs, same_rows, per_row, camera, amp):
+    """Return the overscan level and read noise of one amplifier, in ADU.
+
+    Parameters
+    ----------
+    ocs : ndarray, shape (nrow, ncol)
+        The ``BIASSECx`` pixels in ADU (master bias already subtracted if any).
+    same_rows : bool
+        Whether ``BIASSECx`` and ``DATASECx`` span the same rows.
+    per_row : bool
+        Subtract one level per row (``overscan_per_row`` of :func:`preproc_camera`).
+    camera, amp : str
+        Names, for the error message.
+
+    Returns
+    -------
+    level : float
+        Single sigma-clipped level (the ``OVERSCNx`` keyword).
+    level_sub : float or ndarray, shape (nrow, 1)
+        Level subtracted from the data: per-row levels, a smooth model along the rows
+        (when the rows match and there are more than 100), or ``level``.
+    rdn_adu : float
+        Read noise about ``level_sub``.
+
+    Raises
+    ------
+    ValueError
+        If ``per_row`` is asked for and the rows differ.
+    """
+    level = overscan_level(ocs)
+    if per_row:
+        if not same_rows:
+            raise ValueError(f"camera {camera} amp {amp}: per-row overscan needs BIASSEC and DATASEC "
+                             "to span the same rows")
+        level_sub = overscan_level(ocs, per_row=True)[:, None]
+        rdn_adu = estimate_readnoise(ocs, per_row=True)
+    elif same_rows and ocs.shape[0] > 100:
+        # smooth bias gradient along the rows (see overscan_row_model)
+        level_sub = overscan_row_model(ocs)[:, None]
+        rdn_adu = estimate_readnoise(ocs - level_sub)
+    else:
+        level_sub = level
+        rdn_adu = estimate_readnoise(ocs)
+    return level, level_sub, rdn_adu
+
+
+def _dead_amplifier_reason(amp, dead_listed, rdn_adu, data):
+    """Return why an amplifier is dead, or None when it is alive.
+
+    Parameters
+    ----------
+    amp : str
+    dead_listed : set of str
+        Amplifiers listed as dead in the calibration.
+    rdn_adu : float
+        Measured overscan rms in ADU.
+    data : ndarray
+        The ``DATASECx`` pixels in ADU.
+
+    Returns
+    -------
+    str or None
+    """
+    if amp in dead_listed:
+        return "listed as dead in the calibration"
+    if rdn_adu < MIN_READNOISE_ADU:
+        return f"overscan rms {rdn_adu:.3f} ADU (zero read noise)"
+    if np.ptp(data) == 0:
+        return f"constant data section ({data.flat[0]:.0f} ADU)"
+    return None
+
+
+def _calibrate_amplifier(raw, sec, amp, hdr, calib, camera, raw_bias, trimmed_bias, overscan_per_row):
+    """Subtract the overscan of one amplifier, apply its gain and flag it.
+
+    Parameters
+    ----------
+    raw : ndarray, shape (ny_raw, nx_raw)
+        Raw ADU.
+    sec : dict
+        The amplifier's sections (:func:`_amplifier_sections`).
+    amp : str
+    hdr, calib : dict
+        Raw header and calibration (gain, saturation, nominal read noise, dead amps).
+    camera : str
+    raw_bias, trimmed_bias : ndarray or None
+        Master bias in ADU (:func:`_calibration_images`).
+    overscan_per_row : bool
+        See :func:`preproc_camera`.
+
+    Returns
+    -------
+    signal : ndarray, shape of ``CCDSECx``
+        Collected charge in electrons.
+    rdn_e : float
+        Read noise in electrons.
+    mask : ndarray of int32, shape of ``CCDSECx``
+        ``SATURATED`` and ``BADAMP`` bits.
+    keywords : dict
+        ``GAINx``, ``OBSRDNx``, ``OVERSCNx`` and ``SATULEVx``.
+    dead : bool
+        Whether the amplifier is dead.
+    """
+    ocs = raw[sec["BIASSEC"]].astype(np.float64)
+    data = raw[sec["DATASEC"]].astype(np.float64)
+    if raw_bias is not None:
+        ocs -= raw_bias[sec["BIASSEC"]]
+        data -= raw_bias[sec["DATASEC"]]
+    gain = _amp_setting(calib, hdr, amp, "gain", "GAIN", 1.0)
+    saturation = _amp_setting(calib, hdr, amp, "saturation", "SATURLEV", 65535.0)
+    # the overscan rows that match the data rows give the per-row level
+    orows, drows = sec["BIASSEC"][0], sec["DATASEC"][0]
+    same_rows = (orows.start, orows.stop) == (drows.start, drows.stop)
+    level, level_sub, rdn_adu = _overscan_model(ocs, same_rows, overscan_per_row, camera, amp)
+    rdn_e = rdn_adu * gain
+    ccd = sec["CCDSEC"]
+
+    saturated = raw[sec["DATASEC"]] >= saturation
+    mask = np.where(saturated, ccdmask.SATURATED, 0).astype(np.int32)
+    reason = _dead_amplifier_reason(amp, set(calib.get("dead_amplifiers", [])), rdn_adu, data)
+    if reason:
+        log.warning("camera %s amplifier %s is dead (%s): masked BADAMP", camera, amp, reason)
+        mask |= ccdmask.BADAMP
+
+    signal = (data - level_sub) * gain
+    if trimmed_bias is not None:
+        signal -= trimmed_bias[ccd] * gain
+    nominal = calib.get("amplifiers", {}).get(amp, {}).get("readnoise")
+    if nominal and not reason and abs(rdn_e - nominal) > 0.5 * nominal:
+        log.warning("camera %s amplifier %s: measured read noise %.2f e- differs from the nominal %.2f e-",
+                    camera, amp, rdn_e, nominal)
+    keywords = {f"GAIN{amp}": gain, f"OBSRDN{amp}": round(rdn_e, 4), f"OVERSCN{amp}": round(level, 4),
+                f"SATULEV{amp}": saturation}
+    log.info("camera %s amp %s: overscan %.3f ADU, read noise %.3f e-, gain %.4f e-/ADU%s",
+             camera, amp, level, rdn_e, gain, f", {int(saturated.sum())} saturated" if saturated.any() else "")
+    return signal, rdn_e, mask, keywords, bool(reason)
+
+
+def _calibrate_amplifiers(raw, hdr, calib, sections, shape, camera, raw_bias, trimmed_bias, overscan_per_row):
+    """Assemble the trimmed charge, read-noise and mask images of all amplifiers.
+
+    Parameters
+    ----------
+    raw : ndarray, shape (ny_raw, nx_raw)
+        Raw ADU.
+    hdr, calib : dict
+        Raw header and calibration.
+    sections : dict
+        Per-amp sections (:func:`_amplifier_sections`).
+    shape : (int, int)
+        Trimmed image shape (ny, nx).
+    camera : str
+    raw_bias, trimmed_bias : ndarray or None
+        Master bias in ADU.
+    overscan_per_row : bool
+        See :func:`preproc_camera`.
+
+    Returns
+    -------
+    charge : ndarray, shape (ny, nx)
+        Collected electrons (before dark and pixel flat).
+    readnoise : ndarray, shape (ny, nx)
+        Read noise in electrons.
+    mask : ndarray of int32, shape (ny, nx)
+        ccdmask bits (``SATURATED``, ``BADAMP``).
+    out_hdr : dict
+        The raw header plus ``CAMERA``, ``SPECGRPH``, per-amp keywords and ``BADAMPS``.
+
+    Raises
+    ------
+    DeadCameraError
+        If every amplifier is dead.
+    """
+    charge = np.zeros(shape)
+    readnoise = np.zeros(shape)
     mask = np.zeros(shape, dtype=np.int32)
     out_hdr = dict(hdr)
     out_hdr["CAMERA"] = camera
     if "SPECGRPH" not in out_hdr and camera[1:].isdigit():
         out_hdr["SPECGRPH"] = int(camera[1:])
-    dead_listed = set(calib.get("dead_amplifiers", []))
     bad_amps = []
-
-    for amp in amps:
-        sec = sections[amp]
-        ocs = raw[sec["BIASSEC"]].astype(np.float64)
-        data = raw[sec["DATASEC"]].astype(np.float64)
-        if raw_bias is not None:
-            ocs -= raw_bias[sec["BIASSEC"]]
-            data -= raw_bias[sec["DATASEC"]]
-        gain = _amp_setting(calib, hdr, amp, "gain", "GAIN", 1.0)
-        saturation = _amp_setting(calib, hdr, amp, "saturation", "SATURLEV", 65535.0)
-        # the overscan rows that match the data rows give the per-row level
-        orows = sec["BIASSEC"][0]
-        drows = sec["DATASEC"][0]
-        level = overscan_level(ocs)
-        same_rows = (orows.start, orows.stop) == (drows.start, drows.stop)
-        if overscan_per_row:
-            if not same_rows:
-                raise ValueError(f"camera {camera} amp {amp}: per-row overscan needs BIASSEC and DATASEC "
-                                 "to span the same rows")
-            level_sub = overscan_level(ocs, per_row=True)[:, None]
-            rdn_adu = estimate_readnoise(ocs, per_row=True)
-        elif same_rows and ocs.shape[0] > 100:
-            # smooth bias gradient along the rows (see overscan_row_model)
-            level_sub = overscan_row_model(ocs)[:, None]
-            rdn_adu = estimate_readnoise(ocs - level_sub)
-        else:
-            level_sub = level
-            rdn_adu = estimate_readnoise(ocs)
-        rdn_e = rdn_adu * gain
+    for amp, sec in sections.items():
+        signal, rdn_e, amp_mask, keywords, dead = _calibrate_amplifier(
+            raw, sec, amp, hdr, calib, camera, raw_bias, trimmed_bias, overscan_per_row)
         ccd = sec["CCDSEC"]
-
-        reason = None
-        if amp in dead_listed:
-            reason = "listed as dead in the calibration"
-        elif rdn_adu < MIN_READNOISE_ADU:
-            reason = f"overscan rms {rdn_adu:.3f} ADU (zero read noise)"
-        elif np.ptp(data) == 0:
-            reason = f"constant data section ({data.flat[0]:.0f} ADU)"
-        if reason:
-            log.warning("camera %s amplifier %s is dead (%s): masked BADAMP", camera, amp, reason)
-            bad_amps.append(amp)
-            mask[ccd] |= ccdmask.BADAMP
-
-        signal = (data - level_sub) * gain
-        if trimmed_bias is not None:
-            signal -= trimmed_bias[ccd] * gain
         charge[ccd] = signal
         readnoise[ccd] = rdn_e
-        saturated = raw[sec["DATASEC"]] >= saturation
-        mask[ccd] |= np.where(saturated, ccdmask.SATURATED, 0).astype(np.int32)
-        nominal = calib.get("amplifiers", {}).get(amp, {}).get("readnoise")
-        if nominal and not reason and abs(rdn_e - nominal) > 0.5 * nominal:
-            log.warning("camera %s amplifier %s: measured read noise %.2f e- differs from the nominal %.2f e-",
-                        camera, amp, rdn_e, nominal)
-        out_hdr[f"GAIN{amp}"] = gain
-        out_hdr[f"OBSRDN{amp}"] = round(rdn_e, 4)
-        out_hdr[f"OVERSCN{amp}"] = round(level, 4)
-        out_hdr[f"SATULEV{amp}"] = saturation
-        log.info("camera %s amp %s: overscan %.3f ADU, read noise %.3f e-, gain %.4f e-/ADU%s",
-                 camera, amp, level, rdn_e, gain, f", {int(saturated.sum())} saturated" if saturated.any() else "")
-
-    if len(bad_amps) == len(amps):
-        raise DeadCameraError(camera, f"all amplifiers ({', '.join(amps)}) are dead")
+        mask[ccd] |= amp_mask
+        out_hdr.update(keywords)
+        if dead:
+            bad_amps.append(amp)
+    if len(bad_amps) == len(sections):
+        raise DeadCameraError(camera, f"all amplifiers ({', '.join(sections)}) are dead")
     if bad_amps:
         out_hdr["BADAMPS"] = ",".join(f"{camera}{a}" for a in bad_amps)
+    return charge, readnoise, mask, out_hdr
 
+
+def _dark_electrons(dark_img, calib, hdr):
+    """Return the dark charge (electrons) of the exposure and its source.
+
+    Parameters
+    ----------
+    dark_img : ndarray, shape (ny, nx), or None
+        Dark current in electrons per second.
+    calib : dict
+        Calibration; its scalar ``dark_current`` (e-/pixel/s) is used without an image.
+    hdr : dict
+        Raw header (``EXPTIME`` in s).
+
+    Returns
+    -------
+    dark_e : float or ndarray, shape (ny, nx)
+    source : {'image', 'scalar'}
+        The ``DARKSRC`` keyword.
+    """
+    exptime = float(hdr.get("EXPTIME", 0.0) or 0.0)
     if dark_img is not None:
-        dark_e = dark_img * exptime
-        out_hdr["DARKSRC"] = "image"
-    else:
-        dark_e = float(calib.get("dark_current", 0.0)) * exptime
-        out_hdr["DARKSRC"] = "scalar"
-    pix = charge - dark_e
+        return dark_img * exptime, "image"
+    return float(calib.get("dark_current", 0.0)) * exptime, "scalar"
 
-    if flat_img is not None:
-        mask |= np.where(flat_img <= 0, ccdmask.PIXFLATZERO, 0).astype(np.int32)
-        mask |= np.where((flat_img > 0) & (flat_img < 0.1), ccdmask.PIXFLATLOW, 0).astype(np.int32)
-        flat = np.where(flat_img > 0, flat_img, 1.0)
-        pix /= flat
-        readnoise /= flat
-    else:
-        flat = None
 
-    for col in calib.get("bad_columns", []):
+def _apply_pixflat(pix, readnoise, flat_img):
+    """Divide the image and read noise by the pixel flat; flag its bad pixels.
+
+    Parameters
+    ----------
+    pix, readnoise : ndarray, shape (ny, nx)
+        Image and read noise in electrons (``pix`` is divided in place).
+    flat_img : ndarray, shape (ny, nx), or None
+        Pixel flat; nothing is done without one.
+
+    Returns
+    -------
+    pix, readnoise : ndarray, shape (ny, nx)
+        Flat-fielded image and read noise, electrons.
+    flat : ndarray, shape (ny, nx), or None
+        The flat used (1 where ``flat_img <= 0``).
+    mask : ndarray of int32 or int
+        ``PIXFLATZERO`` (flat <= 0) and ``PIXFLATLOW`` (0 < flat < 0.1) bits.
+    """
+    if flat_img is None:
+        return pix, readnoise, None, 0
+    mask = np.where(flat_img <= 0, ccdmask.PIXFLATZERO, 0).astype(np.int32)
+    mask |= np.where((flat_img > 0) & (flat_img < 0.1), ccdmask.PIXFLATLOW, 0).astype(np.int32)
+    flat = np.where(flat_img > 0, flat_img, 1.0)
+    pix /= flat
+    return pix, readnoise / flat, flat, mask
+
+
+def _bad_column_mask(bad_columns, shape, camera):
+    """Return the ``BAD`` bits of the calibration's bad columns.
+
+    Parameters
+    ----------
+    bad_columns : list of int
+        Column indices in the trimmed image (those outside it are logged and ignored).
+    shape : (int, int)
+        Trimmed image shape (ny, nx).
+    camera : str
+
+    Returns
+    -------
+    ndarray of int32, shape (ny, nx)
+    """
+    mask = np.zeros(shape, dtype=np.int32)
+    nx = shape[1]
+    for col in bad_columns:
         if 0 <= col < nx:
             mask[:, col] |= ccdmask.BAD
         else:
             log.warning("camera %s: bad column %d outside the image (%d columns)", camera, col, nx)
+    return mask
 
-    if cosmics:
-        if psf_sigma is not None:
-            grad_kw = {"psf_sigma_x": psf_sigma[0], "psf_sigma_y": psf_sigma[1]}
-        else:
-            grad_kw = {"psf_gradients": BAND_PSF_GRADIENTS[camera[0]]}
-        crs = find_cosmics(pix, mask == 0, readnoise, nsig=cosmics_nsig, cfudge=cosmics_cfudge,
-                           c2fudge=cosmics_c2fudge, **grad_kw)
-        mask[crs] |= ccdmask.COSMIC
-        out_hdr["NCOSMIC"] = int(crs.sum())
 
-    good = mask == 0
+def _cosmic_pixels(pix, mask, readnoise, camera, psf_sigma, *, nsig, cfudge, c2fudge):
+    """Return the cosmic-ray pixels of a preprocessed image.
+
+    Parameters
+    ----------
+    pix, readnoise : ndarray, shape (ny, nx)
+        Image and read noise in electrons.
+    mask : ndarray of int, shape (ny, nx)
+        ccdmask bits; only unmasked pixels are used.
+    camera : str
+        Its band picks DESI's PSF gradients when ``psf_sigma`` is None.
+    psf_sigma : (float, float) or None
+        PSF widths (x, y) in pixels.
+    nsig, cfudge, c2fudge : float
+        :func:`desired.cosmics.find_cosmics` parameters.
+
+    Returns
+    -------
+    ndarray of bool, shape (ny, nx)
+    """
+    if psf_sigma is not None:
+        grad_kw = {"psf_sigma_x": psf_sigma[0], "psf_sigma_y": psf_sigma[1]}
+    else:
+        grad_kw = {"psf_gradients": BAND_PSF_GRADIENTS[camera[0]]}
+    return find_cosmics(pix, mask == 0, readnoise, nsig=nsig, cfudge=cfudge, c2fudge=c2fudge, **grad_kw)
+
+
+def _inverse_variance(charge, readnoise, flat, good, variance_model):
+    """Return the inverse variance (1/e^2) of the flat-fielded image, 0 where masked.
+
+    Parameters
+    ----------
+    charge : ndarray, shape (ny, nx)
+        Collected electrons (before dark and pixel flat).
+    readnoise : ndarray, shape (ny, nx)
+        Flat-fielded read noise in electrons.
+    flat : ndarray, shape (ny, nx), or None
+        Pixel flat applied to the image.
+    good : ndarray of bool, shape (ny, nx)
+        Unmasked pixels.
+    variance_model : {'smooth', 'pixel'}
+        See :func:`model_variance`.
+
+    Returns
+    -------
+    ndarray, shape (ny, nx)
+    """
     rn_charge = readnoise if flat is None else readnoise * flat
     var = model_variance(charge, rn_charge, good=good, model=variance_model)
     if flat is not None:
         var /= flat * flat
-    ivar = np.zeros(shape)
+    ivar = np.zeros(charge.shape)
     np.divide(1.0, var, out=ivar, where=good & (var > 0))
-    out_hdr["VARMODEL"] = variance_model
+    return ivar
+
+
+def _warn_missing_keywords(out_hdr, camera):
+    """Log the :data:`EXTRACTION_KEYWORDS` that the preproc header lacks."""
     missing = [k for k in EXTRACTION_KEYWORDS if k not in out_hdr]
     if missing:
         log.warning("camera %s: raw header lacks %s (needed downstream by the extraction)", camera, missing)
-    return Image(pix, ivar, mask=mask, readnoise=readnoise, header=out_hdr, camera=camera)
