@@ -265,6 +265,45 @@ def find_cosmics(pix, ivar, readnoise=None, psf_sigma_x=None, psf_sigma_y=None, 
         ivar = np.asarray(ivar, dtype=np.float64)
     if pix.ndim != 2 or ivar.shape != pix.shape:
         raise ValueError(f"pix and ivar must be 2-D of equal shape; got {pix.shape}, {ivar.shape}")
+    grad = _select_psf_gradients(psf_gradients, psf_sigma_x, psf_sigma_y, band)
+    var = _noise_variance(pix, ivar, readnoise)
+    rejected = np.zeros(pix.shape, dtype=bool)
+    if min(pix.shape) < 3:
+        return rejected
+
+    rows, cols = _candidates(pix, var, float(nsig))
+    new_r, new_c = _reject_passing(pix, var, rejected, rows, cols, grad, nsig, cfudge, c2fudge)
+    log.debug("cosmics: %d candidates above %.1f sigma, %d rejected in the first pass",
+              rows.size, nsig, new_r.size)
+    _grow_along_neighbours(pix, var, rejected, new_r, new_c, grad, niter, neighbour_nsig, neighbour_c2fudge)
+    nrej = int(rejected.sum())
+    if dilate and nrej:
+        rejected = _dilate(rejected)
+    log.info("cosmics: %d pixels rejected (%d after dilation)", nrej, int(rejected.sum()))
+    return rejected
+
+
+def _select_psf_gradients(psf_gradients, psf_sigma_x, psf_sigma_y, band):
+    """Return the PSF gradients of the test from whichever description is given.
+
+    Parameters
+    ----------
+    psf_gradients : sequence of 4 float or None
+        Explicit gradients; win over the other two.
+    psf_sigma_x, psf_sigma_y : float or None
+        Gaussian PSF widths in pixels (:func:`psf_gradients_from_sigma`).
+    band : str or None
+        Band whose :data:`BAND_PSF_GRADIENTS` are used otherwise.
+
+    Returns
+    -------
+    ndarray, shape (4,)
+
+    Raises
+    ------
+    ValueError
+        If none is given or the gradients do not have 4 values.
+    """
     if psf_gradients is not None:
         grad = np.asarray(psf_gradients, dtype=np.float64)
     elif psf_sigma_x is not None and psf_sigma_y is not None:
@@ -275,40 +314,81 @@ def find_cosmics(pix, ivar, readnoise=None, psf_sigma_x=None, psf_sigma_y=None, 
         raise ValueError("find_cosmics needs psf_gradients, psf_sigma_x/psf_sigma_y or band")
     if grad.shape != (4,):
         raise ValueError(f"psf_gradients must have 4 values, got {grad.shape}")
+    return grad
 
+
+def _noise_variance(pix, ivar, readnoise):
+    """Return the variance (electron^2) used by the test, 0 on missing pixels.
+
+    Parameters
+    ----------
+    pix : ndarray, shape (ny, nx)
+        Image in electrons.
+    ivar : ndarray of bool or float, shape (ny, nx)
+        Usable pixels (bool) or inverse variance (1/electron^2).
+    readnoise : float or array, shape (ny, nx), or None
+        Read noise in electrons; with it the variance is ``max(pix, 0) + readnoise**2``,
+        without it ``1/ivar``.
+
+    Returns
+    -------
+    ndarray, shape (ny, nx)
+    """
     good = ivar if ivar.dtype == np.bool_ else ivar > 0
     if readnoise is not None:
         rn = np.asarray(readnoise, dtype=np.float64)
         rn = np.full(pix.shape, float(rn)) if rn.ndim == 0 else np.ascontiguousarray(np.broadcast_to(rn, pix.shape))
-        var = _pixel_variance(np.ascontiguousarray(pix), rn, np.ascontiguousarray(good))
-    else:
-        var = np.zeros_like(pix)
-        np.divide(1.0, ivar, out=var, where=good)
-    rejected = np.zeros(pix.shape, dtype=bool)
-    if min(pix.shape) < 3:
-        return rejected
+        return _pixel_variance(np.ascontiguousarray(pix), rn, np.ascontiguousarray(good))
+    var = np.zeros_like(pix)
+    np.divide(1.0, ivar, out=var, where=good)
+    return var
 
-    rows, cols = _candidates(pix, var, float(nsig))
+
+def _reject_passing(pix, var, rejected, rows, cols, grad, nsig, cfudge, c2fudge):
+    """Test the listed pixels and flag those that pass in ``rejected`` (in place).
+
+    Parameters
+    ----------
+    pix, var : ndarray, shape (ny, nx)
+        Image (electrons) and its variance (electron^2, 0 = missing).
+    rejected : ndarray of bool, shape (ny, nx)
+        Rejection mask (rejected pixels count as missing), updated in place.
+    rows, cols : ndarray of int
+        Interior pixels to test.
+    grad : ndarray, shape (4,)
+        PSF gradients.
+    nsig, cfudge, c2fudge : float
+        Criteria of :func:`find_cosmics`.
+
+    Returns
+    -------
+    rows, cols : ndarray of int
+        The pixels newly rejected.
+    """
     out = np.zeros(rows.size, dtype=bool)
     _test_pixels(pix, var, rejected, rows, cols, float(nsig), float(cfudge), float(c2fudge), grad, _AXES, out)
     new_r, new_c = rows[out], cols[out]
     rejected[new_r, new_c] = True
-    log.debug("cosmics: %d candidates above %.1f sigma, %d rejected in the first pass",
-              rows.size, nsig, new_r.size)
+    return new_r, new_c
 
+
+def _grow_along_neighbours(pix, var, rejected, new_r, new_c, grad, niter, nsig, c2fudge):
+    """Re-test the neighbours of newly rejected pixels until none is added (in place).
+
+    Parameters
+    ----------
+    pix, var, rejected, grad
+        As in :func:`_reject_passing`.
+    new_r, new_c : ndarray of int
+        Pixels rejected by the previous pass.
+    niter : int
+        Maximum number of passes.
+    nsig, c2fudge : float
+        Criteria of the neighbour passes (``cfudge`` is 0).
+    """
     for iteration in range(niter):
         if new_r.size == 0:
             break
         cand_r, cand_c = _neighbours(rejected, new_r, new_c)
-        out = np.zeros(cand_r.size, dtype=bool)
-        _test_pixels(pix, var, rejected, cand_r, cand_c, float(neighbour_nsig), 0.0, float(neighbour_c2fudge),
-                     grad, _AXES, out)
-        new_r, new_c = cand_r[out], cand_c[out]
-        rejected[new_r, new_c] = True
+        new_r, new_c = _reject_passing(pix, var, rejected, cand_r, cand_c, grad, nsig, 0.0, c2fudge)
         log.debug("cosmics: neighbour pass %d rejected %d more", iteration + 1, new_r.size)
-
-    nrej = int(rejected.sum())
-    if dilate and nrej:
-        rejected = _dilate(rejected)
-    log.info("cosmics: %d pixels rejected (%d after dilation)", nrej, int(rejected.sum()))
-    return rejected
