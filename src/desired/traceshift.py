@@ -413,23 +413,71 @@ def measure_y_shifts_template(image, psf, template_wave, template_flux, window=2
     fiber, wave, dy, dy_err : ndarray, shape (nmeas,)
         Fiber index, window-centre wavelength (Angstrom), shift and its uncertainty (rows).
     """
-    ny = image.shape[0]
     template_wave = np.asarray(template_wave, dtype=np.float64)
     origin, gstep = grid if grid is not None else (None, None)
     parts = [template_spots(template_wave, part, gstep, origin)
              for part in _split_template(template_wave, np.asarray(template_flux, dtype=np.float64))]
+    windows = _template_windows(image, psf, parts, fibers, window, max_shift, step, half_kernel)
+    if windows is None:
+        return (np.zeros(0, dtype=np.int64),) + (np.zeros(0),) * 3
+    dy, err, amp = _fit_template_windows(windows, window, max_shift, step)
+    good = np.isfinite(err) & (err > 0) & (err < max_err) & (amp > 0) & (np.abs(dy) < max_shift)
+    log.info("template y shifts: %d of %d windows kept (median error %.3f px)", good.sum(), windows.fiber.size,
+             float(np.median(err[good])) if good.any() else np.nan)
+    return windows.fiber[good], windows.wave[good], dy[good], err[good]
+
+
+@dataclasses.dataclass(frozen=True)
+class _TemplateWindows:
+    """Row windows of the boxcar spectra and their projected template parts.
+
+    ``fiber``, ``wave`` (window-centre wavelength, Angstrom) and ``grid0`` (row of
+    fine sample 0) have shape (n,); ``data`` (boxcar electrons), ``weight``
+    (1/electron^2) and ``rows`` (CCD rows, edge-padded) have shape (n, window);
+    ``fine_lines`` and ``fine_cont`` (the template's line and continuum parts on
+    sub-row bins, convolved with the PSF) have shape (n, nfine).
+    """
+
+    fiber: np.ndarray
+    wave: np.ndarray
+    data: np.ndarray
+    weight: np.ndarray
+    rows: np.ndarray
+    fine_lines: np.ndarray
+    fine_cont: np.ndarray
+    grid0: np.ndarray
+
+
+def _template_windows(image, psf, parts, fibers, window, max_shift, step, half_kernel):
+    """Cut every fiber's boxcar spectrum into windows and project the template onto each.
+
+    Parameters
+    ----------
+    image : desired.image.Image
+    psf : GaussHermitePSF
+    parts : list of (wave, flux)
+        Spots of the template's line and continuum parts (:func:`template_spots`).
+    fibers : array of int or None
+        Fibers to use; all by default.
+    window, max_shift, step, half_kernel
+        As in :func:`measure_y_shifts_template`.
+
+    Returns
+    -------
+    _TemplateWindows or None
+        None when no window has usable data and template flux.
+    """
+    ny = image.shape[0]
     variance = _variance(image)
     all_rows = np.arange(ny)
     margin = int(np.ceil(max_shift + 1))
     starts = np.arange(margin, ny - margin - window // 2, window)
     kern_off = np.arange(-int(round(half_kernel / step)), int(round(half_kernel / step)) + 1) * step
-    pad = len(kern_off) // 2
     nfine = int(np.ceil((window + 2 * margin) / step)) + 1
-    fib, wav, data, weight, rowsel, models, grid0 = [], [], [], [], [], [], []
+    fib, wav, data, weight, rowsel, lines, cont, grid0 = [], [], [], [], [], [], [], []
     for f in (range(psf.nfiber) if fibers is None else fibers):
         spec, var = _boxcar(image, psf, f, all_rows, variance=variance)
         projected = [_template_rows(psf, f, pw, pf, ny, step) for pw, pf in parts]
-        centres = projected[0][0]
         for r0 in starts:
             rr = np.arange(r0, r0 + window)
             rr = rr[rr < ny - margin]
@@ -440,12 +488,7 @@ def measure_y_shifts_template(image, psf, template_wave, template_flux, window=2
             if not (psf.wavemin < wc < psf.wavemax):
                 continue
             i0 = int(np.floor((rr[0] - margin) / step))
-            idx = np.arange(i0 - pad, i0 + nfine + pad)
-            inside = (idx >= 0) & (idx < centres.size)
-            kern = _profile(psf, np.full(kern_off.size, f), np.full(kern_off.size, wc), -kern_off,
-                            np.zeros((kern_off.size, 1)), "y")[:, 0]
-            fine = [np.convolve(np.where(inside, flux[np.clip(idx, 0, centres.size - 1)], 0.0), kern, mode="valid")
-                    for _, flux in projected]
+            fine = _window_template(psf, f, wc, projected, i0, nfine, kern_off)
             if not np.any(fine[0] != 0):
                 continue
             fib.append(f)
@@ -453,15 +496,70 @@ def measure_y_shifts_template(image, psf, template_wave, template_flux, window=2
             data.append(np.pad(spec[rr], (0, window - rr.size)))
             weight.append(np.pad(np.where(good, 1.0 / np.where(good, var[rr], 1.0), 0.0), (0, window - rr.size)))
             rowsel.append(np.pad(rr, (0, window - rr.size), mode="edge").astype(np.float64))
-            models.append(fine)
+            lines.append(fine[0])
+            cont.append(fine[1])
             grid0.append((i0 + 0.5) * step - 0.5)                  # row of fine sample 0
     if not fib:
-        return (np.zeros(0, dtype=np.int64),) + (np.zeros(0),) * 3
-    fib, wav, grid0 = np.array(fib), np.array(wav), np.array(grid0)
-    data, weight, rows = np.array(data), np.array(weight), np.array(rowsel)
-    fine_lines = np.array([m[0] for m in models])
-    fine_cont = np.array([m[1] for m in models])
-    n = fib.size
+        return None
+    return _TemplateWindows(np.array(fib), np.array(wav), np.array(data), np.array(weight), np.array(rowsel),
+                            np.array(lines), np.array(cont), np.array(grid0))
+
+
+def _window_template(psf, fiber, wave, projected, i0, nfine, kern_off):
+    """Return the projected template parts of one window, convolved with the PSF's row profile.
+
+    Parameters
+    ----------
+    psf : GaussHermitePSF
+    fiber : int
+    wave : float
+        Window-centre wavelength, Angstrom (where the profile is evaluated).
+    projected : list of (centres, flux)
+        Template parts on sub-row bins of the fiber (:func:`_template_rows`).
+    i0 : int
+        Sub-row bin of the window's first fine sample.
+    nfine : int
+        Fine samples per window.
+    kern_off : ndarray, shape (nkern,)
+        Row offsets of the along-dispersion profile (odd length, centred on 0).
+
+    Returns
+    -------
+    list of ndarray, shape (nfine,)
+        One per template part (zero outside the binned template).
+    """
+    centres = projected[0][0]
+    pad = len(kern_off) // 2
+    idx = np.arange(i0 - pad, i0 + nfine + pad)
+    inside = (idx >= 0) & (idx < centres.size)
+    kern = _profile(psf, np.full(kern_off.size, fiber), np.full(kern_off.size, wave), -kern_off,
+                    np.zeros((kern_off.size, 1)), "y")[:, 0]
+    return [np.convolve(np.where(inside, flux[np.clip(idx, 0, centres.size - 1)], 0.0), kern, mode="valid")
+            for _, flux in projected]
+
+
+def _fit_template_windows(windows, window, max_shift, step):
+    """Fit the shift of the template's line part in every window.
+
+    A coarse scan over ±``max_shift`` rows (steps of 0.25, positive line amplitude
+    only) gives the start of a Gauss-Newton fit with the continuum, a constant and
+    a slope as further linear terms.
+
+    Parameters
+    ----------
+    windows : _TemplateWindows
+    window, max_shift, step
+        As in :func:`measure_y_shifts_template`.
+
+    Returns
+    -------
+    dy, dy_err, amp : ndarray, shape (n,)
+        Shift (rows), its uncertainty scaled by ``sqrt(chi2/dof)`` when above 1, and
+        the line amplitude.
+    """
+    data, weight, rows, grid0 = windows.data, windows.weight, windows.rows, windows.grid0
+    fine_lines, fine_cont = windows.fine_lines, windows.fine_cont
+    n = windows.fiber.size
     slope = np.broadcast_to(np.linspace(-1.0, 1.0, window), data.shape)
 
     def design(shift):
@@ -482,11 +580,7 @@ def measure_y_shifts_template(image, psf, template_wave, template_flux, window=2
     _, resid = _linear_fit(data, weight, design(dy))
     chi2_best = (weight * resid ** 2).sum(axis=1)
     dof = np.maximum((weight > 0).sum(axis=1) - 5, 1)
-    err = err * np.sqrt(np.maximum(chi2_best / dof, 1.0))
-    good = np.isfinite(err) & (err > 0) & (err < max_err) & (amp > 0) & (np.abs(dy) < max_shift)
-    log.info("template y shifts: %d of %d windows kept (median error %.3f px)", good.sum(), n,
-             float(np.median(err[good])) if good.any() else np.nan)
-    return fib[good], wav[good], dy[good], err[good]
+    return dy, err * np.sqrt(np.maximum(chi2_best / dof, 1.0)), amp
 
 
 def measure_y_shifts_edges(image, psf, edge_wave, half_window=12, min_snr=10.0):
