@@ -503,58 +503,137 @@ def compute_flux_calibration(frame, stdstars, *, nominal=None, min_std=3, knot_s
     ValueError
         Too few standards and no nominal calibration, or a frame without resolution data.
     """
-    import logging
-    log = logging.getLogger(__name__)
     camera = frame.camera or "?"
     if frame.resolution_data is None:
         raise ValueError(f"camera {camera}: frame has no resolution data")
-    if stdstars is not None and stdstars.nstd:
-        rows, unconvolved, keep = star_models_on_frame(frame, stdstars)
-    else:
-        rows, unconvolved, keep = np.zeros(0, int), np.zeros((0, frame.nwave)), np.zeros(0, int)
+    rows, unconvolved, keep = _standards_on_frame(frame, stdstars)
     rdata = frame.resolution_data[rows]
     models = apply_resolution(rdata, unconvolved)          # R_i · model_i, (nstar, nwave)
-    calib = weight = None
+    calib = None
     ngood, info = 0, {}
     if rows.size:
-        data = frame.flux[rows]
-        ivar = np.where((frame.mask[rows] == 0) & (models > 0), frame.ivar[rows], 0.0)
-        red = np.asarray(stdstars.metadata["REDSHIFT"], dtype=np.float64)[keep] \
-            if "REDSHIFT" in stdstars.metadata.colnames else np.zeros(keep.size)
-        for i in range(rows.size):
-            ivar[i, _line_mask(frame.wave, red[i])] = 0.0
-        # the spline fits the smooth correction to the instrument's nominal shape: calib = prior × correction
-        prior = nominal_shape(frame.wave, nominal, airmass=frame_airmass(frame)) if shape_prior \
-            else np.ones(frame.nwave)
-        knots = calibration_knots(frame.wave, knot_spacing)
-        corr, weight, scale, good, shape_rms = _fit_calibration(
-            frame.wave, data, ivar, apply_resolution(rdata, unconvolved * prior), knots, penalty,
-            max_scale_dev, max_shape_rms, nsig, niter, unconvolved=unconvolved * prior if deconvolve else None,
-            rdata=rdata if deconvolve else None, model_error=model_error)
-        corr_ivar = weight * knot_spacing / float(np.median(np.diff(frame.wave)))
-        detected = 0.0
-        if telluric_spacing and deconvolve and np.any(good):
-            corr, corr_ivar, wiener = resolve_telluric_bands(
-                frame.wave, data, np.where(good[:, None], ivar, 0.0), unconvolved * prior, rdata, scale, corr,
-                corr_ivar, calibration_knots(frame.wave, knot_spacing, telluric_spacing), penalty)
-            inside = in_telluric_bands(frame.wave)
-            detected = float(np.mean(wiener[inside])) if inside.any() else 0.0
-        calib, cal_ivar = corr * prior, corr_ivar / prior ** 2
-        ngood = int(good.sum())
-        info = {"scale": scale, "good": good, "shape_rms": shape_rms, "fibers": frame.fibers[rows],
-                "prior": "NOMINAL" if shape_prior and nominal is not None else "NONE",
-                "prior_airmass": frame_airmass(frame) if shape_prior and nominal is not None
-                and nominal.extinction is not None else None,
-                "telluric": float(telluric_spacing or 0.0), "telluric_weight": detected}
-        log.info("camera %s: %d of %d standards kept (scale rms %.3f, shape rms median %.4f); telluric bands "
-                 "resolved with mean weight %.2f", camera, ngood, rows.size, np.std(scale[good]) if ngood else np.nan,
-                 np.median(shape_rms[good]) if ngood else np.nan, detected)
+        calib, cal_ivar, ngood, info = _calibrate_on_standards(
+            frame, stdstars, rows, unconvolved, keep, models, nominal, knot_spacing=knot_spacing, penalty=penalty,
+            max_scale_dev=max_scale_dev, max_shape_rms=max_shape_rms, nsig=nsig, niter=niter, deconvolve=deconvolve,
+            model_error=model_error, shape_prior=shape_prior, telluric_spacing=telluric_spacing)
     if ngood >= min_std:
         mode = "STDSTARS"
         cal_ivar = np.where(calib > 0, cal_ivar, 0.0)
     else:
         calib, cal_ivar, mode = _fallback(frame, nominal, models, rows, info, camera, ngood, min_std)
     return _assemble(frame, calib, cal_ivar, mode, ngood, rows.size, info, stdstars)
+
+
+def _standards_on_frame(frame, stdstars):
+    """Return the standards of ``frame`` as :func:`star_models_on_frame` does, empty without any.
+
+    Parameters
+    ----------
+    frame : desired.frame.Frame
+    stdstars : desired.stdstars.StdStars or None
+
+    Returns
+    -------
+    rows : ndarray of int, shape (nstar,)
+    unconvolved : ndarray, shape (nstar, nwave)
+        Models in 1e-17 erg/s/cm²/Å, not convolved.
+    keep : ndarray of int, shape (nstar,)
+        Indices into ``stdstars``.
+    """
+    if stdstars is not None and stdstars.nstd:
+        return star_models_on_frame(frame, stdstars)
+    return np.zeros(0, int), np.zeros((0, frame.nwave)), np.zeros(0, int)
+
+
+def _standards_ivar(frame, rows, models, stdstars, keep):
+    """Return the standards' frame ivar, 0 where masked, unmodelled or in a stellar absorption feature.
+
+    Parameters
+    ----------
+    frame : desired.frame.Frame
+    rows : ndarray of int, shape (nstar,)
+        Frame rows of the standards.
+    models : ndarray, shape (nstar, nwave)
+        Convolved models (pixels where they are <= 0 are left out).
+    stdstars : desired.stdstars.StdStars
+        Its metadata ``REDSHIFT`` (0 when absent) places the features.
+    keep : ndarray of int, shape (nstar,)
+        Indices into ``stdstars``.
+
+    Returns
+    -------
+    ndarray, shape (nstar, nwave)
+        Inverse variance in (electron/Angstrom)^-2.
+    """
+    ivar = np.where((frame.mask[rows] == 0) & (models > 0), frame.ivar[rows], 0.0)
+    red = np.asarray(stdstars.metadata["REDSHIFT"], dtype=np.float64)[keep] \
+        if "REDSHIFT" in stdstars.metadata.colnames else np.zeros(keep.size)
+    for i in range(rows.size):
+        ivar[i, _line_mask(frame.wave, red[i])] = 0.0
+    return ivar
+
+
+def _calibrate_on_standards(frame, stdstars, rows, unconvolved, keep, models, nominal, *, knot_spacing, penalty,
+                            max_scale_dev, max_shape_rms, nsig, niter, deconvolve, model_error, shape_prior,
+                            telluric_spacing):
+    """Fit the calibration ``C(λ)`` and the per-star scales to the standards of the frame.
+
+    Parameters
+    ----------
+    frame : desired.frame.Frame
+    stdstars : desired.stdstars.StdStars
+    rows, unconvolved, keep
+        As returned by :func:`_standards_on_frame` (at least one star).
+    models : ndarray, shape (nstar, nwave)
+        ``unconvolved`` convolved with each star's resolution.
+    nominal : FluxCalib or None
+        Gives the shape prior (with ``shape_prior``).
+    knot_spacing, penalty, max_scale_dev, max_shape_rms, nsig, niter
+        As in :func:`compute_flux_calibration`.
+    deconvolve, model_error, shape_prior, telluric_spacing
+        As in :func:`compute_flux_calibration`.
+
+    Returns
+    -------
+    calib, cal_ivar : ndarray, shape (nwave,)
+        Calibration in (electron/Angstrom) per (1e-17 erg/s/cm²/Å) and its ivar.
+    ngood : int
+        Standards kept.
+    info : dict
+        ``scale``, ``good``, ``shape_rms``, ``fibers`` (per star), ``prior``, ``prior_airmass``, ``telluric``,
+        ``telluric_weight`` (for :func:`_assemble`).
+    """
+    import logging
+    log = logging.getLogger(__name__)
+    rdata = frame.resolution_data[rows]
+    data = frame.flux[rows]
+    ivar = _standards_ivar(frame, rows, models, stdstars, keep)
+    # the spline fits the smooth correction to the instrument's nominal shape: calib = prior × correction
+    prior = nominal_shape(frame.wave, nominal, airmass=frame_airmass(frame)) if shape_prior \
+        else np.ones(frame.nwave)
+    knots = calibration_knots(frame.wave, knot_spacing)
+    corr, weight, scale, good, shape_rms = _fit_calibration(
+        frame.wave, data, ivar, apply_resolution(rdata, unconvolved * prior), knots, penalty,
+        max_scale_dev, max_shape_rms, nsig, niter, unconvolved=unconvolved * prior if deconvolve else None,
+        rdata=rdata if deconvolve else None, model_error=model_error)
+    corr_ivar = weight * knot_spacing / float(np.median(np.diff(frame.wave)))
+    detected = 0.0
+    if telluric_spacing and deconvolve and np.any(good):
+        corr, corr_ivar, wiener = resolve_telluric_bands(
+            frame.wave, data, np.where(good[:, None], ivar, 0.0), unconvolved * prior, rdata, scale, corr,
+            corr_ivar, calibration_knots(frame.wave, knot_spacing, telluric_spacing), penalty)
+        inside = in_telluric_bands(frame.wave)
+        detected = float(np.mean(wiener[inside])) if inside.any() else 0.0
+    ngood = int(good.sum())
+    info = {"scale": scale, "good": good, "shape_rms": shape_rms, "fibers": frame.fibers[rows],
+            "prior": "NOMINAL" if shape_prior and nominal is not None else "NONE",
+            "prior_airmass": frame_airmass(frame) if shape_prior and nominal is not None
+            and nominal.extinction is not None else None,
+            "telluric": float(telluric_spacing or 0.0), "telluric_weight": detected}
+    log.info("camera %s: %d of %d standards kept (scale rms %.3f, shape rms median %.4f); telluric bands "
+             "resolved with mean weight %.2f", frame.camera or "?", ngood, rows.size,
+             np.std(scale[good]) if ngood else np.nan, np.median(shape_rms[good]) if ngood else np.nan, detected)
+    return corr * prior, corr_ivar / prior ** 2, ngood, info
 
 
 def nominal_calibration(wave, nominal, airmass=None):
