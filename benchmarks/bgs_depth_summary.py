@@ -9,7 +9,8 @@ pooled over the seeds: N, efficiency (ZWARN = 0, right SPECTYPE and |Δv| < 1000
 over all BGS), catastrophic rate (ZWARN = 0 but wrong, over the ZWARN = 0 ones), and
 the rms and NMAD of Δv = c (z − z_true)/(1 + z_true) of the correct ones; then every
 BGS that is not correct with what it was fitted as, its r magnitude, true z,
-star-forming (τ ≥ 1 Gyr) or quiescent, ZWARN and Δχ².
+star-forming (τ ≥ 1 Gyr) or quiescent, ZWARN and Δχ²; and the median χ²/pixel of the
+best fit of the correct ones per r-magnitude bin (how well the templates fit).
 
 Usage::
 
@@ -48,7 +49,8 @@ def match(table, truth):
     return {"z": np.asarray(col("Z", np.nan), float), "zwarn": np.asarray(col("ZWARN", -1), int),
             "spectype": np.char.strip(np.asarray(col("SPECTYPE", "")).astype(str)),
             "subtype": np.char.strip(np.asarray(col("SUBTYPE", "")).astype(str)),
-            "dchi2": np.asarray(col("DELTACHI2", np.nan), float)}
+            "dchi2": np.asarray(col("DELTACHI2", np.nan), float),
+            "chi2pix": np.asarray(col("CHI2", np.nan), float) / np.maximum(np.asarray(col("NPIXELS", 1), float), 1)}
 
 
 def figures(fit, truth):
@@ -76,7 +78,7 @@ def main(argv=None):
     print(f"{'fitter / seed':28s} {'N':>4s} {'efficiency':>14s} {'catastrophic':>18s} {'rms km/s':>8s} {'NMAD':>7s}")
     for name, fname in FITTERS:
         tot = [0, 0, 0, 0]
-        dvs = []
+        dvs, chis, mags = [], [], []
         for seed, d, truth in runs:
             path = os.path.join(d, fname)
             if not os.path.exists(path):
@@ -90,6 +92,8 @@ def main(argv=None):
             print(line(f"{name} {seed}", n, ngood, nconf, ncat, dv[good]))
             tot = [a + b for a, b in zip(tot, (n, ngood, nconf, ncat))]
             dvs.append(dv[good])
+            chis.append(fit["chi2pix"][good])
+            mags.append(np.asarray(truth["MAG_R"], float)[good])
             tau = np.asarray(truth["PAR_TAU"], float)
             for k in np.nonzero(~good)[0]:
                 failures.append((name, seed, int(truth["TARGETID"][k]), float(truth["MAG_R"][k]),
@@ -98,6 +102,12 @@ def main(argv=None):
                                  int(fit["zwarn"][k]), float(fit["dchi2"][k])))
         if tot[0]:
             print(line(f"{name} pooled", *tot, np.concatenate(dvs)))
+            chi = np.concatenate(chis)
+            mag = np.concatenate(mags)
+            bins = [(lo, lo + 0.5) for lo in np.arange(16.0, 19.5, 0.5)]
+            print("    median chi2/pixel of the correct ones, r bins: " + "  ".join(
+                f"{lo:.1f}-{hi:.1f}: {np.median(chi[(mag >= lo) & (mag < hi)]):.2f}"
+                for lo, hi in bins if np.any((mag >= lo) & (mag < hi))))
         print()
     print("not correct (fitter, seed, TARGETID, r, true z, kind, fitted as, z, ZWARN, DELTACHI2):")
     for f in failures:
