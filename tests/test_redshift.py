@@ -8,10 +8,13 @@ from desired.io.redshifts import read_redshifts
 from desired.io.spectra import write_spectra
 from desired.io.templates import read_templates
 from desired.redshift import fit, rebin, zfind, zscan
+from desired.redshift.templates import Template
 from desired.redshift.zwarning import zwarn
 
 from redshift_synth import LINE_COEFF, TEMPLATE_DIR, gaussian_rdata, line_template, make_spectra
 from conftest import run_mpi_and_serial
+
+C_KMS = 299792.458
 
 #: ../shared/data/redrock-templates of the checkout (as conftest.SHARED_DATA)
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), TEMPLATE_DIR)
@@ -227,3 +230,31 @@ def test_mpi_ranks_give_the_serial_redshifts(tmp_path):
     a, b = read_redshifts(str(mpi)).redshifts, read_redshifts(str(serial)).redshifts
     for name in ("TARGETID", "Z", "ZERR", "ZWARN", "CHI2", "DELTACHI2", "SPECTYPE"):
         np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_narrow_line_minimum_is_not_lost_to_a_line_alias():
+    """A star-forming galaxy with narrow lines (sigma 45 km/s, narrower than the GALAXY coarse step of
+    207 km/s) at true redshifts placed across one coarse step: redrock's rule (a coarse minimum within
+    1000 km/s of a better coarse one is not refined) lands on the Hα/[N II] aliases (-940 / +675 km/s)
+    for some of them; refining the 4 best coarse minima (zfind.NARROW_MINIMA_REFINE) finds the truth."""
+    from desired.redshift import zfind
+    from desired.redshift.templates import default_redshifts
+    wave = np.arange(3000.0, 9000.0, 0.25)
+    lines = {6564.61: 1.0, 6585.27: 0.45, 6549.86: 0.15, 4862.68: 0.35, 5008.24: 0.3, 3727.1: 0.5}
+    flux = [np.ones_like(wave)] + [np.exp(-0.5 * ((wave - w) / (w * 45.0 / C_KMS)) ** 2) for w in lines]
+    t = Template("GALAXY", "", wave, np.array(flux), default_redshifts("GALAXY"), version="t", filename="synthetic")
+    k = np.searchsorted(t.redshifts, 0.1)
+    coeff = np.r_[1.0, 30.0 * np.array(list(lines.values()))]
+    dv = {"redrock": [], "default": []}
+    for j, frac in enumerate(np.linspace(0.3, 0.7, 5)):
+        ztrue = t.redshifts[k] + frac * (t.redshifts[k + 1] - t.redshifts[k])
+        bands = zfind.prepare_bands(make_spectra({"GALAXY": t}, [("GALAXY", ztrue, coeff)], seed=j, snr=5.0,
+                                                 sigma=0.6))
+        for label in dv:
+            rule = {} if label == "redrock" else zfind.NARROW_MINIMA_REFINE
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(zfind, "NARROW_MINIMA_REFINE", rule)
+                best = zfind.fit_batch(bands, [t])[0]
+            dv[label].append(C_KMS * (best["z"] - ztrue) / (1 + ztrue))
+    assert sum(abs(v) > 500 for v in dv["redrock"]) >= 2, dv       # the test sees the aliases
+    assert max(abs(v) for v in dv["default"]) < 20.0, dv

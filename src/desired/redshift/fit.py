@@ -1,8 +1,9 @@
 """Refinement of chi2(z) minima: fine grid, parabola, ZERR, distinct solutions, DELTACHI2.
 
 Follows redrock's ``fitz`` and ``zfind`` rules, so that results compare one to one:
-up to ``nminima`` minima per template, each resampled on 15 redshifts between its
-coarse neighbours with the exact (double-precision) chi2, a parabola through the
+up to ``nminima`` minima per template (for classes with minima narrower than the
+coarse step, the best ``nrefine`` coarse minima even when they are not distinct), each
+resampled on 15 redshifts between its coarse neighbours with the exact (double-precision) chi2, a parabola through the
 three lowest points giving Z, ZERR (where chi2 rises by 1) and CHI2; candidates
 closer than the template class's velocity limit are merged; across templates the
 candidates are sorted by (bad fit, chi2), DELTACHI2 is the chi2 difference to the
@@ -73,8 +74,19 @@ def _refine_one(bands, template, redshifts, imin, npoints):
     return dict(z=float(zbest), zerr=float(zerr), zwarn=int(flags), chi2=float(chi2min), coeff=coeff[0])
 
 
-def refine_minima(bands, template, zchi2, nminima=3, npoints=15):
+def refine_minima(bands, template, zchi2, nminima=3, npoints=15, nrefine=0):
     """Best distinct solutions of one target for one template.
+
+    The coarse minima are refined in order of coarse chi2 until ``nminima``
+    distinct solutions are found, and at least the first ``nrefine`` of them even
+    when they lie within the velocity limit of a better one; of the refined
+    candidates the best (by refined chi2) of each velocity window (the class's
+    velocity limit) is kept.  With ``nrefine=0`` this is redrock's rule, which skips a
+    coarse minimum within the velocity limit of a better coarse one: a minimum
+    narrower than the coarse step (narrow emission lines: a few tens of km/s against
+    ~200 km/s) can then be lost to a neighbouring alias (Hα against [N II] 6585 at
+    -940 km/s) whose coarse point happens to fall closer to its own minimum.
+    Refining both keeps the one with the lower chi2.
 
     Parameters
     ----------
@@ -86,6 +98,8 @@ def refine_minima(bands, template, zchi2, nminima=3, npoints=15):
     nminima : int
     npoints : int
         Fine-grid points between the coarse neighbours of a minimum.
+    nrefine : int
+        Coarse minima refined at least, distinct or not (0: redrock's rule).
 
     Returns
     -------
@@ -94,8 +108,10 @@ def refine_minima(bands, template, zchi2, nminima=3, npoints=15):
     """
     redshifts = np.asarray(template.redshifts)
     vmax = template.max_velocity_diff
-    results = []
-    for imin in find_minima(zchi2):
+    minima = find_minima(zchi2)
+    first = [_refine_one(bands, template, redshifts, imin, npoints) for imin in minima[:nrefine]]
+    results = distinct_solutions(first, vmax, nminima)
+    for imin in minima[nrefine:]:
         if len(results) == nminima:
             break
         zprev = np.array([r["z"] for r in results])
@@ -106,6 +122,17 @@ def refine_minima(bands, template, zchi2, nminima=3, npoints=15):
             continue
         results.append(cand)
     return sorted(results, key=lambda r: r["chi2"])
+
+
+def distinct_solutions(candidates, vmax, nminima):
+    """The ``nminima`` best candidates (by chi2) that are at least ``vmax`` km/s from every better one."""
+    out = []
+    for cand in sorted(candidates, key=lambda c: c["chi2"]):
+        if len(out) == nminima:
+            break
+        if not any(abs(velocity_difference(cand["z"], c["z"])) < vmax for c in out):
+            out.append(cand)
+    return out
 
 
 def coarse_minima(template, zchi2, nminima=3):
