@@ -609,8 +609,9 @@ def _calibrate_on_standards(frame, stdstars, rows, unconvolved, keep, models, no
     data = frame.flux[rows]
     ivar = _standards_ivar(frame, rows, models, stdstars, keep)
     # the spline fits the smooth correction to the instrument's nominal shape: calib = prior × correction
-    prior = nominal_shape(frame.wave, nominal, airmass=frame_airmass(frame)) if shape_prior \
-        else np.ones(frame.nwave)
+    moved = shape_prior and nominal is not None and nominal.extinction is not None
+    airmass = frame_airmass(frame)
+    prior = nominal_shape(frame.wave, nominal, airmass=airmass) if shape_prior else np.ones(frame.nwave)
     knots = calibration_knots(frame.wave, knot_spacing)
     corr, weight, scale, good, shape_rms = _fit_calibration(
         frame.wave, data, ivar, apply_resolution(rdata, unconvolved * prior), knots, penalty,
@@ -627,8 +628,7 @@ def _calibrate_on_standards(frame, stdstars, rows, unconvolved, keep, models, no
     ngood = int(good.sum())
     info = {"scale": scale, "good": good, "shape_rms": shape_rms, "fibers": frame.fibers[rows],
             "prior": "NOMINAL" if shape_prior and nominal is not None else "NONE",
-            "prior_airmass": frame_airmass(frame) if shape_prior and nominal is not None
-            and nominal.extinction is not None else None,
+            "prior_airmass": airmass if moved else None,
             "telluric": float(telluric_spacing or 0.0), "telluric_weight": detected}
     log.info("camera %s: %d of %d standards kept (scale rms %.3f, shape rms median %.4f); telluric bands "
              "resolved with mean weight %.2f", frame.camera or "?", ngood, rows.size,
@@ -663,7 +663,7 @@ def nominal_calibration(wave, nominal, airmass=None):
     ndarray (nwave,)
     """
     calib = np.interp(wave, nominal.wave, nominal.calib[0])
-    if airmass is not None and getattr(nominal, "extinction", None) is not None:
+    if airmass is not None and nominal.extinction is not None:
         dx = float(airmass) - float(nominal.header.get("AIRMASS", 1.0))
         calib = calib * 10 ** (-0.4 * np.interp(wave, nominal.wave, nominal.extinction) * dx)
     return calib

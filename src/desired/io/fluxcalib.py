@@ -37,7 +37,7 @@ def write_flux_calibration(path, fluxcalib):
         hdus.append(table_to_hdu(fluxcalib.fibercorr, "FIBERCORR"))
     if fluxcalib.stdstar_fibermap is not None:
         hdus.append(table_to_hdu(fluxcalib.stdstar_fibermap, "STDSTAR_FIBERMAP"))
-    if getattr(fluxcalib, "extinction", None) is not None:
+    if fluxcalib.extinction is not None:
         hdus.append(fits.ImageHDU(fluxcalib.extinction.astype(np.float64),
                                   header=build_header(None, "EXTINCTION", "mag")))
     with atomic_path(path) as tmp:

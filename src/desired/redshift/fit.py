@@ -2,9 +2,10 @@
 
 Follows redrock's ``fitz`` and ``zfind`` rules, so that results compare one to one:
 up to ``nminima`` minima per template (for classes with minima narrower than the
-coarse step, the best ``nrefine`` coarse minima even when they are not distinct), each
-resampled on 15 redshifts between its coarse neighbours with the exact (double-precision) chi2, a parabola through the
-three lowest points giving Z, ZERR (where chi2 rises by 1) and CHI2; candidates
+coarse step, the best ``nrefine`` coarse minima even when they are not distinct),
+each resampled on 15 redshifts between its coarse neighbours with the exact
+(double-precision) chi2, a parabola through the three lowest points giving Z, ZERR
+(where chi2 rises by 1) and CHI2; candidates
 closer than the template class's velocity limit are merged; across templates the
 candidates are sorted by (bad fit, chi2), DELTACHI2 is the chi2 difference to the
 next distinct good candidate and SMALL_DELTA_CHI2 flags a distinct good candidate

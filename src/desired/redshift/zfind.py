@@ -75,9 +75,10 @@ PRUNED_CLASSES = ("STAR",)
 #: template classes whose chi2 minima can be narrower than their coarse step -> number of coarse minima
 #: refined even within the velocity limit of a better one (fit.refine_minima ``nrefine``).  GALAXY:
 #: emission lines of sigma 40-60 km/s against a 207 km/s step (the Hα/[N II] alias at -940 km/s; 5 of
-#: 443 simulated bright-time BGS with the own templates).  4 rather than 3: a line centred between two
-#: coarse points ranked 4th in tests/test_redshift.py's alias test; ~5 % more CPU than redrock's rule.  Not QSO: its broad lines
-#: (FWHM >= 1000 km/s) are resolved by its 345 km/s step, and refining more of its near-duplicate
+#: 443 simulated bright-time BGS with the own templates).  4 rather than 3: a line centred between
+#: two coarse points ranked 4th in tests/test_redshift.py's alias test; ~5 % more CPU than redrock's
+#: rule.  Not QSO: its broad lines (FWHM >= 1000 km/s) are resolved by its 345 km/s step, and
+#: refining more of its near-duplicate
 #: minima only moved solutions within their window (measured: 2 of 304 simulated quasars lost to
 #: SMALL_DELTA_CHI2 with DESI's templates).
 NARROW_MINIMA_REFINE = {"GALAXY": 4}
