@@ -182,3 +182,23 @@ def test_old_population_lick_indices_like_real_ones():
     expected = {"G4300": 5.4, "Fe4383": 4.9, "Mgb": 3.5, "Fe5270": 2.9, "Fe5335": 2.6, "Mg2": 0.23}
     for name, value in expected.items():
         assert 0.7 * value < idx[name] < 1.3 * value, (name, idx[name])
+
+
+def test_broad_profile_runs_from_gaussian_to_lorentzian():
+    _, wave = basis_galaxy.log_wave(1000.0, 2200.0, 1e-5)
+    fwhm_kms, center = 4000.0, 1549.06
+    half = center * fwhm_kms / basis_qso.C_KMS / 2
+    dl = np.gradient(wave)
+    for eta, area in ((0.0, 1.0), (0.5, 1 - 0.5 * 2 / (30 * np.pi)), (1.0, 1 - 2 / (30 * np.pi))):
+        prof = basis_qso.broad_profile(wave, center, fwhm_kms, eta)
+        assert abs(np.sum(prof * dl) - area) < 2e-3, eta    # unit area (the Lorentzian loses its far wings)
+        peak = np.interp(center, wave, prof)
+        for side in (-half, half):                          # the same FWHM whatever the shape
+            assert abs(np.interp(center + side, wave, prof) / peak - 0.5) < 0.01, eta
+    gauss, lorentz = (basis_qso.broad_profile(wave, center, fwhm_kms, e) for e in (0.0, 1.0))
+    wing = np.abs(wave - center) > 3 * half
+    assert np.sum((lorentz * dl)[wing]) > 10 * np.sum((gauss * dl)[wing])  # peaky core, extended wings
+    rng = np.random.default_rng(0)
+    narrow = np.mean([basis_qso.lorentzian_fraction(2500.0, rng) for _ in range(200)])
+    broad = np.mean([basis_qso.lorentzian_fraction(8000.0, rng) for _ in range(200)])
+    assert narrow > 0.75 and broad < 0.2
