@@ -75,9 +75,9 @@ def test_resolution_products_match_dense_matrices():
 def test_shared_scan_equals_direct_chi2(dtype):
     """The batched matrix-product scan = applying R to the template at every redshift.
 
-    Double precision: to 1e-6 relative.  Single precision (the default coarse scan;
-    the refinement is always double): an offset below 3e-4 of chi2 that is nearly
-    the same at every redshift, so the minima do not move.
+    Double precision: to 1e-6 relative.  Single precision (optional; the refinement
+    is always double): on this well-conditioned 6-vector basis, an offset below 3e-4
+    of chi2 that is nearly the same at every redshift, so the minima do not move.
     """
     t = line_template(zmax=0.6, dlogz=2e-3)
     spectra = make_spectra({"GALAXY": t}, [("GALAXY", 0.31, LINE_COEFF), ("GALAXY", 0.12, LINE_COEFF), ("GALAXY", 0.5, LINE_COEFF)],
@@ -92,6 +92,53 @@ def test_shared_scan_equals_direct_chi2(dtype):
         else:
             assert np.max(np.abs(err)) < 3e-4 * direct.max() and np.std(err) < 0.1
         assert np.argmin(chi2[i]) == np.argmin(direct)
+
+
+def degenerate_template(npoly=14):
+    """Legendre polynomials in log wavelength plus four lines, orthonormal over 1500-11000 A.
+
+    Orthonormal over the template's full range like a PCA basis, but nearly degenerate
+    over the ~2.7x narrower window a spectrum covers at any one redshift.
+    """
+    wave = np.arange(1500.0, 11000.0, 0.5)
+    x = 2 * (np.log(wave) - np.log(wave).mean()) / np.ptp(np.log(wave))
+    flux = [np.polynomial.legendre.Legendre.basis(d)(x) for d in range(npoly)]
+    flux += [np.exp(-0.5 * ((wave - line) / 2.0) ** 2) for line in (3727.1, 4862.7, 5008.2, 6564.6)]
+    q, _ = np.linalg.qr(np.array(flux).T)
+    raw = np.r_[1.0, 0.3, -0.2, 0.1, np.zeros(npoly - 4), 4, 4, 4, 4]
+    t = Template("GALAXY", "", wave, q.T.copy(), 10 ** np.arange(0, np.log10(1.6), 1e-3) - 1,
+                 version="test", filename="synthetic")
+    return t, q.T @ (np.array(flux).T @ raw)
+
+
+def test_default_coarse_scan_is_double_because_single_fails_at_high_snr(monkeypatch):
+    """A many-vector basis at S/N 100: float32 products err by far more than chi2 itself.
+
+    (Found on a real SDSS elliptical, where the float32 scan of the project's own 10-vector
+    GALAXY basis had chi2 = -1.4e6 at z = 1.64 and the fit returned that with ZWARN 0.)
+    The default scan of fit_redshifts and the CLI is therefore double precision, and it
+    matches the direct chi2.
+    """
+    t, coeff = degenerate_template()
+    spectra = make_spectra({"GALAXY": t}, [("GALAXY", 0.3, coeff)], seed=1, snr=100.0)
+    bands = zfind.prepare_bands(spectra)
+    single = zscan.scan_template(zscan.batch_products(bands, dtype=np.float32), t)[0]
+    double = zscan.scan_template(zscan.batch_products(bands, dtype=np.float64), t)[0]
+    sub = slice(0, None, 40)
+    direct, _ = zscan.chi2_direct(bands, t, t.redshifts[sub])
+    assert np.max(np.abs(double[sub] - direct)) < 1.0          # chi2 units, of ~3e6
+    assert np.max(np.abs(single - double)) > 10 * double.min()
+    used = []
+    real_products = zfind.batch_products
+    monkeypatch.setattr(zfind, "batch_products", lambda b, xp, dtype: used.append(dtype) or real_products(b, xp, dtype))
+    best = zfind.fit_redshifts(bands, [t])[0]
+    assert used == [np.float64]
+    assert abs(best["z"] - 0.3) < 1e-4 and best["zwarn"] == 0
+    from desired.scripts import redshifts as cli
+    import argparse
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert not parser.parse_args(["--infile", "a", "--outfile", "b"]).single_scan
 
 
 def test_array_module_path_equals_cpu_kernels():

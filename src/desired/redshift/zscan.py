@@ -286,8 +286,8 @@ class BatchProducts:
 def batch_products(bands, xp=np, dtype=np.float64):
     """g = R'Wf, the diagonals of R'WR and f'Wf of every target of a batch (see module doc).
 
-    ``dtype`` float32 halves the cost of the M products (the coarse scan's bulk); g and
-    f'Wf stay float64.
+    ``dtype`` float32 halves the cost of the M products (the coarse scan's bulk; g and
+    f'Wf stay float64) but is not safe at high S/N (see :func:`desired.redshift.zfind.fit_redshifts`).
     """
     g, a, nlag = [], [], []
     wff = 0.0

@@ -1,0 +1,130 @@
+"""Real spectra: the redshift fitter on public SDSS galaxy spectra, beside SDSS's own redshift and redrock.
+
+The only real galaxy spectra a package registry ships that we know of are the examples
+of ``ppxf`` (``pip install ppxf``; not a dependency of this project: its licence is
+non-commercial, so it is used here only when the user has installed it, and nothing of
+it is copied): SDSS DR18 coadds of NGC 3522 (a bright elliptical, S/N ~ 60 per
+pixel) and NGC 3073 (a dwarf S0 with emission lines).  Each is converted to a one-band
+DESI coadd file (vacuum log-λ wavelengths, 1e-17 erg/s/cm²/Å; resolution: a Gaussian
+of SDSS's per-pixel ``wdisp`` in DESI's 11-diagonal layout) and fitted
+
+* by ``desired redshifts`` with the project's own templates and with DESI's, in the
+  default double-precision coarse scan and in the optional single-precision one;
+* by redrock 0.21 (``rrdesi``) with DESI's templates, on the same file.
+
+Printed: Z, its velocity difference from SDSS's pipeline Z (SPECOBJ.Z, fitted with
+SDSS's own templates; not a truth, but an independent real-data reference), ZERR,
+ZWARN and SPECTYPE, every fit with the full template set (GALAXY, QSO, STAR).
+
+Usage::
+
+    pip install ppxf        # once, for the data
+    python -m desired templates --outdir /tmp/rrtemplates
+    python benchmarks/bench_real_sdss.py --ours /tmp/rrtemplates [--desi ../shared/data/redrock-templates]
+"""
+import argparse
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DESI = os.path.join(HERE, "..", "..", "shared", "data", "redrock-templates")
+C_KMS = 299792.458
+
+
+def sdss_files():
+    """The SDSS coadds shipped with ppxf, or [] when ppxf is not installed."""
+    try:
+        import importlib.util
+        spec = importlib.util.find_spec("ppxf")
+    except ModuleNotFoundError:
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return sorted(glob.glob(os.path.join(spec.submodule_search_locations[0], "spectra", "*_SDSS_*.fits")))
+
+
+def sdss_to_coadd(path, outfile, targetid):
+    """Write one SDSS DR18 spec file as a one-band DESI coadd; return SDSS's (Z, Z_ERR, CLASS)."""
+    import fitsio
+    from astropy.table import Table
+    from desired.io.spectra import write_spectra
+    from desired.spectra import Spectra
+
+    d = fitsio.read(path, "COADD")
+    obj = fitsio.read(path, "SPECOBJ")
+    wave = 10 ** d["loglam"].astype(np.float64)
+    ndiag = 11
+    offsets = ndiag // 2 - np.arange(ndiag)
+    sigma = np.clip(d["wdisp"].astype(np.float64), 0.5, 5.0)            # pixels (1e-4 dex)
+    rdata = np.exp(-0.5 * (offsets[:, None] / sigma[None, :]) ** 2)
+    rdata /= rdata.sum(axis=0)
+    ivar = np.where(d["and_mask"] == 0, d["ivar"], 0.0).astype(np.float32)
+    fibermap = Table({"TARGETID": np.array([targetid], dtype=np.int64), "OBJTYPE": np.array(["TGT"]),
+                      "COADD_FIBERSTATUS": np.zeros(1, dtype=np.int32), "TARGET_RA": [float(obj["PLUG_RA"][0])],
+                      "TARGET_DEC": [float(obj["PLUG_DEC"][0])]})
+    exp = Table({"TARGETID": fibermap["TARGETID"], "NIGHT": [20000101], "EXPID": [1]})
+    scores = Table({"TARGETID": fibermap["TARGETID"], "TSNR2_LRG": [0.0]})   # rrdesi requires SCORES
+    spectra = Spectra(["b"], {"b": wave}, {"b": d["flux"][None].astype(np.float32)}, {"b": ivar[None]},
+                      resolution_data={"b": rdata[None].astype(np.float32)}, fibermap=fibermap,
+                      exp_fibermap=exp, scores=scores,
+                      header={"SPGRP": "healpix", "SPGRPVAL": 0, "HPXPIXEL": 0, "SURVEY": "sdss",
+                              "PROGRAM": "real"})
+    write_spectra(outfile, spectra)
+    return float(obj["Z"][0]), float(obj["Z_ERR"][0]), str(obj["CLASS"][0]).strip()
+
+
+def fit_ours(coadd, outfile, templates, precision):
+    from desired.scripts.redshifts import run
+    return run(coadd, outfile, templates=templates, precision=precision)[0]
+
+
+def fit_redrock(coadd, outfile, templates):
+    """rrdesi in a subprocess; returns the REDSHIFTS row or None when redrock is missing or fails."""
+    from astropy.table import Table
+    cmd = [sys.executable, "-c", "import sys, redrock.external.desi as d; d.rrdesi(sys.argv[1:])",
+           "-i", coadd, "-o", outfile, "--templates", templates, "--ncpu", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"  redrock failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+        return None
+    return Table.read(outfile, "REDSHIFTS")[0]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ours", required=True, help="directory written by `desired templates`")
+    parser.add_argument("--desi", default=DEFAULT_DESI, help="DESI's redrock templates")
+    parser.add_argument("--outdir", default=None)
+    args = parser.parse_args()
+    files = sdss_files()
+    if not files:
+        print("SKIP: no SDSS spectra (pip install ppxf to get its example SDSS DR18 coadds)")
+        return
+    outdir = args.outdir or tempfile.mkdtemp(prefix="bench_sdss_")
+    print(f"{'spectrum':26} {'fit':28} {'Z':>9} {'dv km/s':>8} {'ZERR km/s':>9} {'ZWARN':>5} SPECTYPE")
+    for i, path in enumerate(files):
+        name = os.path.basename(path).replace(".fits", "")
+        coadd = os.path.join(outdir, f"coadd-{name}.fits")
+        zsdss, zerr, cls = sdss_to_coadd(path, coadd, 1000 + i)
+        print(f"{name:26} {'SDSS pipeline (' + cls + ')':28} {zsdss:9.6f} {0.0:8.1f} {zerr * C_KMS:9.1f}")
+        fits = [(f"desired, own, {p}", lambda o, p=p: fit_ours(coadd, o, args.ours, p)) for p in ("double", "single")]
+        if os.path.isdir(args.desi):
+            fits += [(f"desired, DESI's, {p}", lambda o, p=p: fit_ours(coadd, o, args.desi, p))
+                     for p in ("double", "single")]
+            fits.append(("redrock 0.21, DESI's", lambda o: fit_redrock(coadd, o, args.desi)))
+        for k, (label, fn) in enumerate(fits):
+            row = fn(os.path.join(outdir, f"redrock-{name}-{k}.fits"))
+            if row is None:
+                continue
+            dv = C_KMS * (row["Z"] - zsdss) / (1 + zsdss)
+            print(f"{'':26} {label:28} {row['Z']:9.6f} {dv:8.1f} {row['ZERR'] * C_KMS:9.1f} {row['ZWARN']:5d} "
+                  f"{str(row['SPECTYPE']).strip()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
