@@ -12,6 +12,10 @@ of SDSS's per-pixel ``wdisp`` in DESI's 11-diagonal layout) and fitted
   default double-precision coarse scan and in the optional single-precision one;
 * by redrock 0.21 (``rrdesi``) with DESI's templates, on the same file.
 
+Also ppxf's LEGA-C DR3 spectrum of a massive quiescent galaxy at z ~ 0.7 (VLT/VIMOS, air
+wavelengths converted to vacuum, R = 2500): an LRG-like real spectrum at LRG redshift.
+The file has no redshift, so its velocities are relative to redrock's.
+
 Printed: Z, its velocity difference from SDSS's pipeline Z (SPECOBJ.Z, fitted with
 SDSS's own templates; not a truth, but an independent real-data reference), ZERR,
 ZWARN and SPECTYPE, every fit with the full template set (GALAXY, QSO, STAR).
@@ -36,8 +40,8 @@ DEFAULT_DESI = os.path.join(HERE, "..", "..", "shared", "data", "redrock-templat
 C_KMS = 299792.458
 
 
-def sdss_files():
-    """The SDSS coadds shipped with ppxf, or [] when ppxf is not installed."""
+def ppxf_spectra(pattern):
+    """Files of ppxf's example spectra matching ``pattern``, or [] when ppxf is not installed."""
     try:
         import importlib.util
         spec = importlib.util.find_spec("ppxf")
@@ -45,36 +49,60 @@ def sdss_files():
         return []
     if spec is None or not spec.submodule_search_locations:
         return []
-    return sorted(glob.glob(os.path.join(spec.submodule_search_locations[0], "spectra", "*_SDSS_*.fits")))
+    return sorted(glob.glob(os.path.join(spec.submodule_search_locations[0], "spectra", pattern)))
+
+
+def gaussian_rdata(sigma_pix, ndiag=11):
+    """DESI resolution diagonals (ndiag, npix) of a Gaussian LSF of ``sigma_pix`` pixels."""
+    offsets = ndiag // 2 - np.arange(ndiag)
+    rdata = np.exp(-0.5 * (offsets[:, None] / np.clip(sigma_pix, 0.5, 5.0)[None, :]) ** 2)
+    return rdata / rdata.sum(axis=0)
+
+
+def write_one(outfile, targetid, wave, flux, ivar, rdata, ra, dec):
+    """Write one spectrum as a one-band DESI coadd (the columns rrdesi and desired need)."""
+    from astropy.table import Table
+    from desired.io.spectra import write_spectra
+    from desired.spectra import Spectra
+
+    fibermap = Table({"TARGETID": np.array([targetid], dtype=np.int64), "OBJTYPE": np.array(["TGT"]),
+                      "COADD_FIBERSTATUS": np.zeros(1, dtype=np.int32), "TARGET_RA": [ra], "TARGET_DEC": [dec]})
+    exp = Table({"TARGETID": fibermap["TARGETID"], "NIGHT": [20000101], "EXPID": [1]})
+    scores = Table({"TARGETID": fibermap["TARGETID"], "TSNR2_LRG": [0.0]})   # rrdesi requires SCORES
+    spectra = Spectra(["b"], {"b": wave}, {"b": flux[None].astype(np.float32)}, {"b": ivar[None].astype(np.float32)},
+                      resolution_data={"b": rdata[None].astype(np.float32)}, fibermap=fibermap,
+                      exp_fibermap=exp, scores=scores,
+                      header={"SPGRP": "healpix", "SPGRPVAL": 0, "HPXPIXEL": 0, "SURVEY": "real", "PROGRAM": "real"})
+    write_spectra(outfile, spectra)
+
+
+def legac_to_coadd(path, outfile, targetid):
+    """Write LEGA-C DR3's spectrum (VIMOS, air wavelengths, R 2500, 1e-19 units) as a DESI coadd."""
+    import fitsio
+    from desired.sim.arclines import air_to_vacuum
+
+    d = fitsio.read(path, "PHASE3SPECTRA")
+    hdr = fitsio.read_header(path, 0)
+    wave = air_to_vacuum(d["WAVE"][0].astype(np.float64))
+    flux, err = d["FLUX"][0] * 0.01, d["ERR"][0] * 0.01
+    good = np.isfinite(flux) & np.isfinite(err) & (err > 0) & (d["QUAL"][0] == 0)
+    ivar = np.where(good, 1.0 / np.where(good, err, 1.0) ** 2, 0.0)
+    flux = np.where(good, flux, 0.0)
+    sigma = wave / float(hdr.get("SPEC_RES", 2500)) / 2.3548 / np.gradient(wave)
+    write_one(outfile, targetid, wave, flux, ivar, gaussian_rdata(sigma), float(hdr["RA"]), float(hdr["DEC"]))
 
 
 def sdss_to_coadd(path, outfile, targetid):
     """Write one SDSS DR18 spec file as a one-band DESI coadd; return SDSS's (Z, Z_ERR, CLASS)."""
     import fitsio
-    from astropy.table import Table
-    from desired.io.spectra import write_spectra
-    from desired.spectra import Spectra
 
     d = fitsio.read(path, "COADD")
     obj = fitsio.read(path, "SPECOBJ")
     wave = 10 ** d["loglam"].astype(np.float64)
-    ndiag = 11
-    offsets = ndiag // 2 - np.arange(ndiag)
-    sigma = np.clip(d["wdisp"].astype(np.float64), 0.5, 5.0)            # pixels (1e-4 dex)
-    rdata = np.exp(-0.5 * (offsets[:, None] / sigma[None, :]) ** 2)
-    rdata /= rdata.sum(axis=0)
-    ivar = np.where(d["and_mask"] == 0, d["ivar"], 0.0).astype(np.float32)
-    fibermap = Table({"TARGETID": np.array([targetid], dtype=np.int64), "OBJTYPE": np.array(["TGT"]),
-                      "COADD_FIBERSTATUS": np.zeros(1, dtype=np.int32), "TARGET_RA": [float(obj["PLUG_RA"][0])],
-                      "TARGET_DEC": [float(obj["PLUG_DEC"][0])]})
-    exp = Table({"TARGETID": fibermap["TARGETID"], "NIGHT": [20000101], "EXPID": [1]})
-    scores = Table({"TARGETID": fibermap["TARGETID"], "TSNR2_LRG": [0.0]})   # rrdesi requires SCORES
-    spectra = Spectra(["b"], {"b": wave}, {"b": d["flux"][None].astype(np.float32)}, {"b": ivar[None]},
-                      resolution_data={"b": rdata[None].astype(np.float32)}, fibermap=fibermap,
-                      exp_fibermap=exp, scores=scores,
-                      header={"SPGRP": "healpix", "SPGRPVAL": 0, "HPXPIXEL": 0, "SURVEY": "sdss",
-                              "PROGRAM": "real"})
-    write_spectra(outfile, spectra)
+    ivar = np.where(d["and_mask"] == 0, d["ivar"], 0.0)
+    rdata = gaussian_rdata(d["wdisp"].astype(np.float64))              # wdisp: sigma in 1e-4 dex pixels
+    write_one(outfile, targetid, wave, d["flux"].astype(np.float64), ivar, rdata,
+              float(obj["PLUG_RA"][0]), float(obj["PLUG_DEC"][0]))
     return float(obj["Z"][0]), float(obj["Z_ERR"][0]), str(obj["CLASS"][0]).strip()
 
 
@@ -101,24 +129,31 @@ def main():
     parser.add_argument("--desi", default=DEFAULT_DESI, help="DESI's redrock templates")
     parser.add_argument("--outdir", default=None)
     args = parser.parse_args()
-    files = sdss_files()
+    files = ppxf_spectra("*_SDSS_*.fits") + ppxf_spectra("legac_*.fits")
     if not files:
-        print("SKIP: no SDSS spectra (pip install ppxf to get its example SDSS DR18 coadds)")
+        print("SKIP: no real spectra (pip install ppxf to get its example SDSS DR18 and LEGA-C spectra)")
         return
     outdir = args.outdir or tempfile.mkdtemp(prefix="bench_sdss_")
     print(f"{'spectrum':26} {'fit':28} {'Z':>9} {'dv km/s':>8} {'ZERR km/s':>9} {'ZWARN':>5} SPECTYPE")
     for i, path in enumerate(files):
         name = os.path.basename(path).replace(".fits", "")
         coadd = os.path.join(outdir, f"coadd-{name}.fits")
-        zsdss, zerr, cls = sdss_to_coadd(path, coadd, 1000 + i)
-        print(f"{name:26} {'SDSS pipeline (' + cls + ')':28} {zsdss:9.6f} {0.0:8.1f} {zerr * C_KMS:9.1f}")
+        if "legac" in name:
+            legac_to_coadd(path, coadd, 1000 + i)
+            zsdss = None
+            print(f"{name:26} (no redshift in the file: dv is from redrock's Z)")
+        else:
+            zsdss, zerr, cls = sdss_to_coadd(path, coadd, 1000 + i)
+            print(f"{name:26} {'SDSS pipeline (' + cls + ')':28} {zsdss:9.6f} {0.0:8.1f} {zerr * C_KMS:9.1f}")
         fits = [(f"desired, own, {p}", lambda o, p=p: fit_ours(coadd, o, args.ours, p)) for p in ("double", "single")]
         if os.path.isdir(args.desi):
             fits += [(f"desired, DESI's, {p}", lambda o, p=p: fit_ours(coadd, o, args.desi, p))
                      for p in ("double", "single")]
             fits.append(("redrock 0.21, DESI's", lambda o: fit_redrock(coadd, o, args.desi)))
-        for k, (label, fn) in enumerate(fits):
-            row = fn(os.path.join(outdir, f"redrock-{name}-{k}.fits"))
+        rows = [(label, fn(os.path.join(outdir, f"redrock-{name}-{k}.fits"))) for k, (label, fn) in enumerate(fits)]
+        if zsdss is None:
+            zsdss = float(rows[-1][1]["Z"]) if rows[-1][1] is not None else float(rows[0][1]["Z"])
+        for label, row in rows:
             if row is None:
                 continue
             dv = C_KMS * (row["Z"] - zsdss) / (1 + zsdss)
