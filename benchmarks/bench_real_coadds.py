@@ -26,6 +26,7 @@ Usage::
 import argparse
 import os
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -50,11 +51,15 @@ def _fits(coadd, templates, outdir, label):
     return out
 
 
-def _redrock(coadd, templates, outdir, label):
+def run_redrock(coadd, templates, path):
+    """rrdesi (redrock 0.21) of this interpreter on ``coadd`` into ``path``; returns (REDSHIFTS, wall s).
+
+    Raises subprocess.CalledProcessError (with its stderr) when rrdesi fails.
+    """
     from astropy.table import Table
-    path = os.path.join(outdir, f"rrdesi-{label}.fits")
     t0 = time.time()
-    subprocess.run(["rrdesi", "-i", coadd, "-o", path, "-t", templates], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", "import sys, redrock.external.desi as d; d.rrdesi(sys.argv[1:])",
+                    "-i", coadd, "-o", path, "-t", templates], check=True, capture_output=True, text=True)
     return Table.read(path, "REDSHIFTS"), time.time() - t0
 
 
@@ -87,8 +92,8 @@ def main():
               + ", ".join(f"{hdr[k]} {hdr.get('TEMVER' + k[6:], '')}" for k in hdr if k.startswith("TEMNAM")))
         fits_ = _fits(coadd, templates, outdir, label)
         if args.redrock:
-            fits_["rrdesi 0.21/" + os.path.basename(os.path.normpath(templates[0]))] = _redrock(coadd, templates[0],
-                                                                                              outdir, label)
+            fits_["rrdesi 0.21/" + os.path.basename(os.path.normpath(templates[0]))] = run_redrock(
+                coadd, templates[0], os.path.join(outdir, f"rrdesi-{label}.fits"))
         for row in ref:
             tid = row["TARGETID"]
             print(f"  {tid} production {row['SPECTYPE'].strip():6s} z {row['Z']:.6f} zerr {row['ZERR'] * C_KMS:.1f} "

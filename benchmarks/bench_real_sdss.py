@@ -30,7 +30,6 @@ import argparse
 import glob
 import os
 import subprocess
-import sys
 import tempfile
 
 import numpy as np
@@ -52,11 +51,10 @@ def ppxf_spectra(pattern):
     return sorted(glob.glob(os.path.join(spec.submodule_search_locations[0], "spectra", pattern)))
 
 
-def gaussian_rdata(sigma_pix, ndiag=11):
-    """DESI resolution diagonals (ndiag, npix) of a Gaussian LSF of ``sigma_pix`` pixels."""
-    offsets = ndiag // 2 - np.arange(ndiag)
-    rdata = np.exp(-0.5 * (offsets[:, None] / np.clip(sigma_pix, 0.5, 5.0)[None, :]) ** 2)
-    return rdata / rdata.sum(axis=0)
+def gaussian_rdata(sigma_pix):
+    """DESI resolution diagonals (11, npix) of a Gaussian LSF of ``sigma_pix`` pixels (0.5-5)."""
+    from desired.resolution import Resolution
+    return Resolution.from_sigma(np.clip(sigma_pix, 0.5, 5.0)).data
 
 
 def write_one(outfile, targetid, wave, flux, ivar, rdata, ra, dec):
@@ -112,15 +110,13 @@ def fit_ours(coadd, outfile, templates, precision):
 
 
 def fit_redrock(coadd, outfile, templates):
-    """rrdesi in a subprocess; returns the REDSHIFTS row or None when redrock is missing or fails."""
-    from astropy.table import Table
-    cmd = [sys.executable, "-c", "import sys, redrock.external.desi as d; d.rrdesi(sys.argv[1:])",
-           "-i", coadd, "-o", outfile, "--templates", templates, "--ncpu", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(f"  redrock failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+    """rrdesi's REDSHIFTS row, or None (with the reason printed) when redrock is missing or fails."""
+    from bench_real_coadds import run_redrock
+    try:
+        return run_redrock(coadd, templates, outfile)[0][0]
+    except subprocess.CalledProcessError as err:
+        print(f"  redrock failed: {err.stderr.strip().splitlines()[-1] if err.stderr.strip() else err.returncode}")
         return None
-    return Table.read(outfile, "REDSHIFTS")[0]
 
 
 def main():

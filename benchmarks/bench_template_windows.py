@@ -52,6 +52,7 @@ def noise_free(spectra, tids, fibers, truth_dir):
 
 def window_velocities(bands, template, zref, dvs):
     """Best velocity (km/s) of one target (ntarget 1) over the whole spectrum and per window."""
+    from desired.redshift.fit import fit_parabola
     from desired.redshift.zscan import chi2_direct
     redshifts = (1 + zref) * (1 + dvs / C_KMS) - 1
     out = []
@@ -68,11 +69,8 @@ def window_velocities(bands, template, zref, dvs):
             continue
         chi2, _ = chi2_direct(one, template, redshifts)
         j = int(np.argmin(chi2))
-        if 0 < j < dvs.size - 1:
-            a, b, c = chi2[j - 1:j + 2]
-            out.append(dvs[j] + 0.5 * (a - c) / (a - 2 * b + c) * (dvs[1] - dvs[0]))
-        else:
-            out.append(np.nan)
+        inside = 0 < j < dvs.size - 1
+        out.append(fit_parabola(dvs[j - 1:j + 2], chi2[j - 1:j + 2])[0] if inside else np.nan)
     return out
 
 

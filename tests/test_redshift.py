@@ -1,4 +1,5 @@
 """Redshift fitter: kernels against dense/reference computations, accuracy at known redshifts, bad input."""
+import argparse
 import os
 
 import numpy as np
@@ -10,6 +11,7 @@ from desired.io.templates import read_templates
 from desired.redshift import fit, rebin, zfind, zscan
 from desired.redshift.templates import Template
 from desired.redshift.zwarning import zwarn
+from desired.scripts import redshifts as redshifts_cli
 
 from redshift_synth import LINE_COEFF, TEMPLATE_DIR, gaussian_rdata, line_template, make_spectra
 from conftest import run_mpi_and_serial
@@ -134,10 +136,8 @@ def test_default_coarse_scan_is_double_because_single_fails_at_high_snr(monkeypa
     best = zfind.fit_redshifts(bands, [t])[0]
     assert used == [np.float64]
     assert abs(best["z"] - 0.3) < 1e-4 and best["zwarn"] == 0
-    from desired.scripts import redshifts as cli
-    import argparse
     parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
+    redshifts_cli.add_arguments(parser)
     assert not parser.parse_args(["--infile", "a", "--outfile", "b"]).single_scan
 
 
