@@ -9,7 +9,8 @@ their DECam g, r, z and WISE W1 photometry with the SPS model
 * the acceptance rate (what :data:`desired.sim.targets.LRG_SELECTION_TRIES` must cover);
 * n(z) in the bins of DESI's DR1 LRG clustering samples and the comoving number
   density of the selection, next to the literature figures quoted below;
-* z_fiber, g − r, r − z, r − W1 and log M* per redshift bin (percentiles 10/50/90).
+* z_fiber (each galaxy's own fibre fraction, :func:`desired.sim.targets.assign_size`),
+  g − r, r − z, r − W1 and log M* per redshift bin (percentiles 10/50/90).
 
 Literature compared with:
 
@@ -43,12 +44,13 @@ H = 0.6766          # Planck 2018 h
 
 
 def candidates(n, seed):
-    """``n`` LRG candidates: arrays z, log M*, g, r, z, W1 and the selection flag."""
+    """``n`` LRG candidates: arrays z, log M*, g, r, z, W1, the selection flag, FIBERFLUX/FLUX."""
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(n):
         p, m = T.lrg_candidate(rng)
-        rows.append((p["z"], p["log_mstar"], m["G"], m["R"], m["Z"], m["W1"], population.passes_cuts("LRG", m)))
+        rows.append((p["z"], p["log_mstar"], m["G"], m["R"], m["Z"], m["W1"],
+                     population.passes_cuts("LRG", m, p["fiber_frac_ls"]), p["fiber_frac_ls"]))
     return np.array(rows, dtype=float)
 
 
@@ -63,9 +65,9 @@ def pct(a):
 
 
 def report(c):
-    z, logm, g, r, zm, w1, sel = c.T
+    z, logm, g, r, zm, w1, sel, ffrac = c.T
     sel = sel > 0
-    zfib = zm + population.FIB_OFFSET["extended"]
+    zfib = zm - 2.5 * np.log10(ffrac)
     print(f"candidates {len(z)}, selected {sel.sum()} (acceptance {sel.mean():.1%}; "
           f"mean tries per LRG {1 / max(sel.mean(), 1e-9):.1f}, LRG_SELECTION_TRIES {T.LRG_SELECTION_TRIES})")
     zs = z[sel]

@@ -113,7 +113,8 @@ def test_photometry_inside_selection_cuts(kind):
     """Drawn targets' DECam (and, for LRGs, WISE W1) photometry passes DESI's cuts of their class."""
     ps = _draws(kind, 15, seed=9)
     inside = [population.passes_cuts(kind, dict(T.ab_magnitude(T._PHOT_WAVE, T.target_spectrum(p, T._PHOT_WAVE, 2.0)),
-                                                **({"W1": p["mag_w1"]} if "mag_w1" in p else {})))
+                                                **({"W1": p["mag_w1"]} if "mag_w1" in p else {})),
+                                       p.get("fiber_frac_ls"))
               for p in ps]
     assert np.mean(inside) >= 0.9
 

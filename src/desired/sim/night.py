@@ -44,7 +44,7 @@ from ..io.fibermap import table_to_hdu, write_fibermap
 from ..io.psf import write_psf
 from ..io.raw import write_raw
 from ..io.util import atomic_path
-from . import arclines, detector, instrument as ins, optics, targets
+from . import arclines, detector, instrument as ins, optics, population, targets
 from . import photometry as simphot
 
 log = logging.getLogger(__name__)
@@ -265,12 +265,12 @@ def camera_spectra(cfg, exp, camera):
         sky_sb = targets.sky_spectrum(wave, step, sky_rng, cfg.data_dir, cfg.sky_condition)
         sky_e = sky_sb * targets.sky_electrons_per_brightness(band, wave, exp["exptime"])
         cal_ps = targets.electrons_per_flux(band, wave, exp["exptime"], cfg.airmass, True, cfg.data_dir)
-        cal_gal = targets.electrons_per_flux(band, wave, exp["exptime"], cfg.airmass, False, cfg.data_dir)
         obj_flux = np.array([targets.target_spectrum(p, wave, step) for p in tlist])
         # Galactic extinction of every target (issue 12 item 6): truth OBJ_FLUX is the observed flux
         obj_flux = simphot.redden(wave, obj_flux, target_ebv(tlist))
-        point = np.array([p["kind"] in ("QSO", "STD") for p in tlist])
-        obj_e = obj_flux * np.where(point[:, None], cal_ps[None, :], cal_gal[None, :])
+        # a galaxy's share of the fibre light relative to a point source (its size and profile)
+        ratio = np.array([targets.fiber_ratio(p) for p in tlist])
+        obj_e = obj_flux * cal_ps[None, :] * ratio[:, None]
         out.update(obj_flux=obj_flux, sky_flux=np.broadcast_to(sky_sb * ins.FIBER_AREA_ARCSEC2, obj_flux.shape).copy(),
                    obj_electrons=obj_e * thru, sky_electrons=sky_e[None, :] * thru, fluxcalib=cal_ps,
                    electrons=(obj_e + sky_e[None, :]) * thru)
@@ -442,7 +442,8 @@ def build_fibermap(cfg, exp):
             fm["FA_TARGET"][k] = p["desi_target"]
             fm["FA_TYPE"][k] = 4 if p["kind"] == "SKY" else 1
             fm["EXPTIME"][k] = exp["exptime"]
-            fm["MORPHTYPE"][k] = "PSF" if p["kind"] in ("QSO", "STD") else ("DUP" if p["kind"] == "SKY" else "EXP")
+            fm["MORPHTYPE"][k] = ("PSF" if p["kind"] in ("QSO", "STD") else "DUP" if p["kind"] == "SKY"
+                                  else "DEV" if p.get("sersic") == 4.0 else "EXP")
             if p["kind"] != "SKY":
                 # observed DECam photometry of the reddened spectrum (issue 12 item 6)
                 pt = p["kind"] in ("QSO", "STD")
@@ -455,7 +456,8 @@ def build_fibermap(cfg, exp):
                     nmgy = float(phot[band])
                     fm[f"FLUX_{band}"][k] = nmgy
                     fm[f"FLUX_IVAR_{band}"][k] = 1.0 / (0.02 * nmgy + 0.05) ** 2
-                    frac = 0.78 if pt else 0.55
+                    frac = population.FIBER_FRAC["point"] if pt else p.get("fiber_frac_ls",
+                                                                              population.FIBER_FRAC["extended"])
                     fm[f"FIBERFLUX_{band}"][k] = nmgy * frac
                     fm[f"FIBERTOTFLUX_{band}"][k] = nmgy * frac
                 if "mag_w1" in p:
@@ -466,8 +468,8 @@ def build_fibermap(cfg, exp):
                         nmgy = 10 ** (-0.4 * (p[f"mag_{band.lower()}"] - 22.5 + coef * ebv))
                         fm[f"FLUX_{band}"][k] = nmgy
                         fm[f"FLUX_IVAR_{band}"][k] = 1.0 / (0.02 * nmgy + 2.0) ** 2
-                fm["SHAPE_R"][k] = 0.0 if pt else 0.6
-                fm["SERSIC"][k] = 0.0 if pt else 1.0
+                fm["SHAPE_R"][k] = 0.0 if pt else p.get("shape_r", 0.6)
+                fm["SERSIC"][k] = 0.0 if pt else p.get("sersic", 1.0)
                 if p["kind"] == "STD":
                     fm["GAIA_PHOT_G_MEAN_MAG"][k] = p["mags"]["R"] + 0.05
                     fm["GAIA_PHOT_BP_MEAN_MAG"][k] = p["mags"]["G"] - 0.1

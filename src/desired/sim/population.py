@@ -2,7 +2,8 @@
 
 Each simulated target is drawn from its class's distribution and kept only if
 its synthetic DECam g, r, z photometry (speclite ``decam2014`` curves, fibre
-magnitudes as in the fibermap: FIBERFLUX = 0.55 × FLUX for galaxies, 0.78 for
+magnitudes as in the fibermap: FIBERFLUX = the galaxy's own fibre fraction × FLUX,
+from its size and profile, :func:`desired.sim.targets.assign_size`; 0.78 for
 point sources) passes DESI's optical target-selection cuts for that class
 (rejection sampling, a few tries).  The cuts are those of desitarget's
 ``cuts.py`` (DR9 main survey, south) and the papers below.  WISE W1 is simulated
@@ -54,6 +55,11 @@ import numpy as np
 
 FIBER_FRAC = {"point": 0.78, "extended": 0.55}
 FIB_OFFSET = {k: -2.5 * np.log10(v) for k, v in FIBER_FRAC.items()}
+
+
+def _fiber_offset(fiber_frac):
+    """Fibre minus total magnitude (mag) for FIBERFLUX / FLUX = ``fiber_frac`` (None: a nominal galaxy)."""
+    return FIB_OFFSET["extended"] if fiber_frac is None else -2.5 * np.log10(fiber_frac)
 
 
 @functools.lru_cache(maxsize=1)
@@ -152,6 +158,7 @@ def galaxy_params(rng, kind, z):
     tuniv = universe_age(z)
     p = {"oii_ratio": rng.uniform(0.7, 1.5), "lyc_dust": rng.uniform(0.3, 0.7)}
     quiescent = kind == "LRG" or (kind == "BGS" and rng.uniform() < 0.5)
+    p["quiescent"] = quiescent
     if quiescent:
         u_age = rng.uniform()
         age = tuniv - (0.3 + 2.2 * u_age) if kind == "LRG" else bgs_quiescent_age(u_age, z)
@@ -188,16 +195,22 @@ def draw_redshift_mag(rng, kind):
     raise ValueError(f"unknown target kind {kind!r}")
 
 
-def passes_cuts(kind, mags):
-    """Whether AB magnitudes ``mags`` ({'G','R','Z'}, total; LRGs also 'W1') pass the selection of ``kind``."""
+def passes_cuts(kind, mags, fiber_frac=None):
+    """Whether AB magnitudes ``mags`` ({'G','R','Z'}, total; LRGs also 'W1') pass the selection of ``kind``.
+
+    ``fiber_frac`` is the source's FIBERFLUX / FLUX (Legacy Surveys definition: 1.5" fibre,
+    1" seeing) for the fibre-magnitude cuts (ELG g_fiber, LRG z_fiber); default
+    :data:`FIBER_FRAC` ['extended'].
+    """
     g, r, z = mags["G"], mags["R"], mags["Z"]
+    fib_offset = _fiber_offset(fiber_frac)
     gr, rz = g - r, r - z
     if kind == "BGS":
         return r < 19.5 and -1 < gr < 4 and -1 < rz < 4
     if kind == "LRG":
-        return passes_lrg_cuts(mags)
+        return passes_lrg_cuts(mags, fiber_frac)
     if kind == "ELG":
-        return (g > 20 and g + FIB_OFFSET["extended"] < 24.1 and rz > 0.15 and gr < 0.5 * rz + 0.1
+        return (g > 20 and g + fib_offset < 24.1 and rz > 0.15 and gr < 0.5 * rz + 0.1
                 and gr < -1.2 * rz + 1.3)
     if kind == "QSO":
         return 17.5 < r < 23.0
@@ -262,15 +275,16 @@ def draw_lrg_redshift_mass(rng):
     LRG selection then keeps the ones that pass the cuts: being magnitude and
     colour limited, it keeps low-mass galaxies only nearby.
 
-    Checked against the literature (``benchmarks/lrg_selection.py``, 3000
-    candidates): ~9 % pass the cuts; the selected comoving density is
-    4.3-4.9 × 10⁻⁴ h³ Mpc⁻³ over 0.3 < z < 0.8 (Zhou et al. 2023: 5 × 10⁻⁴ in
-    0.4 < z < 0.8), log M* ≈ 11.1-11.5; above z ≈ 0.8 it falls faster than
-    DESI's (25 % of the 0.4 < z < 1.1 sample at 0.8-1.1 against 40 % in DESI
-    DR1), not tuned away: candidate causes are the z ~ 1 quiescent mass
-    function, the living-stars-only mass convention (remnants excluded,
-    ~0.1 dex), the fixed fibre fraction 0.55 (smaller high-z galaxies have
-    more flux in the fibre) and the absence of photometric scatter.
+    Checked against the literature (``benchmarks/lrg_selection.py``, 1500
+    candidates, with each galaxy's own fibre fraction in the z_fiber cut): ~7 %
+    pass the cuts; the selected comoving density is 3.3-4.7 × 10⁻⁴ h³ Mpc⁻³ over
+    0.3 < z < 0.8 (Zhou et al. 2023: 5 × 10⁻⁴ in 0.4 < z < 0.8), log M* ≈
+    11.1-11.5; above z ≈ 0.8 it falls faster than DESI's (22 % of the
+    0.4 < z < 1.1 sample at 0.8-1.1 against 40 % in DESI DR1; 25 % with the
+    earlier fixed fibre fraction 0.55), not tuned away: candidate causes are the
+    z ~ 1 quiescent mass function, the living-stars-only mass convention
+    (remnants excluded, ~0.1 dex), the sizes of z ~ 1 quiescent galaxies and the
+    absence of photometric scatter.
     """
     zg, cz, mg, cm = _lrg_prior_table()
     z = float(np.interp(rng.uniform(), cz, zg))
@@ -287,7 +301,7 @@ LRG_ZFIBER_MAX = 21.6
 LRG_ZFIBERTOT_MIN = 17.5        # desitarget notinLRG_mask: stars missing from Gaia (zfibertot < 17.5 removed)
 
 
-def passes_lrg_cuts(mags):
+def passes_lrg_cuts(mags, fiber_frac=None):
     """Whether total AB magnitudes {'G','R','Z','W1'} pass DESI's main LRG selection (south, DECaLS).
 
     From desitarget ``cuts.py`` (``isLRG_colors``, south; Zhou et al. 2023):
@@ -300,13 +314,13 @@ def passes_lrg_cuts(mags):
       roughly stellar-mass limited; high-z extension)
     * z_fibertot > 17.5 (``notinLRG_mask``; no Gaia here).
 
-    z_fiber = z + :data:`FIB_OFFSET` ['extended'] as in the fibermap.  A missing
-    or non-finite W1 fails.
+    z_fiber = z − 2.5 log10(``fiber_frac``) (FIBERFLUX / FLUX of the source, as in the
+    fibermap; default :data:`FIBER_FRAC` ['extended']).  A missing or non-finite W1 fails.
     """
     g, r, z, w1 = mags["G"], mags["R"], mags["Z"], mags.get("W1", np.nan)
     if not np.isfinite(w1):
         return False
-    zfib = z + FIB_OFFSET["extended"]
+    zfib = z + _fiber_offset(fiber_frac)
     rw = r - w1
     return bool(z - w1 > 0.8 * (r - z) - 0.6 and LRG_ZFIBERTOT_MIN < zfib < LRG_ZFIBER_MAX
                 and (g - w1 > 2.9 or rw > 1.8)

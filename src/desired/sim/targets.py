@@ -25,7 +25,11 @@ Magnitudes are AB through the DECam g, r, z curves of speclite (``decam2014-*``)
 Throughput (telescope + corrector + fiber + spectrograph + CCD, no atmosphere)
 is the smooth approximate curve of simulator-research.md §1.4 times logistic
 dichroic transitions at 5780 Å (b→r) and 7570 Å (r→z).  Point sources (stars,
-QSOs) get a fiber-aperture fraction 0.60 (λ/6000)^0.1, galaxies 0.45 (λ/6000)^0.1.
+QSOs) get a fiber-aperture fraction 0.60 (λ/6000)^0.1; a galaxy gets that times the
+ratio of its own fibre fraction to a point source's (half-light radius from the
+stellar-mass–size relation, de Vaucouleurs or exponential profile, 1.1" Gaussian
+seeing, 1.52" fibre: :mod:`desired.sim.morphology`): ~0.3 for a nearby BGS galaxy,
+~0.6-0.8 for LRGs and ELGs.
 Electrons per Å = F · 1e-17 · A · T · aperture · 10^(-0.4 k X) · t · λ / (hc).
 """
 from __future__ import annotations
@@ -38,7 +42,7 @@ from scipy.interpolate import PchipInterpolator
 from scipy.special import ndtr
 
 from ..maskbits import desi_target
-from . import galaxies, population, quasars, stars
+from . import galaxies, morphology, population, quasars, stars
 from . import instrument as ins
 
 HC = 1.98644586e-8          # erg Angstrom
@@ -63,10 +67,28 @@ def throughput(band, wave):
     return t
 
 
-def aperture_fraction(wave, point_source):
-    """Fraction of a source's flux entering the fiber (1.1'' seeing, approx.)."""
-    base = 0.60 if point_source else 0.45
-    return base * (np.asarray(wave) / 6000.0) ** 0.1
+#: fibre fraction of a galaxy relative to a point source when its size is not known
+#: (0.45 / 0.60; an exponential disc of half-light radius ~0.5")
+NOMINAL_GALAXY_RATIO = 0.75
+
+
+def aperture_fraction(wave, point_source, ratio=None):
+    """Fraction of a source's flux entering the fiber (1.1'' seeing, approx.).
+
+    A point source gets 0.60 (λ/6000)^0.1; an extended one that times ``ratio``
+    (its :func:`assign_size` ``fiber_ratio``; :data:`NOMINAL_GALAXY_RATIO` if None).
+    """
+    base = 0.60 * (np.asarray(wave) / 6000.0) ** 0.1
+    if point_source:
+        return base
+    return base * (NOMINAL_GALAXY_RATIO if ratio is None else ratio)
+
+
+def fiber_ratio(p):
+    """Fibre light of target ``p`` relative to a point source (1 for QSO/STD/SKY)."""
+    if p["kind"] in ("QSO", "STD", "SKY"):
+        return 1.0
+    return float(p.get("fiber_ratio", NOMINAL_GALAXY_RATIO))
 
 
 def _bin_gauss(wave, step, center, sigma, flux):
@@ -294,9 +316,42 @@ def draw_target(rng, kind):
         shape_mags = ab_magnitude(_PHOT_WAVE, _shape_total(p, _PHOT_WAVE, 2.0))
         p["flux_scale"] = 10 ** (-0.4 * (mag - shape_mags[band]))
         mags = {b: m + mag - shape_mags[band] for b, m in shape_mags.items()}
-        if population.passes_cuts(kind, mags):
+        if p["spectype"] == "GALAXY":
+            p["log_mstar"] = stellar_mass(p)
+            assign_size(rng, p)
+        if population.passes_cuts(kind, mags, p.get("fiber_frac_ls")):
             break
     return p
+
+
+def stellar_mass(p):
+    """log10 living stellar mass (M☉) of galaxy ``p`` from its flux scale and luminosity distance.
+
+    The SPS shape is in L☉/Å per M☉ formed (:mod:`desired.sim.galaxies`), so the flux
+    scale times 4π D_L² is the mass formed; the living fraction follows from the SFH.
+    """
+    dl = population.luminosity_distance(max(p["z"], 1e-3))
+    formed = p["flux_scale"] * 1e-17 * 4 * np.pi * dl ** 2 / galaxies.L_SUN
+    return float(np.log10(formed * galaxies.surviving_mass_fraction(p)))
+
+
+def assign_size(rng, p):
+    """Draw galaxy ``p``'s size and shape and set its fibre fractions (in place).
+
+    Sets ``shape_r`` (arcsec, major axis), ``sersic`` (4 quiescent, 1 star forming: van der
+    Wel et al. 2014 via :func:`desired.sim.morphology.draw_half_light_radius`),
+    ``axis_ratio`` (:func:`desired.sim.morphology.draw_axis_ratio`), ``fiber_frac_ls``
+    (FIBERFLUX / FLUX as the Legacy Surveys define it: 1.5" fibre, 1" seeing) and
+    ``fiber_ratio`` (the galaxy's fraction of light in a DESI fibre at the exposures'
+    seeing over a point source's: multiplies :func:`aperture_fraction` of a point source).
+    """
+    early = bool(p.get("quiescent"))
+    r_half, n = morphology.draw_half_light_radius(rng, p["log_mstar"], p["z"], early)
+    p["shape_r"], p["sersic"], p["axis_ratio"] = float(r_half), float(n), morphology.draw_axis_ratio(rng, early)
+    r_circ = r_half * np.sqrt(p["axis_ratio"])
+    p["fiber_frac_ls"] = morphology.fiber_fraction(r_circ, n, morphology.LS_SEEING_FWHM,
+                                                   morphology.LS_FIBER_DIAMETER)
+    p["fiber_ratio"] = morphology.fiber_flux_ratio(r_circ, n)
 
 
 def _draw_lrg(rng):
@@ -321,7 +376,7 @@ def _draw_lrg(rng):
     for tries in range(1, LRG_SELECTION_TRIES + 1):
         p, mags = lrg_candidate(rng)
         p["selection_tries"] = tries
-        if population.passes_cuts("LRG", mags):
+        if population.passes_cuts("LRG", mags, p["fiber_frac_ls"]):
             break
     return p
 
@@ -345,6 +400,7 @@ def lrg_candidate(rng):
     mags = ab_magnitude(_PHOT_WAVE, target_spectrum(p, _PHOT_WAVE, 2.0))
     mags.update(wise_magnitudes(p))
     p.update(mag=mags["Z"], mag_w1=mags["W1"], mag_w2=mags["W2"])
+    assign_size(rng, p)
     return p, mags
 
 
