@@ -60,8 +60,9 @@ simulator, not guessed (:func:`program_depth`):
   (ZenExtinct-KPNO.fits) integrated over DECam r (desispec's default is 0.114);
 * E(B-V) = 0.042 at the tile centre (:func:`desired.sim.photometry.galactic_ebv`;
   the simulator's target magnitudes are extinction-free, like DESI's selection);
-* transparency 1 and nominal seeing (the simulator's fiber fractions are fixed at
-  1.1" seeing).
+* transparency 1 and nominal seeing (the simulator's seeing is fixed at 1.1"; each
+  galaxy's fiber fraction follows from its own size and profile at that seeing,
+  :mod:`desired.sim.morphology`).
 
 Solving 2 · EFFTIME_BRIGHT(t) = 180 s gives t ≈ 357 s per exposure (2 × 357 s, rounded up; the
 read-noise term penalises short exposures, and the sim's "dark" sky is 0.5 mag
