@@ -125,8 +125,8 @@ def _calibrated_products(redux, truth_root, expid, camera):
     cal = true_calibration(frame, truth)
     stdfm = frame.fibermap[qm.target_classes(frame.fibermap) == "STD"]
     # PSF_TO_FIBER_FLUX: fiber flux of a uniform source over its point-source-calibrated flux; the
-    # simulator's point sources lose 1 - aperture_fraction(wave, True) of their flux, its sky nothing
-    ratio = aperture_fraction(qm.REF_WAVE[camera[0]], True)
+    # simulator's point sources lose 1 - aperture_fraction(wave) of their flux, its sky nothing
+    ratio = aperture_fraction(qm.REF_WAVE[camera[0]])
     fibercorr = Table({"FLAT_TO_PSF_FLUX": np.ones(frame.nspec), "PSF_TO_FIBER_FLUX": np.full(frame.nspec, ratio)})
     write_flux_calibration(paths.findfile("fluxcalib", root=redux, **fields),
                            FluxCalib(frame.wave, cal, np.ones(cal.shape), header=frame.header, stdstar_fibermap=stdfm,
@@ -273,7 +273,7 @@ def test_zero_point_and_effective_time(qa_prod):
         # sky surface brightness against the truth: the true sky over the fiber area, seen through the
         # atmosphere the point-source calibration includes (its ratio to the unattenuated sky rate)
         sky_rate = sky_electrons_per_brightness(cam[0], wave, 900.0) / qm.FIBER_AREA_ARCSEC2
-        atm = truth["FLUXCALIB"] / (sky_rate * aperture_fraction(wave, True))
+        atm = truth["FLUXCALIB"] / (sky_rate * aperture_fraction(wave))
         window = np.abs(wave - ref) <= 50.0
         sb_seen = np.median(truth["SKY_FLUX"][0][window] / qm.FIBER_AREA_ARCSEC2 / atm[window])
         assert abs(m["SKY_SB"] / sb_seen - 1) < 0.1, (cam, m["SKY_SB"], sb_seen)

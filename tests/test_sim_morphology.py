@@ -54,9 +54,25 @@ def test_sizes_follow_the_size_mass_relation_and_bgs_galaxies_are_extended():
             assert 0.0 < p["fiber_frac_ls"] < 0.79 and 0.25 <= p["axis_ratio"] <= 1.0
 
 
-def test_galaxy_electrons_scale_with_the_fibre_ratio():
-    wave = np.linspace(4000.0, 9000.0, 11)
-    ps = T.aperture_fraction(wave, True)
-    assert np.allclose(T.aperture_fraction(wave, False, 0.3), 0.3 * ps)
-    assert T.fiber_ratio({"kind": "QSO"}) == 1.0
-    assert T.fiber_ratio({"kind": "BGS", "fiber_ratio": 0.31}) == 0.31
+def test_simulated_electrons_follow_each_galaxys_size():
+    """A tiny night's science electrons: a galaxy's electrons over a point source's calibration equal its
+    fibre fraction recomputed here from its drawn size, axis ratio and profile; point sources get 1."""
+    from desired.sim import night
+    cfg = night.NightConfig(preset="tiny", seed=3, narc=0, nflat=0, nscience=1)
+    exp = [e for e in night.exposure_sequence(cfg) if e["obstype"] == "SCIENCE"][0]
+    sp = night.camera_spectra(cfg, exp, "b0")
+    tlist = night._targets(cfg.seed, cfg.tileid, tuple(int(f) for f in sp["fibers"]))
+    ngal = 0
+    for k, p in enumerate(tlist):
+        if p["kind"] == "SKY":
+            continue
+        expect = 1.0
+        if p["spectype"] == "GALAXY":
+            r_circ = p["shape_r"] * np.sqrt(p["axis_ratio"])
+            expect = M.fiber_fraction(r_circ, p["sersic"]) / M.fiber_fraction(0.0)
+            ngal += 1
+        got = sp["obj_electrons"][k] / (sp["obj_flux"][k] * sp["fluxcalib"] * sp["fiber_throughput"][k])
+        assert np.allclose(got, expect, rtol=1e-5), p["kind"]
+    assert ngal >= 5
+    with pytest.raises(ValueError, match="assign_size"):
+        T.fiber_ratio({"kind": "BGS"})

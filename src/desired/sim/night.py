@@ -264,7 +264,7 @@ def camera_spectra(cfg, exp, camera):
         sky_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, exp["expid"], 4]))
         sky_sb = targets.sky_spectrum(wave, step, sky_rng, cfg.data_dir, cfg.sky_condition)
         sky_e = sky_sb * targets.sky_electrons_per_brightness(band, wave, exp["exptime"])
-        cal_ps = targets.electrons_per_flux(band, wave, exp["exptime"], cfg.airmass, True, cfg.data_dir)
+        cal_ps = targets.electrons_per_flux(band, wave, exp["exptime"], cfg.airmass, cfg.data_dir)
         obj_flux = np.array([targets.target_spectrum(p, wave, step) for p in tlist])
         # Galactic extinction of every target (issue 12 item 6): truth OBJ_FLUX is the observed flux
         obj_flux = simphot.redden(wave, obj_flux, target_ebv(tlist))
@@ -456,8 +456,7 @@ def build_fibermap(cfg, exp):
                     nmgy = float(phot[band])
                     fm[f"FLUX_{band}"][k] = nmgy
                     fm[f"FLUX_IVAR_{band}"][k] = 1.0 / (0.02 * nmgy + 0.05) ** 2
-                    frac = population.FIBER_FRAC["point"] if pt else p.get("fiber_frac_ls",
-                                                                              population.FIBER_FRAC["extended"])
+                    frac = population.FIBER_FRAC["point"] if pt else p["fiber_frac_ls"]
                     fm[f"FIBERFLUX_{band}"][k] = nmgy * frac
                     fm[f"FIBERTOTFLUX_{band}"][k] = nmgy * frac
                 if "mag_w1" in p:
@@ -468,8 +467,8 @@ def build_fibermap(cfg, exp):
                         nmgy = 10 ** (-0.4 * (p[f"mag_{band.lower()}"] - 22.5 + coef * ebv))
                         fm[f"FLUX_{band}"][k] = nmgy
                         fm[f"FLUX_IVAR_{band}"][k] = 1.0 / (0.02 * nmgy + 2.0) ** 2
-                fm["SHAPE_R"][k] = 0.0 if pt else p.get("shape_r", 0.6)
-                fm["SERSIC"][k] = 0.0 if pt else p.get("sersic", 1.0)
+                fm["SHAPE_R"][k] = 0.0 if pt else p["shape_r"]
+                fm["SERSIC"][k] = 0.0 if pt else p["sersic"]
                 if p["kind"] == "STD":
                     fm["GAIA_PHOT_G_MEAN_MAG"][k] = p["mags"]["R"] + 0.05
                     fm["GAIA_PHOT_BP_MEAN_MAG"][k] = p["mags"]["G"] - 0.1
@@ -559,7 +558,7 @@ def write_nominal_fluxcalib(path, cfg, camera):
     wave = cfg.geometry.grid(band)
     fibers = ins.FIBERS_PER_PETAL * spectro + np.arange(ins.FIBERS_PER_PETAL)
     thru = fiber_throughput(cfg.seed, fibers, wave).mean(axis=0)
-    cal = targets.electrons_per_flux(band, wave, 1.0, 1.0, True, cfg.data_dir) * thru
+    cal = targets.electrons_per_flux(band, wave, 1.0, 1.0, cfg.data_dir) * thru
     write_flux_calibration(path, FluxCalib(wave, cal[None, :], np.zeros((1, wave.size)),
                                            header={"CAMERA": camera, "EXPTIME": 1.0, "AIRMASS": 1.0,
                                                    "CALTYPE": "NOMINAL"},

@@ -67,28 +67,24 @@ def throughput(band, wave):
     return t
 
 
-#: fibre fraction of a galaxy relative to a point source when its size is not known
-#: (0.45 / 0.60; an exponential disc of half-light radius ~0.5")
-NOMINAL_GALAXY_RATIO = 0.75
+def aperture_fraction(wave):
+    """Fraction of a point source's flux entering the fibre at 1.1'' seeing (approximate), shape of ``wave``.
 
-
-def aperture_fraction(wave, point_source, ratio=None):
-    """Fraction of a source's flux entering the fiber (1.1'' seeing, approx.).
-
-    A point source gets 0.60 (λ/6000)^0.1; an extended one that times ``ratio``
-    (its :func:`assign_size` ``fiber_ratio``; :data:`NOMINAL_GALAXY_RATIO` if None).
+    0.60 (λ/6000 Å)^0.1.  A galaxy puts :func:`fiber_ratio` times this into the fibre.
     """
-    base = 0.60 * (np.asarray(wave) / 6000.0) ** 0.1
-    if point_source:
-        return base
-    return base * (NOMINAL_GALAXY_RATIO if ratio is None else ratio)
+    return 0.60 * (np.asarray(wave, dtype=np.float64) / 6000.0) ** 0.1
 
 
 def fiber_ratio(p):
-    """Fibre light of target ``p`` relative to a point source (1 for QSO/STD/SKY)."""
+    """Fibre light of target ``p`` relative to a point source (1 for QSO/STD/SKY).
+
+    Galaxies carry it from :func:`assign_size`; a galaxy without a drawn size is an error.
+    """
     if p["kind"] in ("QSO", "STD", "SKY"):
         return 1.0
-    return float(p.get("fiber_ratio", NOMINAL_GALAXY_RATIO))
+    if "fiber_ratio" not in p:
+        raise ValueError(f"{p['kind']} target has no size: assign_size() sets its fiber_ratio")
+    return float(p["fiber_ratio"])
 
 
 def _bin_gauss(wave, step, center, sigma, flux):
@@ -555,12 +551,12 @@ def make_targets(seed, tileid, fibers):
     return out
 
 
-def electrons_per_flux(band, wave, exptime, airmass, point_source, data_dir=None):
-    """Electrons per Å per unit flux (1e-17 erg/s/cm²/Å) through the atmosphere and fiber aperture."""
+def electrons_per_flux(band, wave, exptime, airmass, data_dir=None):
+    """Electrons per Å per unit flux (1e-17 erg/s/cm²/Å) of a point source, through the atmosphere and fibre aperture."""
     wave = np.asarray(wave, dtype=np.float64)
     atm = 10 ** (-0.4 * extinction(wave, data_dir) * airmass)
     return (1e-17 * ins.TELESCOPE_AREA * throughput(band, wave) * atm
-            * aperture_fraction(wave, point_source) * exptime * wave / HC)
+            * aperture_fraction(wave) * exptime * wave / HC)
 
 
 def sky_electrons_per_brightness(band, wave, exptime):
