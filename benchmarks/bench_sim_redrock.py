@@ -380,10 +380,15 @@ def print_distributions(truth):
     kinds = np.asarray(truth["TEMPLATETYPE"]).astype(str)
     print("\nclass  N    g-r (10/50/90%)       r-z (10/50/90%)       mag (10/50/90%)           in cuts")
     w1 = np.asarray(truth["PAR_MAG_W1"], float) if "PAR_MAG_W1" in truth.colnames else np.full(g.size, np.nan)
+    # each galaxy's own FIBERFLUX / FLUX (Legacy Surveys definition) for the fibre-magnitude cuts
+    frac = (np.ma.filled(np.ma.asarray(truth["PAR_FIBER_FRAC_LS"], dtype=float), np.nan)
+            if "PAR_FIBER_FRAC_LS" in truth.colnames else np.full(g.size, np.nan))
     for kind in ("BGS", "LRG", "ELG", "QSO", "STD"):
         s = np.nonzero(kinds == kind)[0]
         band = {"BGS": r, "LRG": z, "ELG": g, "QSO": r, "STD": r}[kind]
-        inc = np.mean([population.passes_cuts(kind, {"G": g[k], "R": r[k], "Z": z[k], "W1": w1[k]}) for k in s])
+        inc = np.mean([population.passes_cuts(kind, {"G": g[k], "R": r[k], "Z": z[k], "W1": w1[k]},
+                                              frac[k] if np.isfinite(frac[k]) and frac[k] > 0 else None)
+                       for k in s])
         pc = lambda a: " ".join(f"{v:6.2f}" for v in np.percentile(a[s], [10, 50, 90]))  # noqa: E731
         print(f"{kind:5s} {s.size:4d}  {pc(g - r)}    {pc(r - z)}    {pc(band)}   {inc:6.1%}")
 
