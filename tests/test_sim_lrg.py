@@ -93,16 +93,16 @@ def drawn_lrgs():
 
 
 def test_drawn_lrgs_pass_the_cuts_and_are_faint_at_high_z(drawn_lrgs):
-    """Every drawn LRG passes the selection with its own fibre fraction (W1 recomputed from its spectrum), and the selection shapes
-    the sample: z_fiber rises with redshift (Spearman ρ > 0.5; ~0 for the former independent draws of z and
-    magnitude) and the z < 0.55 LRGs are > 1 mag brighter in z_fiber than those at z > 0.75; low-mass
-    quiescent galaxies survive only nearby."""
+    """Every drawn LRG passes the selection with its own fibre fraction (W1 recomputed from its spectrum),
+    and the selection shapes the sample: z_fiber rises with redshift (Spearman ρ > 0.5; ~0 for the former
+    independent draws of z and magnitude) and the z < 0.55 LRGs are > 1 mag brighter in z_fiber than those
+    at z > 0.75; low-mass quiescent galaxies survive only nearby."""
     for p in drawn_lrgs:
         assert population.passes_cuts("LRG", p["mags"], p["fiber_frac_ls"])
         assert T.wise_magnitudes(p)["W1"] == pytest.approx(p["mag_w1"], abs=1e-9)
         assert p["mags"]["Z"] == pytest.approx(p["mag"], abs=1e-6)
     z = np.array([p["z"] for p in drawn_lrgs])
-    zfib = np.array([p["mags"]["Z"] - 2.5 * np.log10(p["fiber_frac_ls"]) for p in drawn_lrgs])
+    zfib = np.array([p["mags"]["Z"] + population._fiber_offset(p["fiber_frac_ls"]) for p in drawn_lrgs])
     logm = np.array([p["log_mstar"] for p in drawn_lrgs])
     assert spearmanr(z, zfib)[0] > 0.5
     assert np.median(zfib[z < 0.55]) < np.median(zfib[z > 0.75]) - 1.0
