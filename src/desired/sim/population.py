@@ -36,7 +36,9 @@ the QSO selection's WISE cuts are replaced by the redshift range they produce.
   red-sequence galaxies (g − r ≈ 1.25 at z ≈ 0.15).
 * **ELG** (ELG_LOP, Raichoor et al. 2023, AJ 165, 126): g > 20, g_fiber < 24.1,
   r − z > 0.15, g − r < 0.5 (r − z) + 0.1, g − r < −1.2 (r − z) + 1.3; redshift
-  N(1.1, 0.3) over 0.6-1.6; g counts ∝ 10^(0.35 g); rising star formation
+  N(1.1, 0.3) over 0.6-1.6; g counts ∝ 10^(0.35 g), drawn to g = 24.1 + 2.5 log10(0.78)
+  (a point source's fibre fraction) so that the g_fiber cut, with each galaxy's own
+  fibre fraction, sets the faint end; rising star formation
   (delayed τ 2-20 Gyr, onset 0.5-5 Gyr ago) plus a 0-4 % burst in the last
   20-300 Myr, 0.2-1 Z☉, A_V 0.1-0.9, log U −3.5…−2.3; the resulting [OII]
   fluxes (median ≈ 1.8e-16 erg/s/cm², rest EW ≈ 40 Å) are close to DESI's
@@ -187,7 +189,10 @@ def draw_redshift_mag(rng, kind):
     if kind == "LRG":
         raise ValueError("LRGs are drawn by redshift and stellar mass: draw_lrg_redshift_mass")
     if kind == "ELG":
-        return truncated_normal(rng, 1.1, 0.3, 0.6, 1.6), "G", power_law_mag(rng, 21.0, 24.1 - FIB_OFFSET["extended"], 0.35)
+        # to the faintest g that a point-like galaxy can have with g_fiber < 24.1; each
+        # galaxy's own fibre fraction then decides in passes_cuts
+        z = truncated_normal(rng, 1.1, 0.3, 0.6, 1.6)
+        return z, "G", power_law_mag(rng, 21.0, 24.1 - FIB_OFFSET["point"], 0.35)
     if kind == "QSO":
         return truncated_normal(rng, 1.8, 0.8, 0.5, 3.5), "R", power_law_mag(rng, 17.5, 23.0, 0.3)
     if kind == "STD":
