@@ -258,6 +258,30 @@ def test_find_cosmics_single_hits_vs_smooth_psf():
     assert np.allclose(g[0], (ndtr(1.5) - ndtr(0.5)) / (ndtr(0.5) - ndtr(-0.5)))
 
 
+def test_find_cosmics_on_the_image_border():
+    """A hit on the outermost column or row is flagged (desispec never tests them); PSF-shaped
+    spots centred on the border are not, and a hit in a corner (no complete axis) cannot be."""
+    rng = np.random.default_rng(12)
+    ny, nx = 120, 80
+    rn = 3.0
+    true = np.full((ny, nx), 5.0)
+    # sigma-1 PSF spots centred on the last column and on the first row, at high S/N
+    true = true + np.outer(_pixel_gauss([30.0, 90.0], 1.0, ny).sum(axis=0), _pixel_gauss([nx - 1.0], 1.0, nx)[0]) * 5e4
+    true = true + np.outer(_pixel_gauss([0.0], 1.0, ny)[0], _pixel_gauss([40.0], 1.0, nx)[0]) * 5e4
+    image = rng.poisson(true) + rng.normal(0, rn, true.shape)
+    hits = [(60, nx - 1), (ny - 1, 20), (70, 0), (0, 10)]
+    for r, c in hits:
+        image[r, c] += 1000.0
+    image[0, 0] += 1000.0
+    ivar = 1.0 / (np.maximum(image, 0) + rn ** 2)
+    crs = find_cosmics(image, ivar, rn, 1.0, 1.0)
+    assert all(crs[r, c] for r, c in hits)
+    assert not crs[25:36, nx - 6:].any() and not crs[85:96, nx - 6:].any()
+    assert not crs[:5, 35:46].any()
+    assert not crs[0, 0]
+    assert crs.sum() == 4 * 6            # each border hit dilated by 3x3, cut by the border
+
+
 # ---------------------------------------------------------------- masks and failures
 
 def test_saturation_bad_columns_and_dead_amp():

@@ -21,7 +21,11 @@ The test is the SDSS/BOSS "PSF-consistency" neighbour test (idlutils
    as missing, until nothing new is found.
 6. Optionally the mask is dilated by one pixel (3 x 3), as sdssproc does.
 
-The outermost row and column of the image are never tested.  The loops are numba
+Pixels on the image border are tested too: the image is framed by one row and
+column of missing pixels, so a border pixel's neighbours off the image count as
+missing (point 2) and its test rests on the axis along the border.  (desispec never
+tests the outermost rows and columns; on a small image a hit there stays unflagged.)
+Corner pixels have no complete axis and cannot pass criterion 2.  The loops are numba
 kernels visiting only candidate pixels, so a full 4k x 4k frame takes well under a
 second once the kernels are compiled (they are cached on disk).
 """
@@ -267,9 +271,13 @@ def find_cosmics(pix, ivar, readnoise=None, psf_sigma_x=None, psf_sigma_y=None, 
         raise ValueError(f"pix and ivar must be 2-D of equal shape; got {pix.shape}, {ivar.shape}")
     grad = _select_psf_gradients(psf_gradients, psf_sigma_x, psf_sigma_y, band)
     var = _noise_variance(pix, ivar, readnoise)
-    rejected = np.zeros(pix.shape, dtype=bool)
     if min(pix.shape) < 3:
-        return rejected
+        return np.zeros(pix.shape, dtype=bool)
+    # frame the image with missing pixels (var 0) so that its border pixels are interior
+    ny, nx = pix.shape
+    pix = np.pad(pix, 1)
+    var = np.pad(var, 1)
+    rejected = np.zeros(pix.shape, dtype=bool)
 
     rows, cols = _candidates(pix, var, float(nsig))
     new_r, new_c = _reject_passing(pix, var, rejected, rows, cols, grad, nsig, cfudge, c2fudge)
@@ -279,6 +287,7 @@ def find_cosmics(pix, ivar, readnoise=None, psf_sigma_x=None, psf_sigma_y=None, 
     nrej = int(rejected.sum())
     if dilate and nrej:
         rejected = _dilate(rejected)
+    rejected = np.ascontiguousarray(rejected[1:ny + 1, 1:nx + 1])
     log.info("cosmics: %d pixels rejected (%d after dilation)", nrej, int(rejected.sum()))
     return rejected
 
