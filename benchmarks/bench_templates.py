@@ -6,8 +6,13 @@ frame-level simulation) with ``desired redshifts`` twice — once with the templ
 truth class: efficiency (ZWARN == 0 and |Δv| < 1000 km/s, 3000 for QSO, over all
 targets of the class), catastrophic rate (|Δv| above that limit among ZWARN == 0),
 velocity rms, median, NMAD and rms without the 3 largest |Δv| of the good ones, the fraction
-fitted as the right SPECTYPE,
-and sky fibres with a confident GALAXY or QSO redshift.  CPU seconds of each fit.
+fitted as the right SPECTYPE, the median ZERR of the good ones as a velocity (km/s: the fitter's
+error, from the χ² curvature) and the rms of Δv / that error ("pull":
+1 when ZERR describes the scatter), with ``--floor`` the rms velocity error a perfect
+template would have (the Cramér-Rao bound from the target's own noiseless spectrum, see
+:func:`velocity_floor`; needs the truth-{b,r,z}0 files of ``bench_sim_redrock.py`` beside
+the truth table) and the rms of Δv / that floor (1 = no basis could do better), and sky
+fibres with a confident GALAXY or QSO redshift.  CPU seconds of each fit.
 
 Usage::
 
@@ -46,8 +51,52 @@ def fit(coadd, templates, outfile, nproc=1):
     return table, _cpu() - c0, time.time() - w0
 
 
-def score(table, truth):
-    """Per-class figures against the truth; returns list of dict rows."""
+def velocity_floor(coadd, truth, truth_dir):
+    """Velocity error (km/s) of each target with a perfect template: the Cramér-Rao bound.
+
+    The template is the target's own noiseless spectrum (OBJ_FLUX of the first exposure's
+    ``truth-{b,r,z}0-*.fits`` in ``truth_dir`` times PAR_FIBER_RATIO: the units of the
+    truth-calibrated coadd) through the coadd's resolution; the noise is the coadd's ivar.
+    σ_v = (Σ ivar (R ∂f/∂v)²)^(-1/2) with ∂f/∂v = −(λ/c) df/dλ.  No basis can do better on
+    average; the ratio of a fitter's scatter to it measures template mismatch.
+
+    Returns
+    -------
+    dict TARGETID -> σ_v (km/s)
+    """
+    import glob
+
+    import fitsio
+    from desired.io.spectra import read_spectra
+    from desired.resolution import apply_resolution
+    spectra = read_spectra(coadd)
+    objflux = {}
+    for band in spectra.bands:
+        path = sorted(glob.glob(os.path.join(truth_dir, f"truth-{band}?-*.fits")))[0]
+        objflux[band] = fitsio.read(path, "OBJ_FLUX").astype(np.float64)
+    row = {int(t): k for k, t in enumerate(truth["TARGETID"])}
+    out = {}
+    for i, tid in enumerate(np.asarray(spectra.fibermap["TARGETID"])):
+        k = row.get(int(tid))
+        if k is None:
+            continue
+        info = 0.0
+        for band in spectra.bands:
+            flux = objflux[band][int(truth["FIBER"][k]) % objflux[band].shape[0]] * float(truth["PAR_FIBER_RATIO"][k])
+            wave = spectra.wave[band]
+            deriv = apply_resolution(spectra.resolution_data[band][i:i + 1],
+                                     (-(wave / C_KMS) * np.gradient(flux, wave))[None, :])[0]
+            ivar = spectra.ivar[band][i] * (spectra.mask[band][i] == 0 if spectra.mask is not None else 1)
+            info += float(np.sum(ivar * deriv ** 2))
+        out[int(tid)] = 1.0 / np.sqrt(info) if info > 0 else np.inf
+    return out
+
+
+def score(table, truth, floor=None):
+    """Per-class figures against the truth; returns list of dict rows.
+
+    ``floor``: optional TARGETID -> perfect-template velocity error (:func:`velocity_floor`).
+    """
     idx = {int(t): i for i, t in enumerate(truth["TARGETID"])}
     rows = np.array([idx[int(t)] for t in table["TARGETID"]])
     cls = np.array([str(truth["TEMPLATETYPE"][r]).strip() for r in rows])
@@ -56,6 +105,8 @@ def score(table, truth):
     zwarn = np.asarray(table["ZWARN"])
     spectype = np.char.strip(np.asarray(table["SPECTYPE"]).astype(str))
     dv = C_KMS * (z - ztrue) / (1 + ztrue)
+    # the fitter's own error (ZERR, from the chi2 curvature) as a velocity, km/s
+    verr = C_KMS * np.asarray(table["ZERR"], dtype=float) / (1 + z)
     out = []
     for c in sorted(set(cls)):
         sel = cls == c
@@ -69,7 +120,15 @@ def score(table, truth):
                    med=float(np.median(dv[good])) if good.any() else np.nan,
                    nmad=float(1.4826 * np.median(np.abs(dv[good] - np.median(dv[good])))) if good.any() else np.nan,
                    rms3=(float(np.sqrt(np.mean(np.sort(dv[good] ** 2)[:-3]))) if good.sum() > 3 else np.nan),
+                   floor=np.nan, floor_pull=np.nan,
+                   zerr=float(np.median(verr[good])) if good.any() else np.nan,
+                   pull=(float(np.sqrt(np.mean((dv[good] / verr[good]) ** 2)))
+                         if good.any() and np.all(verr[good] > 0) else np.nan),
                    type_ok=(np.mean(spectype[sel] == TRUE_SPECTYPE[c]) if TRUE_SPECTYPE.get(c) else np.nan))
+        if floor is not None and good.any():
+            sig = np.array([floor.get(int(t), np.nan) for t in np.asarray(table["TARGETID"])[good]])
+            row.update(floor=float(np.sqrt(np.mean(sig ** 2))),
+                       floor_pull=float(np.sqrt(np.mean((dv[good] / sig) ** 2))))
         if c == "SKY":
             row["sky_conf_gq"] = int((sel & (zwarn == 0) & np.isin(spectype, ["GALAXY", "QSO"])).sum())
         out.append(row)
@@ -84,6 +143,8 @@ def main():
     parser.add_argument("--desi", default=DEFAULT_DESI, help="DESI's redrock templates (skipped when absent)")
     parser.add_argument("--outdir", default=None)
     parser.add_argument("--nproc", type=int, default=1)
+    parser.add_argument("--floor", action="store_true",
+                        help="also the perfect-template velocity floor, from the truth-{b,r,z}0 files beside --truth")
     parser.add_argument("--only", choices=["ours", "desi"], default=None,
                         help="fit with one template set only (run the two in separate processes)")
     args = parser.parse_args()
@@ -93,13 +154,15 @@ def main():
     sets = [("ours", args.ours)] + ([("desi", args.desi)] if os.path.isdir(args.desi) else [])
     sets = [s for s in sets if args.only in (None, s[0])]
     print(f"{'templates':9} {'class':5} {'N':>4} {'conf':>4} {'eff':>6} {'catast':>6} {'rms km/s':>8} "
-          f"{'med km/s':>8} {'type ok':>7} {'NMAD':>6} {'rms-3':>6}")
+          f"{'med km/s':>8} {'type ok':>7} {'NMAD':>6} {'rms-3':>6} {'ZERR':>6} {'pull':>5} {'floor':>6} {'/floor':>6}")
+    floor = velocity_floor(args.coadd, truth, os.path.dirname(os.path.abspath(args.truth))) if args.floor else None
     for name, tdir in sets:
         table, cpu, wall = fit(args.coadd, tdir, os.path.join(outdir, f"redrock-{name}.fits"), args.nproc)
-        for r in score(table, truth):
+        for r in score(table, truth, floor):
             extra = f"  sky fibres with confident GALAXY/QSO: {r['sky_conf_gq']}" if "sky_conf_gq" in r else ""
             print(f"{name:9} {r['cls']:5} {r['n']:4d} {r['conf']:4d} {r['eff']:6.3f} {r['cata']:6.3f} "
-                  f"{r['rms']:8.1f} {r['med']:8.1f} {r['type_ok']:7.3f} {r['nmad']:6.1f} {r['rms3']:6.1f}{extra}", flush=True)
+                  f"{r['rms']:8.1f} {r['med']:8.1f} {r['type_ok']:7.3f} {r['nmad']:6.1f} {r['rms3']:6.1f} "
+                  f"{r['zerr']:6.1f} {r['pull']:5.2f} {r['floor']:6.1f} {r['floor_pull']:6.2f}{extra}", flush=True)
         print(f"{name:9} fit of {len(table)} targets: {cpu:.1f} CPU s, {wall:.1f} s wall (under load)", flush=True)
 
 
