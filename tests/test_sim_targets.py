@@ -286,7 +286,8 @@ def test_quasar_baldwin_effect_fainter_quasars_stronger_high_ionisation_lines():
     r = 19 quasar at z = 1.35 (SDSS-composite luminosity) keeps the composite's EWs."""
     rng = np.random.default_rng(7)
     wave = np.arange(3600.0, 9800.0, 0.8)
-    p = dict(quasars.draw_params(rng), kind="QSO", forest_seed=1, ew_scale=1.0, v_civ=0.0, mag_band="R")
+    p = dict(quasars.draw_params(rng), kind="QSO", forest_seed=1, ew_scale=1.0, v_civ=0.0, mag_band="R",
+             host_ratio=0.0)     # EWs against the quasar's own continuum (the host is tested below)
     bright, faint = (_line_ew(dict(p, z=2.0, mag=m), wave, 1549.06, 2.0) for m in (18.0, 22.5))
     assert abs(faint / bright / 10 ** (0.15 * 0.4 * 4.5) - 1) < 0.05
     hb_bright, hb_faint = (_line_ew(dict(p, z=0.5, mag=m), wave, 4862.68, 0.5) for m in (18.0, 22.5))
@@ -294,3 +295,30 @@ def test_quasar_baldwin_effect_fainter_quasars_stronger_high_ionisation_lines():
     pivot = _line_ew(dict(p, z=1.35, mag=19.0), wave, 1549.06, 1.35)
     nolum = _line_ew({k: v for k, v in dict(p, z=1.35).items() if k not in ("mag", "mag_band")}, wave, 1549.06, 1.35)
     assert abs(pivot / nolum - 1) < 0.05
+
+
+def test_quasar_host_galaxy_fades_with_luminosity():
+    """The host's share of the 5100 Å light follows Shen et al. (2011, eq. 1): none for a luminous
+    quasar, whose continuum stays the single power law f_ν ∝ ν^α to rest 6000 Å (no composite red
+    break), and host-dominated for a faint low-z one, whose continuum then shows the host's 4000 Å
+    break; brighter quasars never have a relatively stronger host."""
+    rng = np.random.default_rng(11)
+    wave = np.arange(3600.0, 9800.0, 0.8)
+    p = dict(quasars.draw_params(rng), kind="QSO", z=0.6, forest_seed=1, mag_band="R", alpha=-0.5,
+             ew_scale=0.0, feii=0.0, oiii_ew=0.0, bac=0.0)
+    ratios = [quasars.host_ratio(dict(p, mag=m)) for m in np.arange(17.5, 23.01, 0.25)]
+    assert np.all(np.diff(ratios) >= 0)
+    assert ratios[0] == 0.0 and 1.0 < ratios[-1] < 3.5
+    rest = wave / 1.6
+    blue, red = (np.abs(rest - w) < 50 for w in (3900.0, 4150.0))       # around the 4000 Å break
+    d4000 = {}
+    for mag in (17.5, 22.5):
+        f = quasars.spectrum(dict(p, mag=mag), wave, 0.8, T._bin_gauss)
+        fnu = f * wave ** 2
+        d4000[mag] = np.mean(fnu[red]) / np.mean(fnu[blue])
+        if mag == 17.5:
+            narrow = np.min(np.abs(rest[:, None] - np.array([3728.5, 3869.9, 4862.7])), axis=1) < 30  # fixed-EW lines
+            band = (rest > 3000.0) & (rest < 6000.0) & ~narrow
+            slope = np.polyfit(np.log(rest[band]), np.log(fnu[band]), 1)[0]
+            assert slope == pytest.approx(0.5, abs=0.02)                 # f_ν ∝ ν^-0.5 ∝ λ^0.5
+    assert d4000[22.5] > d4000[17.5] + 0.1
