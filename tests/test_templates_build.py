@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def quick_set(tmp_path_factory):
-    """The reduced template set, built once (about 15 CPU s)."""
+    """The reduced template set, built once (about 20 CPU s)."""
     outdir = tmp_path_factory.mktemp("rrtemplates")
     paths = templates_script.run(str(outdir), seed=1, quick=True)
     return outdir, paths
@@ -38,7 +38,7 @@ def test_files_open_with_redrock_and_ours(quick_set):
         assert np.allclose(rr.redshifts, mine.redshifts)
         assert rr.template_type == mine.spectype and rr.sub_type == mine.subtype
     gal, qso = ours["GALAXY"], ours["QSO"]
-    assert (gal.nbasis, qso.nbasis) == (10, 4)
+    assert (gal.nbasis, qso.nbasis) == (10, 6)
     assert gal.wave[0] <= 1000.5 and gal.wave[-1] >= 11990 and qso.wave[0] <= 500.5 and qso.wave[-1] >= 9990
     # resolution at least DESI's (R ~ 2000-5000): template pixels of 35 km/s (GALAXY), 69 km/s (QSO lines >= 300)
     for t, kms in ((gal, 35.0), (qso, 70.0), (ours["STAR:::G"], 18.0)):
@@ -202,3 +202,20 @@ def test_broad_profile_runs_from_gaussian_to_lorentzian():
     narrow = np.mean([basis_qso.lorentzian_fraction(2500.0, rng) for _ in range(200)])
     broad = np.mean([basis_qso.lorentzian_fraction(8000.0, rng) for _ in range(200)])
     assert narrow > 0.75 and broad < 0.2
+
+
+def test_qso_training_hosts_added_to_half_within_their_range():
+    """add_hosts: a new array; about half the quasars get a host whose 5100 Å share lies in
+    HOST_RATIO_RANGE; the others and the input are untouched."""
+    _, wave = basis_galaxy.log_wave(3000.0, 7000.0, 1e-4)
+    quasars = basis_qso.qso_spectra(wave, 60, seed=4)
+    before = quasars.copy()
+    hosts = np.stack([np.where(wave > 4000.0, 1.0, 0.3) * (1 + 0.1 * k) for k in range(3)])  # 4000 Å break
+    out = basis_qso.add_hosts(wave, quasars, hosts, seed=1)
+    assert np.array_equal(quasars, before)
+    changed = np.any(out != quasars, axis=1)
+    assert 15 <= changed.sum() <= 45
+    near = np.abs(wave - 5100.0) < 20
+    ratio = np.median((out - quasars)[changed][:, near] / quasars[changed][:, near], axis=1)
+    lo, hi = basis_qso.HOST_RATIO_RANGE
+    assert np.all(ratio > 0.5 * lo) and np.all(ratio < 2 * hi) and ratio.max() > 10 * ratio.min()

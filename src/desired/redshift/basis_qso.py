@@ -21,6 +21,13 @@ simulator's quasar generator (``desired.sim.quasars``):
   ionisation potential: Gaskell 1982, ApJ 263, 79; Tytler & Fan 1992, ApJS 79, 1;
   VdB01 §4.3), so the semi-forbidden CIII] (C⁺⁺, 24.4 eV) moves half as far as CIV
   (C³⁺, 47.9 eV) and SiIV (33.5 eV) 0.7 times;
+* **host galaxy**: half of the training quasars get the light of a galaxy of the
+  project's own population synthesis (:mod:`desired.redshift.basis_galaxy`, not the
+  simulator's), L_λ,host/L_λ,QSO at 5100 Å log-uniform 0.03-3 (:func:`add_hosts`).
+  Real quasar spectra carry their host's starlight (the red upturn and 4000 Å break of
+  faint low-z quasars; Vanden Berk et al. 2006, AJ 131, 84), and DESI's own QSO
+  templates, a PCA of real spectra, have it built in; without it, a host-dominated
+  quasar at z < 1 fits no QSO vector and goes to GALAXY;
 * **Fe II**: the optical multiplets 27/28/37/38/42/48/49 as lines at the Hβ width
   (wavelengths from the NIST tables, equal strengths except multiplet 42 twice
   as strong) and the UV Fe II "small blue bump" as broad Gaussian blends centred
@@ -48,6 +55,10 @@ from __future__ import annotations
 import numpy as np
 
 C_KMS = 299792.458
+#: range of the host's share L_λ,host / L_λ,QSO at rest 5100 Å in the training quasars that have a host:
+#: what Shen et al. (2011, ApJS 194, 45, eq. 1) give from a luminous quasar (λL_5100 ~ 10^45, a few
+#: per cent) to a faint one (10^43, ~3) — DESI's quasars span that range below z ~ 1
+HOST_RATIO_RANGE = (0.03, 3.0)
 
 #: (vacuum Å, VdB01 relative flux with Lyα = 100, kind) — kind: 'b' broad, 'h' broad high-ionisation,
 #: 'n' narrow
@@ -171,7 +182,44 @@ def qso_spectrum(wave, rng):
     return spec
 
 
-def qso_spectra(wave, nspec, seed=2):
-    """``nspec`` varied quasar spectra on ``wave`` (rest frame), shape (nspec, nwave)."""
+def add_hosts(wave, spectra, hosts, seed):
+    """Quasar spectra with host-galaxy light added to a random half of them.
+
+    Parameters
+    ----------
+    wave : ndarray (nwave,)
+        Rest wavelength, Å (must cover 5100 Å).
+    spectra : ndarray (nspec, nwave)
+        Quasar spectra (f_λ, arbitrary units).
+    hosts : ndarray (nhost, nwave)
+        Galaxy spectra on ``wave`` (f_λ, arbitrary units); each quasar with a host takes one at random.
+    seed : int
+
+    Returns
+    -------
+    ndarray (nspec, nwave)
+        New array; a host is scaled to a ratio L_λ,host/L_λ,QSO at 5100 Å drawn log-uniform in
+        [:data:`HOST_RATIO_RANGE`].
+    """
     rng = np.random.default_rng(seed)
-    return np.array([qso_spectrum(wave, rng) for _ in range(nspec)])
+    out = np.array(spectra, dtype=np.float64)
+    i5100 = int(np.searchsorted(wave, 5100.0))
+    win = slice(max(i5100 - 20, 0), i5100 + 20)
+    for i in range(out.shape[0]):
+        if rng.uniform() < 0.5:
+            continue
+        host = hosts[rng.integers(hosts.shape[0])]
+        ratio = 10 ** rng.uniform(*np.log10(HOST_RATIO_RANGE))
+        out[i] = out[i] + ratio * np.median(out[i, win]) / np.median(host[win]) * host
+    return out
+
+
+def qso_spectra(wave, nspec, seed=2, hosts=None):
+    """``nspec`` varied quasar spectra on ``wave`` (rest frame), shape (nspec, nwave).
+
+    With ``hosts`` (galaxy spectra on ``wave``), half of them get host-galaxy light
+    (:func:`add_hosts`, its own random stream: the quasars themselves are the same).
+    """
+    rng = np.random.default_rng(seed)
+    spectra = np.array([qso_spectrum(wave, rng) for _ in range(nspec)])
+    return spectra if hosts is None else add_hosts(wave, spectra, hosts, seed + 7919)
