@@ -60,8 +60,10 @@ and 6 vectors: **85.2 %** (0.4 %; z < 1: 31 of 39, as DESI's).  Hosts with 4 vec
 78.6 % (4.8 %: the host took a vector the quasars needed, and bright quasars went to
 GALAXY z ≈ 1.68); 5 vectors 82.0 % (seeds 3-6); 6 vectors without hosts 83.6 % on
 seeds 3-6 (z < 1: 21 of 34, against 26 with hosts; the hosts set 84.0 % on the same
-244).  On the whole seed-3 petal the 6-vector set leaves BGS (60), ELG (189), LRG (112)
-and the standards exactly as they were and no sky fibre gets a confident redshift.
+244).  On the whole seed-3 petal the 6-vector set leaves BGS (60), LRG (112) and the
+standards exactly as they were and the ELGs (189) at 96.3 % with no catastrophic
+failure (rms 22.9 -> 21.7 km/s), though 9 ELGs that were not confident before either
+are now typed QSO; no sky fibre gets a confident redshift.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ Components (rest frame, f_λ; sources of the typical values in brackets):
   / 10^44 erg/s) for x < 1.053, none above; coefficients quoted from memory), with x from
   the drawn r magnitude and z (:func:`host_ratio`; x clipped at −1, a host 3.4× the quasar,
   the faint end of the SDSS fit).  So a z = 0.6 quasar of r = 22.5 is host dominated at
-  5100 Å (≈ 2×), one of r = 19 has a 20 % host and the luminous ones none.  The relation
+  5100 Å (≈ 2.2×), one of r = 19 has a host of ≈ 8 % and the luminous ones none.  The relation
   is for SDSS's 3″ fibres; DESI's 1.5″ fibres take relatively less of the extended host
   (not modelled, so the host is if anything too strong).  The host's stellar population
   (:data:`HOST_SPS`) is one intermediate-age model of :mod:`desired.sim.galaxies`
@@ -146,17 +146,22 @@ def draw_params(rng):
             "oiii_ew": rng.lognormal(0.0, 0.6), "forest_seed": int(rng.integers(2 ** 31))}
 
 
-def log_luminosity_1450(z, mag_r, alpha):
-    """log10 of the rest-frame λL_λ(1450 Å) (erg/s) of a quasar of r magnitude ``mag_r`` at ``z``.
+def log_luminosity(z, mag_r, alpha, rest_wave=1450.0):
+    """log10 of the rest-frame λL_λ(``rest_wave`` Å) (erg/s) of a quasar of r magnitude ``mag_r`` at ``z``.
 
     The continuum is the power law f_ν ∝ ν^α carried from the r band's effective
-    wavelength (:data:`R_EFF_WAVE`) to 1450 (1 + z) Å; the lines' share of the r-band
-    flux (~10 %) is neglected (0.01 dex in the Baldwin factor).
+    wavelength (:data:`R_EFF_WAVE`) to ``rest_wave`` (1 + z) Å; the lines' share of the
+    r-band flux (~10 %) is neglected (0.01 dex in the Baldwin factor).
     """
     fnu_r = 10.0 ** (-0.4 * (mag_r + 48.6))
-    fnu = fnu_r * (1450.0 * (1 + z) / R_EFF_WAVE) ** (-alpha)
+    fnu = fnu_r * (rest_wave * (1 + z) / R_EFF_WAVE) ** (-alpha)
     lnu = 4.0 * np.pi * luminosity_distance(z) ** 2 * fnu / (1 + z)
-    return float(np.log10(lnu * 2.99792458e18 / 1450.0))
+    return float(np.log10(lnu * 2.99792458e18 / rest_wave))
+
+
+def _has_r_magnitude(p):
+    """Whether quasar ``p`` carries the r-band magnitude its luminosity comes from."""
+    return "mag" in p and p.get("mag_band", "R") == "R"
 
 
 def baldwin_offset(p):
@@ -165,9 +170,9 @@ def baldwin_offset(p):
     ``p`` needs ``z``, ``alpha`` and ``mag`` with ``mag_band`` 'R' for a luminosity; the
     EW factor of a broad line of slope β is then 10^(β × this).
     """
-    if "mag" not in p or p.get("mag_band", "R") != "R":
+    if not _has_r_magnitude(p):
         return 0.0
-    return log_luminosity_1450(p["z"], p["mag"], p["alpha"]) - LOG_L_PIVOT
+    return log_luminosity(p["z"], p["mag"], p["alpha"]) - LOG_L_PIVOT
 
 
 def _gauss_sum(wave, step, bin_gauss, cen, sig, flux):
@@ -193,12 +198,9 @@ def host_ratio(p):
     """
     if "host_ratio" in p:
         return float(p["host_ratio"])
-    if "mag" not in p or p.get("mag_band", "R") != "R":
+    if not _has_r_magnitude(p):
         return 0.0
-    z = p["z"]
-    fnu = 10.0 ** (-0.4 * (p["mag"] + 48.6)) * (5100.0 * (1 + z) / R_EFF_WAVE) ** (-p["alpha"])
-    lnu = 4.0 * np.pi * luminosity_distance(z) ** 2 * fnu / (1 + z)
-    x = max(float(np.log10(lnu * 2.99792458e18 / 5100.0)) - 44.0, HOST_X_MIN)
+    x = max(log_luminosity(p["z"], p["mag"], p["alpha"], 5100.0) - 44.0, HOST_X_MIN)
     if x >= 1.053:
         return 0.0
     return max(0.8052 - 1.5502 * x + 0.9121 * x ** 2 - 0.1577 * x ** 3, 0.0)
