@@ -223,6 +223,14 @@ def _rest_model(key):
     return rest_model(dict(key))
 
 
+def cached_rest_model(p):
+    """:func:`rest_model` of ``p``, memoised on its items (hashable values only).
+
+    The returned dict is shared between calls with equal parameters: do not modify it.
+    """
+    return _rest_model(tuple(sorted(p.items())))
+
+
 def rest_model(p):
     """Rest-frame model of galaxy ``p``: broadened continuum on a log grid and its emission lines.
 

@@ -209,7 +209,7 @@ def host_ratio(p):
 def _host(rest, p, ratio):
     """f_λ of the host galaxy at rest wavelengths ``rest`` (the units of :func:`_continuum`)."""
     age = max(round(2.0 * (universe_age(p["z"]) - 1.0)) / 2.0, 1.0)     # 0.5 Gyr steps: few models to cache
-    m = galaxies._rest_model(tuple(sorted(dict(HOST_SPS, age=age, rest_range=REST_RANGE).items())))
+    m = galaxies.cached_rest_model(dict(HOST_SPS, age=age, rest_range=REST_RANGE))
     lnr = np.log(rest)
     host = np.interp(lnr, m["lnwave"], m["cont"], left=0.0, right=0.0)
     h5100 = np.interp(np.log(5100.0), m["lnwave"], m["cont"])
