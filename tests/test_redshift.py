@@ -305,3 +305,42 @@ def test_narrow_line_minimum_is_not_lost_to_a_line_alias():
             dv[label].append(C_KMS * (best["z"] - ztrue) / (1 + ztrue))
     assert sum(abs(v) > 500 for v in dv["redrock"]) >= 2, dv       # the test sees the aliases
     assert max(abs(v) for v in dv["default"]) < 20.0, dv
+
+
+def _broad_line_quasar_fit(line_peaks, snr=3.0, ztrue=1.2, sigma_kms=700.0):
+    """Best candidate of a noiseless quasar (continuum + broad Gaussian lines peaked at ``line_peaks``,
+    rest Å) fitted with a QSO template of continuum + one broad line per vector at CIII] 1909 and
+    Mg II 2799."""
+    from desired.redshift.templates import default_redshifts
+    wave = np.arange(900.0, 9000.0, 0.5)
+
+    def line(center):
+        return np.exp(-0.5 * ((wave - center) / (center * sigma_kms / C_KMS)) ** 2)
+    fit_t = Template("QSO", "", wave, np.array([np.ones_like(wave), line(1908.7), line(2799.1)]),
+                     default_redshifts("QSO"), version="t", filename="fit")
+    data_t = Template("QSO", "", wave, np.array([np.ones_like(wave) + 0.5 * sum(line(c) for c in line_peaks)]),
+                      default_redshifts("QSO"), version="t", filename="data")
+    spectra = make_spectra({"QSO": data_t}, [("QSO", ztrue, None)], snr=1e6)
+    for band in spectra.flux:                       # noise 1e-6 of the signal: deterministic chi2 curves
+        spectra.flux[band] = spectra.flux[band] * snr / 1e6
+    best = zfind.fit_batch(zfind.prepare_bands(spectra), [fit_t])[0]
+    return best, C_KMS * (best["z"] - ztrue) / (1 + ztrue)
+
+
+def test_quasar_minima_closer_than_3000_kms_are_one_solution():
+    """A double-peaked broad line (two equal peaks 2400 km/s apart, each the template's width) leaves two
+    chi2 minima at +-1000 km/s, both correct quasar redshifts.  redrock's 1000 km/s rule counts them as
+    distinct and flags the right answer SMALL_DELTA_CHI2; the quasar class's 3000 km/s rule
+    (templates.MAX_VELOCITY_DIFF) returns it confident.  A single line that two identifications
+    (CIII] or Mg II) fit equally stays ambiguous under both rules."""
+    from desired.redshift import templates as tmod
+    shift = np.array([1 - 1200.0 / C_KMS, 1 + 1200.0 / C_KMS])
+    double = [c * s for c in (1908.7, 2799.1) for s in shift]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(tmod.MAX_VELOCITY_DIFF, "QSO", 1000.0)
+        best_rr, dv_rr = _broad_line_quasar_fit(double)
+    best, dv = _broad_line_quasar_fit(double)
+    assert 800 < abs(dv_rr) < 1400 and best_rr["zwarn"] & zwarn.SMALL_DELTA_CHI2, (dv_rr, best_rr)
+    assert 800 < abs(dv) < 1400 and best["zwarn"] == 0 and best["deltachi2"] > 50, (dv, best)
+    single, _ = _broad_line_quasar_fit([2799.1])
+    assert single["zwarn"] & zwarn.SMALL_DELTA_CHI2, single

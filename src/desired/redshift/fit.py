@@ -9,7 +9,8 @@ each resampled on 15 redshifts between its coarse neighbours with the exact
 closer than the template class's velocity limit are merged; across templates the
 candidates are sorted by (bad fit, chi2), DELTACHI2 is the chi2 difference to the
 next distinct good candidate and SMALL_DELTA_CHI2 flags a distinct good candidate
-within 9.
+within 9.  One rule differs from redrock's: the velocity limit of quasars is 3000 km/s,
+not 1000 (:data:`desired.redshift.templates.MAX_VELOCITY_DIFF` says why).
 """
 from __future__ import annotations
 
