@@ -219,3 +219,23 @@ def test_qso_training_hosts_added_to_half_within_their_range():
     ratio = np.median((out - quasars)[changed][:, near] / quasars[changed][:, near], axis=1)
     lo, hi = basis_qso.HOST_RATIO_RANGE
     assert np.all(ratio > 0.5 * lo) and np.all(ratio < 2 * hi) and ratio.max() > 10 * ratio.min()
+
+
+def test_galaxies_without_nebular_lines_for_quasar_hosts():
+    """galaxy_spectra(nebular=False), the quasar hosts of build_template_set: the same stars and dust
+    (same draws), no emission line: the spectra with lines exceed them only at the nebular lines
+    ([O II] 3727, Hβ, [O III] 5007, Hα among them)."""
+    _, wave = basis_galaxy.log_wave(3500.0, 7000.0, 5e-5)
+    lines = basis_galaxy.galaxy_spectra(wave, 12, seed=5, quick=True)
+    stars = basis_galaxy.galaxy_spectra(wave, 12, seed=5, quick=True, nebular=False)
+    excess = lines - stars
+    assert np.all(excess >= -1e-12 * np.abs(lines).max())
+    near_line = np.zeros(wave.size, dtype=bool)
+    for center in basis_galaxy.LINES.values():
+        near_line |= np.abs(wave - center) < 15.0
+    assert np.all(np.abs(excess[:, ~near_line]) <= 1e-3 * np.abs(lines[:, ~near_line]))
+    forming = excess.max(axis=1) > 0.2 * stars.max(axis=1)
+    assert forming.sum() >= 3, "the test needs star-forming galaxies"
+    for center in (3728.5, 4862.68, 5008.24, 6564.61):
+        at = np.abs(wave - center) < 3.0
+        assert np.all(excess[forming][:, at].max(axis=1) > 0.05 * stars[forming][:, at].max(axis=1)), center

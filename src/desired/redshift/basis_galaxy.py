@@ -472,7 +472,7 @@ def _sfh_weights(rng, ages, dages):
     return mass / mass.sum()
 
 
-def galaxy_spectra(wave, nspec, seed=1, quick=False, blanket=True, ism_lines=True):
+def galaxy_spectra(wave, nspec, seed=1, quick=False, blanket=True, ism_lines=True, nebular=True):
     """``nspec`` physically varied galaxy spectra on ``wave`` (rest frame, arbitrary units).
 
     Parameters
@@ -488,6 +488,8 @@ def galaxy_spectra(wave, nspec, seed=1, quick=False, blanket=True, ism_lines=Tru
     ism_lines : bool
         Interstellar UV absorption lines (:func:`ism_absorption`) in galaxies that formed
         more than 1 % of their mass in the last 100 Myr, strength uniform 0.3-1.5.
+    nebular : bool
+        Nebular emission lines (False: stars and dust only; the random draws are the same).
 
     Returns
     -------
@@ -518,6 +520,7 @@ def galaxy_spectra(wave, nspec, seed=1, quick=False, blanket=True, ism_lines=Tru
         hbeta = sfr * LSUN_HALPHA_PER_SFR / 2.86 * 10 ** rng.uniform(-0.5, 0.3)
         if hbeta > 0:
             gas = emission_lines(wave, line_ratios(rng), hbeta, 10 ** rng.uniform(np.log10(25), np.log10(150)))
-            spec = spec + gas * calzetti(wave, av / 0.44)
+            if nebular:
+                spec = spec + gas * calzetti(wave, av / 0.44)
         out[i] = spec
     return out

@@ -27,7 +27,11 @@ simulator's quasar generator (``desired.sim.quasars``):
   Real quasar spectra carry their host's starlight (the red upturn and 4000 Å break of
   faint low-z quasars; Vanden Berk et al. 2006, AJ 131, 84), and DESI's own QSO
   templates, a PCA of real spectra, have it built in; without it, a host-dominated
-  quasar at z < 1 fits no QSO vector and goes to GALAXY;
+  quasar at z < 1 fits no QSO vector and goes to GALAXY.  The hosts are stars and
+  dust only: a star-forming host's nebular lines, free in the PCA, let the QSO
+  basis fit emission-line galaxies better than the GALAXY basis (8 of 189 ELGs of
+  a simulated petal night fitted confident QSO at their galaxy redshift), while
+  the quasar's own narrow lines ([O II], [Ne V], [O III]) are in the line model;
 * **Fe II**: the optical multiplets 27/28/37/38/42/48/49 as lines at the Hβ width
   (wavelengths from the NIST tables, equal strengths except multiplet 42 twice
   as strong) and the UV Fe II "small blue bump" as broad Gaussian blends centred
