@@ -3,8 +3,9 @@
 Fits one coadd (``benchmarks/redshift_inputs.py``: a truth-calibrated, desispec-coadded
 frame-level simulation) with ``desired redshifts`` twice — once with the templates
 ``desired templates`` builds, once with DESI's redrock templates — and prints per
-truth class: efficiency (ZWARN == 0 and |Δv| < 1000 km/s, 3000 for QSO, over all
-targets of the class), catastrophic rate (|Δv| above that limit among ZWARN == 0),
+truth class: efficiency (ZWARN == 0, the class's SPECTYPE and |Δv| < 1000 km/s, 3000 for
+QSO, over all targets of the class, as ``bench_sim_redrock.py``), catastrophic rate (wrong
+SPECTYPE or |Δv| above that limit among ZWARN == 0),
 velocity rms, median, NMAD and rms without the 3 largest |Δv| of the good ones, the fraction
 fitted as the right SPECTYPE, the median ZERR of the good ones as a velocity (km/s: the fitter's
 error, from the χ² curvature) and the rms of Δv / that error ("pull":
@@ -113,6 +114,8 @@ def score(table, truth, floor=None):
         lim = 3000.0 if c == "QSO" else 1000.0
         conf = sel & (zwarn == 0)
         good = conf & (np.abs(dv) < lim)
+        if TRUE_SPECTYPE.get(c):
+            good &= spectype == TRUE_SPECTYPE[c]       # a right z with the wrong class is not a success
         row = dict(cls=c, n=int(sel.sum()), conf=int(conf.sum()),
                    eff=good.sum() / max(sel.sum(), 1),
                    cata=(conf & ~good).sum() / max(conf.sum(), 1),
