@@ -307,10 +307,10 @@ def test_narrow_line_minimum_is_not_lost_to_a_line_alias():
     assert max(abs(v) for v in dv["default"]) < 20.0, dv
 
 
-def _broad_line_quasar_fit(line_peaks, snr=3.0, ztrue=1.2, sigma_kms=700.0):
+def _broad_line_quasar_fit(line_peaks, snr=3.0, ztrue=1.2, sigma_kms=700.0, amplitudes=None):
     """Best candidate of a noiseless quasar (continuum + broad Gaussian lines peaked at ``line_peaks``,
-    rest Å) fitted with a QSO template of continuum + one broad line per vector at CIII] 1909 and
-    Mg II 2799."""
+    rest Å, relative heights ``amplitudes``, default all 1) fitted with a QSO template of continuum +
+    one broad line per vector at CIII] 1909 and Mg II 2799."""
     from desired.redshift.templates import default_redshifts
     wave = np.arange(900.0, 9000.0, 0.5)
 
@@ -318,7 +318,9 @@ def _broad_line_quasar_fit(line_peaks, snr=3.0, ztrue=1.2, sigma_kms=700.0):
         return np.exp(-0.5 * ((wave - center) / (center * sigma_kms / C_KMS)) ** 2)
     fit_t = Template("QSO", "", wave, np.array([np.ones_like(wave), line(1908.7), line(2799.1)]),
                      default_redshifts("QSO"), version="t", filename="fit")
-    data_t = Template("QSO", "", wave, np.array([np.ones_like(wave) + 0.5 * sum(line(c) for c in line_peaks)]),
+    amplitudes = np.ones(len(line_peaks)) if amplitudes is None else amplitudes
+    data_t = Template("QSO", "", wave,
+                      np.array([np.ones_like(wave) + 0.5 * sum(a * line(c) for a, c in zip(amplitudes, line_peaks))]),
                       default_redshifts("QSO"), version="t", filename="data")
     spectra = make_spectra({"QSO": data_t}, [("QSO", ztrue, None)], snr=1e6)
     for band in spectra.flux:                       # noise 1e-6 of the signal: deterministic chi2 curves
@@ -344,3 +346,26 @@ def test_quasar_minima_closer_than_3000_kms_are_one_solution():
     assert 800 < abs(dv) < 1400 and best["zwarn"] == 0 and best["deltachi2"] > 50, (dv, best)
     single, _ = _broad_line_quasar_fit([2799.1])
     assert single["zwarn"] & zwarn.SMALL_DELTA_CHI2, single
+
+
+def test_best_refined_quasar_minimum_of_a_3000_kms_window_wins():
+    """Two chi2 minima 2200 km/s apart (line peaks of heights 1 and 0.92, sigma 250 km/s): the higher
+    peak's minimum lies half a coarse step (172 km/s) from the grid, the lower one's on a grid point,
+    so the lower peak has the better coarse chi2 but the worse refined one.  Refining only the best
+    coarse minimum of the quasar's 3000 km/s window (nrefine 0) returns the lower peak; refining the
+    best few (zfind.NARROW_MINIMA_REFINE["QSO"]) returns the best chi2 of the window."""
+    from desired.redshift.templates import default_redshifts
+    zgrid = default_redshifts("QSO")
+    k = int(np.searchsorted(zgrid, 1.2))
+    za = np.sqrt((1 + zgrid[k]) * (1 + zgrid[k + 1])) - 1          # between two coarse points
+    zb = zgrid[k + 7]                                               # on a coarse point, +2243 km/s
+    peaks = [c * s for c in (1908.7, 2799.1) for s in (1.0, (1 + zb) / (1 + za))]
+    fits = {}
+    for nrefine in (0, zfind.NARROW_MINIMA_REFINE["QSO"]):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setitem(zfind.NARROW_MINIMA_REFINE, "QSO", nrefine)
+            fits[nrefine] = _broad_line_quasar_fit(peaks, ztrue=za, sigma_kms=250.0,
+                                                   amplitudes=[1.0, 0.92, 1.0, 0.92])
+    (best0, dv0), (best, dv) = fits[0], fits[zfind.NARROW_MINIMA_REFINE["QSO"]]
+    assert 2000 < dv0 < 2500, (dv0, best0)                     # the lower peak: right coarse, wrong refined
+    assert abs(dv) < 50 and best["chi2"] < best0["chi2"], (dv, best, best0)

@@ -519,8 +519,9 @@ def galaxy_spectra(wave, nspec, seed=1, quick=False, blanket=True, ism_lines=Tru
         sfr = mass[young].sum() / 1e7                              # Msun/yr per Msun formed
         hbeta = sfr * LSUN_HALPHA_PER_SFR / 2.86 * 10 ** rng.uniform(-0.5, 0.3)
         if hbeta > 0:
-            gas = emission_lines(wave, line_ratios(rng), hbeta, 10 ** rng.uniform(np.log10(25), np.log10(150)))
+            ratios = line_ratios(rng)                          # drawn with or without lines: same stream
+            width = 10 ** rng.uniform(np.log10(25), np.log10(150))
             if nebular:
-                spec = spec + gas * calzetti(wave, av / 0.44)
+                spec = spec + emission_lines(wave, ratios, hbeta, width) * calzetti(wave, av / 0.44)
         out[i] = spec
     return out

@@ -1,8 +1,9 @@
 """Refinement of chi2(z) minima: fine grid, parabola, ZERR, distinct solutions, DELTACHI2.
 
 Follows redrock's ``fitz`` and ``zfind`` rules, so that results compare one to one:
-up to ``nminima`` minima per template (for classes with minima narrower than the
-coarse step, the best ``nrefine`` coarse minima even when they are not distinct),
+up to ``nminima`` minima per template (for galaxies, whose minima can be narrower
+than the coarse step, and quasars, whose 3000 km/s window holds several minima, the
+best ``nrefine`` coarse minima even when they are not distinct),
 each resampled on 15 redshifts between its coarse neighbours with the exact
 (double-precision) chi2, a parabola through the three lowest points giving Z, ZERR
 (where chi2 rises by 1) and CHI2; candidates
