@@ -1,17 +1,18 @@
 """Refinement of chi2(z) minima: fine grid, parabola, ZERR, distinct solutions, DELTACHI2.
 
 Follows redrock's ``fitz`` and ``zfind`` rules, so that results compare one to one:
-up to ``nminima`` minima per template (for galaxies, whose minima can be narrower
-than the coarse step, and quasars, whose 3000 km/s window holds several minima, the
-best ``nrefine`` coarse minima even when they are not distinct),
+up to ``nminima`` minima per template,
 each resampled on 15 redshifts between its coarse neighbours with the exact
 (double-precision) chi2, a parabola through the three lowest points giving Z, ZERR
 (where chi2 rises by 1) and CHI2; candidates
 closer than the template class's velocity limit are merged; across templates the
 candidates are sorted by (bad fit, chi2), DELTACHI2 is the chi2 difference to the
 next distinct good candidate and SMALL_DELTA_CHI2 flags a distinct good candidate
-within 9.  One rule differs from redrock's: the velocity limit of quasars is 3000 km/s,
-not 1000 (:data:`desired.redshift.templates.MAX_VELOCITY_DIFF` says why).
+within 9.  Two rules differ from redrock's: the velocity limit of quasars is 3000 km/s,
+not 1000 (:data:`desired.redshift.templates.MAX_VELOCITY_DIFF` says why), and for
+galaxies, whose minima can be narrower than the coarse step, and quasars, whose
+3000 km/s window holds several minima, the best ``nrefine`` coarse minima are refined
+even when they are not distinct (:data:`desired.redshift.zfind.NARROW_MINIMA_REFINE`).
 """
 from __future__ import annotations
 

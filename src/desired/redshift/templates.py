@@ -35,7 +35,8 @@ LYMAN_SERIES = {
 #: (SMALL_DELTA_CHI2) although either of them is a correct redshift.  A quasar's Z is then the best
 #: minimum of its 3000 km/s window.  Measured on the simulated quasars of issue 13 (QSO seeds 3-7,
 #: 304): confident and right 85.9 -> 92.1 % with the own templates (catastrophic 0.4 % both),
-#: 87.8 -> 91.4 % with DESI's (catastrophic 1.1 -> 1.8 %: two of the five at 3068 and 3532 km/s).
+#: 87.8 -> 91.4 % with DESI's (catastrophic 1.1 -> 1.8 %: two of the five at 3068 and 3532 km/s;
+#: 91.8 % and 1.4 % once the best 3 coarse minima of the window are refined, zfind.NARROW_MINIMA_REFINE).
 MAX_VELOCITY_DIFF = {"STAR": 100.0, "QSO": 3000.0}
 DEFAULT_MAX_VELOCITY_DIFF = 1000.0
 
