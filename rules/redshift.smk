@@ -9,6 +9,7 @@ rule templates:
     params:
         seed=config["templates"].get("seed", 1),
         quick=bool(config["templates"].get("quick", False)),
+    threads: config["templates"].get("nproc", 1)
     log:
         log_pattern("templates"),
     benchmark:

@@ -38,7 +38,7 @@ def test_files_open_with_redrock_and_ours(quick_set):
         assert np.allclose(rr.redshifts, mine.redshifts)
         assert rr.template_type == mine.spectype and rr.sub_type == mine.subtype
     gal, qso = ours["GALAXY"], ours["QSO"]
-    assert (gal.nbasis, qso.nbasis) == (10, 6)
+    assert (gal.nbasis, qso.nbasis) == (basis.GALAXY_NBASIS[True], 6)
     assert gal.wave[0] <= 1000.5 and gal.wave[-1] >= 11990 and qso.wave[0] <= 500.5 and qso.wave[-1] >= 9990
     # resolution at least DESI's (R ~ 2000-5000): template pixels of 35 km/s (GALAXY), 69 km/s (QSO lines >= 300)
     for t, kms in ((gal, 35.0), (qso, 70.0), (ours["STAR:::G"], 18.0)):

@@ -30,7 +30,9 @@ documented, deterministic recipe of textbook stellar-atmosphere physics
   local electron density, scaled to reproduce the solar Balmer equivalent widths);
   ~30 strong metal lines (Ca II H&K and triplet, Ca I, Mg I b, Na D, Fe I, Al I,
   Sr II, Mn I, Ti II) with Boltzmann-Saha
-  populations, Doppler cores and van der Waals damping wings;
+  populations, Doppler cores and van der Waals damping wings — or, with ``linelist=``,
+  every line of a full atomic and molecular list (:mod:`desired.lineopacity`; the own
+  GALAXY templates use it, the standard-star fit does not);
 * **emergent flux**: LTE formal solution ``F = 2π ∫ B(T) E2(tau_λ) dtau_λ``, exact
   for a source function linear in tau_λ between depth points.
 
@@ -305,8 +307,8 @@ def _voigt_approx(dwave, doppler, lorentz):
     return eta * lor + (1.0 - eta) * gauss
 
 
-def _line_opacity(wave, temp, pe, ne, pg, fneutral_h, feh, vturb=1.5):
-    """Line opacity per neutral H atom (cm^2), shape (ndepth, nwave)."""
+def _line_opacity(wave, temp, pe, ne, pg, fneutral_h, feh, vturb=1.5, metals=True):
+    """Line opacity per neutral H atom (cm^2), shape (ndepth, nwave); ``metals``: add :data:`_METAL_LINES`."""
     theta = (5040.0 / temp)[:, None]
     out = np.zeros((temp.size, wave.size))
     f_holtsmark = 2.61 * 4.803e-10 * ne ** (2.0 / 3.0)          # normal field, esu
@@ -323,7 +325,7 @@ def _line_opacity(wave, temp, pe, ne, pg, fneutral_h, feh, vturb=1.5):
         pop = pop * _occupation_probability(float(n_up), ne, temp)[:, None]     # w_up (w_low ≈ 1)
         sig = SIGMA_LINE * _oscillator_strength(n_low, n_up) * lam ** 2 / C_ANGSTROM
         out[:, sel] += pop * sig * prof * (1.0 - 10 ** (-theta * EV_ANGSTROM / lam))
-    for lam, el, stage, loggf, chi in _METAL_LINES:
+    for lam, el, stage, loggf, chi in (_METAL_LINES if metals else ()):
         sel = np.abs(wave - lam) < 40.0
         if not np.any(sel):
             continue
@@ -383,7 +385,7 @@ def _emergent_flux(src, tl):
     return flux + src[0] * (0.5 - e3[0]) + src[-1] * e3[-1]
 
 
-def model_spectrum(wave, teff, logg, feh):
+def model_spectrum(wave, teff, logg, feh, linelist=None):
     """Emergent flux F_λ of one model photosphere (arbitrary units, per Å).
 
     Parameters
@@ -396,6 +398,10 @@ def model_spectrum(wave, teff, logg, feh):
         Surface gravity, log10 cm/s^2.
     feh : float
         Metallicity [Fe/H], dex (all metals scaled together).
+    linelist : dict of ndarray, optional
+        A full line list (:func:`desired.io.linelist.read_linemake`) replacing the ~30
+        named metal lines (:mod:`desired.lineopacity`); ``wave`` must then be
+        log-uniform.
 
     Returns
     -------
@@ -405,7 +411,11 @@ def model_spectrum(wave, teff, logg, feh):
     wave = np.asarray(wave, dtype=np.float64)
     tau, temp, pg, pe, ne, fh = _structure(float(teff), float(logg), float(feh))
     kref = _continuum_opacity(np.array([5000.0]), temp, pe)[:, 0]
-    kap = _continuum_on(wave, temp, pe) + _line_opacity(wave, temp, pe, ne, pg, fh, feh)
+    kcont = _continuum_on(wave, temp, pe)
+    kap = kcont + _line_opacity(wave, temp, pe, ne, pg, fh, feh, metals=linelist is None)
+    if linelist is not None:
+        from .lineopacity import line_opacity
+        kap = kap + line_opacity(wave, tau, temp, pe, pg, fh, feh, kcont, linelist)
     ratio = kap / kref[:, None]
     # tau_λ(tau_5000): trapezoid in tau from the top (layer 0 gets the isothermal top value)
     dtau = np.diff(tau)[:, None] * 0.5 * (ratio[1:] + ratio[:-1])

@@ -8,4 +8,4 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
 with step_logging(snakemake.log[0]):
     run(outdir=os.path.dirname(snakemake.output.listing), seed=snakemake.params.seed,
-        quick=snakemake.params.quick)
+        quick=snakemake.params.quick, nproc=snakemake.threads)

