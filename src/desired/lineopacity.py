@@ -184,14 +184,17 @@ def _line_species(species):
 
 
 def _isotope_fractions(codes):
-    """log10 of the product of the solar isotopic fractions named by MOOG molecule codes (0 if unnamed)."""
-    out = np.zeros(len(codes))
-    for i, code in enumerate(codes):
-        digits = f"{code:.5f}".split(".")[1]
-        masses = (int(digits[:3]), int(digits[3:]))
-        if masses[0] and masses[1]:
-            out[i] = np.log10(ISOTOPES.get(masses[0], 1.0) * ISOTOPES.get(masses[1], 1.0))
-    return out
+    """log10 of the product of the solar isotopic fractions named by MOOG molecule codes (0 if unnamed).
+
+    The five decimals of a code are the two mass numbers, 3 + 2 digits (607.01214: 12, 14).
+    """
+    digits = np.round((codes - np.floor(codes)) * 1e5).astype(int)
+    first, second = digits // 100, digits % 100
+    table = np.ones(1000)
+    for mass, fraction in ISOTOPES.items():
+        table[mass] = fraction
+    named = (first > 0) & (second > 0)
+    return np.where(named, np.log10(table[first] * table[second]), 0.0)
 
 
 def damping_width(lam, ep, ionisation, temp, pg):
