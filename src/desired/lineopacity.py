@@ -19,13 +19,14 @@ Physics (Gray, *The Observation and Analysis of Stellar Photospheres*, 3rd ed., 
 * **profiles**: pseudo-Voigt, thermal + 1.5 km/s microturbulent Doppler width, classical
   radiative and Unsöld van der Waals damping (:func:`damping_width`); the Doppler width is
   widened in quadrature by 0.7 of the computing grid's pixel so that an unresolved line
-  keeps its integrated opacity (lines computed on a 7 km/s grid are therefore somewhat
-  less saturated than on a finer one);
+  keeps its integrated opacity (a saturated line's equivalent width grows with its Doppler
+  width, so on a grid coarser than ~2 km/s the saturated lines come out too strong);
 * lines whose centre opacity stays below :data:`ETA_MIN` of the continuum at every depth
   are dropped; each line's window reaches where its Lorentz wing falls to that level.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from .stdmodels import AMU, C_ANGSTROM, EV_ANGSTROM, K_BOLTZ, SIGMA_LINE, _saha_phi, _voigt_approx
@@ -42,6 +43,7 @@ TAU_PROFILE = 0.5
 VTURB = 1.5
 H_PLANCK = 6.62607e-27
 HC_CM = 1.98645e-16 / 1.380649e-16      # hc/k in cm K
+C_CM = C_ANGSTROM * 1e-8                # speed of light, cm/s
 
 #: Z -> (log ε (H = 12, Asplund et al. 2009), ionisation energy eV, u_I, u_II (~5000 K), mass amu)
 ATOMS = {
@@ -119,8 +121,8 @@ def species_populations(temp, pe, pg, fneutral_h, feh, a_he=0.085):
     Returns
     -------
     dict
-        ``(Z, stage)`` (stage 1 neutral, 2 first ion) or the molecule's MOOG code ->
-        ndarray (ndepth,) of ``n / (n_HI u)``.
+        ``100 Z + stage`` for atoms (stage 1 neutral, 2 first ion; 2601 is Fe I) or the
+        molecule's MOOG code (607 is CN) -> ndarray (ndepth,) of ``n / (n_HI u)``.
     """
     n_h = (pg - pe) / (K_BOLTZ * temp) / (1.0 + a_he)                  # H nuclei per cm^3
     out, neutral = {}, {}
@@ -134,8 +136,8 @@ def species_populations(temp, pe, pg, fneutral_h, feh, a_he=0.085):
             r2 = _saha_phi(temp, SECOND_ION[z], 2.0) / pe
             f1 = 1.0 / (1.0 + r1 * (1.0 + r2))
             f2 = f1 * r1
-        out[(z, 1)] = eps * f1 / u1 / fneutral_h
-        out[(z, 2)] = eps * f2 / u2 / fneutral_h
+        out[100 * z + 1] = eps * f1 / u1 / fneutral_h
+        out[100 * z + 2] = eps * f2 / u2 / fneutral_h
         neutral[z] = eps * f1 * n_h                                    # cm^-3
     k_co = _dissociation_constant(temp, 608, ATOMS[6][2], ATOMS[8][2])
     n_c, n_o = neutral[6], neutral[8]
@@ -143,14 +145,39 @@ def species_populations(temp, pe, pg, fneutral_h, feh, a_he=0.085):
         n_co = n_c * n_o / k_co
         n_c = neutral[6] / (1.0 + n_o / k_co)
         n_o = neutral[8] / (1.0 + n_c / k_co)
-    out[(6, 1)] = out[(6, 1)] * n_c / neutral[6]                      # the atoms CO leaves free
-    out[(8, 1)] = out[(8, 1)] * n_o / neutral[8]
+    out[601] = out[601] * n_c / neutral[6]                      # the atoms CO leaves free
+    out[801] = out[801] * n_o / neutral[8]
     neutral[6], neutral[8] = n_c, n_o
     for code, (za, zb, _, b_rot, omega, g_el, sym) in MOLECULES.items():
         k = _dissociation_constant(temp, code, ATOMS[za][2], ATOMS[zb][2])
         n_ab = neutral[za] * neutral[zb] / k
         out[code] = n_ab / _molecule_partition(temp, b_rot, omega, g_el, sym) / (fneutral_h * n_h)
     return out
+
+
+def prepare_lines(lines):
+    """The lines of ``lines`` whose species :data:`ATOMS` / :data:`MOLECULES` hold, with what
+    :func:`line_opacity` needs of each; computed once per line list, not per photosphere.
+
+    Parameters
+    ----------
+    lines : dict of ndarray (nline,)
+        As :func:`desired.io.linelist.read_moog_linelist` returns (``wave``, ``species``,
+        ``ep``, ``loggf``).
+
+    Returns
+    -------
+    dict of ndarray (nkept,)
+        ``wave`` (Å), ``ep`` (eV), ``loggf`` (with the isotopologue fraction, see
+        :func:`_isotope_fractions`), ``key`` (:func:`species_populations`' keys), ``mass``
+        (amu), ``ionisation`` (eV, of the line's stage; for the van der Waals width).
+        H lines (:mod:`desired.stdmodels` computes them itself) and CO lines (infrared
+        bands) are not kept.
+    """
+    keys, masses, ionisation, log_isotope = _line_species(np.asarray(lines["species"], dtype=float))
+    known = keys >= 0
+    return {"wave": lines["wave"][known], "ep": lines["ep"][known], "loggf": lines["loggf"][known] + log_isotope[known],
+            "key": keys[known], "mass": masses[known], "ionisation": ionisation[known]}
 
 
 def _line_species(species):
@@ -238,30 +265,31 @@ def line_opacity(wave, tau, temp, pe, pg, fneutral_h, feh, kcont, lines):
     kcont : ndarray (ndepth, nwave)
         Continuous opacity per neutral H atom on ``wave`` (the line-selection reference).
     lines : dict of ndarray
-        As :func:`desired.io.linelist.read_moog_linelist` returns.
+        As :func:`prepare_lines` returns (or as :func:`desired.io.linelist.read_moog_linelist`
+        returns: then prepared here, for this call only).
     """
+    if "key" not in lines:
+        lines = prepare_lines(lines)
     dlog = np.log10(wave[1] / wave[0])
     inside = (lines["wave"] > wave[0]) & (lines["wave"] < wave[-1])
-    keys, masses, ionisation, log_isotope = _line_species(lines["species"][inside])
-    known = keys >= 0
-    lam, keys, ionisation = lines["wave"][inside][known], keys[known], ionisation[known]
-    ep, masses = lines["ep"][inside][known], masses[known]
-    loggf = lines["loggf"][inside][known] + log_isotope[known]
+    if not inside.any():
+        return np.zeros((len(temp), len(wave)))
+    lam, keys, ionisation = lines["wave"][inside], lines["key"][inside], lines["ionisation"][inside]
+    ep, masses, loggf = lines["ep"][inside], lines["mass"][inside], lines["loggf"][inside]
     pops = species_populations(temp, pe, pg, fneutral_h, feh)
-    table = {100 * k[0] + k[1] if isinstance(k, tuple) else k: v for k, v in pops.items()}
     codes, inverse = np.unique(keys, return_inverse=True)
     centre = np.clip(np.round((np.log10(lam) - np.log10(wave[0])) / dlog).astype(int), 0, len(wave) - 1)
     pix = lam * np.log(10) * dlog                                                    # Å
     theta = (5040.0 / temp)[:, None]
 
     def strength_of(sel, depths):
-        pop = np.array([table[c][depths] for c in codes]).T[:, inverse[sel]]     # (ndepth, nline)
+        pop = np.array([pops[c][depths] for c in codes]).T[:, inverse[sel]]     # (ndepth, nline)
         return (pop * 10 ** (-theta[depths] * ep[None, sel]) * SIGMA_LINE * 10 ** loggf[None, sel]
                 * lam[None, sel] ** 2 / C_ANGSTROM * (1.0 - 10 ** (-theta[depths] * EV_ANGSTROM / lam[None, sel])))
 
     def doppler_of(sel, depths):
         therm = lam[None, sel] * np.sqrt(2 * K_BOLTZ * temp[depths, None] / (masses[None, sel] * AMU)
-                                         + (VTURB * 1e5) ** 2) / 2.998e10
+                                         + (VTURB * 1e5) ** 2) / C_CM
         return np.sqrt(therm ** 2 + (0.7 * pix[None, sel]) ** 2)
 
     # select on every 4th depth first (cheap), then keep the lines above ETA_MIN at any depth
@@ -273,7 +301,7 @@ def line_opacity(wave, tau, temp, pe, pg, fneutral_h, feh, kcont, lines):
     strength = strength_of(sel, depths)                                              # cm^2 Å
     doppler = doppler_of(sel, depths)
     gamma = damping_width(lam[sel], ep[sel], ionisation[sel], temp, pg)               # s^-1
-    lorentz = lam[None, sel] ** 2 * 1e-8 / (4 * np.pi * 2.998e10) * gamma             # HWHM Å
+    lorentz = lam[None, sel] ** 2 * 1e-8 / (4 * np.pi * C_CM) * gamma             # HWHM Å
     kc = kcont[:, centre[sel]]
     keep = (strength / (np.sqrt(np.pi) * doppler) / kc).max(axis=0) > ETA_MIN
     # half window where the Lorentz wing falls to ETA_WING of the continuum, at least 4 Doppler widths
@@ -314,19 +342,42 @@ def _deposit_shared(wave, centre, lam, strength, doppler, lorentz, half):
     return np.asarray((matrix.T @ strength.T).T)
 
 
-def _deposit(out, wave, centre, lam, strength, doppler, lorentz, half, max_elements=2 ** 24):
-    """Add pseudo-Voigt profiles of ``half`` pixels each side to ``out`` (ndepth, nwave), in place."""
+def _deposit(out, wave, centre, lam, strength, doppler, lorentz, half):
+    """Add pseudo-Voigt profiles of ``half`` pixels each side to ``out`` (ndepth, nwave), in place.
+
+    ``strength``, ``doppler`` and ``lorentz`` are (ndepth, nline): every depth has its own
+    profile (the strong lines, whose damping wings change with pressure).
+    """
+    _deposit_kernel(out, wave, centre.astype(np.int64), lam, np.ascontiguousarray(strength),
+                    np.ascontiguousarray(doppler), np.ascontiguousarray(lorentz), int(half))
+
+
+@numba.njit(cache=True, nogil=True)
+def _deposit_kernel(out, wave, centre, lam, strength, doppler, lorentz, half):
+    """numba loop of :func:`_deposit`; the profile is :func:`desired.stdmodels._voigt_approx`'s.
+
+    The Gaussian part is skipped beyond 12 of its σ (where it is below 1e-31 of its peak).
+    """
     ndepth, nwave = out.shape
-    offsets = np.arange(-half, half + 1)
-    step = max(1, max_elements // (ndepth * len(offsets)))
-    for start in range(0, len(centre), step):
-        s = slice(start, start + step)
-        idx = centre[s, None] + offsets[None, :]
-        valid = (idx >= 0) & (idx < nwave)
-        idx = np.clip(idx, 0, nwave - 1)
-        dw = (wave[idx] - lam[s, None])[None, :, :]
-        prof = _voigt_approx(dw, doppler[:, s, None], lorentz[:, s, None])
-        vals = strength[:, s, None] * prof * valid[None, :, :]
-        flat = idx.ravel()
-        for d in range(ndepth):
-            out[d] += np.bincount(flat, weights=vals[d].ravel(), minlength=nwave)
+    sqrt_ln2 = np.sqrt(np.log(2.0))
+    for d in range(ndepth):
+        for j in range(len(centre)):
+            fg = 2.0 * sqrt_ln2 * doppler[d, j]
+            fl = 2.0 * lorentz[d, j]
+            f = (fg ** 5 + 2.69269 * fg ** 4 * fl + 2.42843 * fg ** 3 * fl ** 2 + 4.47163 * fg ** 2 * fl ** 3
+                 + 0.07842 * fg * fl ** 4 + fl ** 5) ** 0.2
+            r = fl / f
+            eta = 1.36603 * r - 0.47719 * r ** 2 + 0.11116 * r ** 3
+            sg = f / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+            hw = f / 2.0
+            wg = strength[d, j] * (1.0 - eta) / (np.sqrt(2 * np.pi) * sg)
+            wl = strength[d, j] * eta * hw / np.pi
+            lo = max(centre[j] - half, 0)
+            hi = min(centre[j] + half, nwave - 1)
+            for i in range(lo, hi + 1):
+                dw = wave[i] - lam[j]
+                x2 = (dw / sg) ** 2
+                value = wl / (dw * dw + hw * hw)
+                if x2 < 288.0:
+                    value += wg * np.exp(-0.5 * x2)
+                out[d, i] += value

@@ -399,9 +399,10 @@ def model_spectrum(wave, teff, logg, feh, linelist=None):
     feh : float
         Metallicity [Fe/H], dex (all metals scaled together).
     linelist : dict of ndarray, optional
-        A full line list (:func:`desired.io.linelist.read_linemake`) replacing the ~30
-        named metal lines (:mod:`desired.lineopacity`); ``wave`` must then be
-        log-uniform.
+        A full line list (:func:`desired.io.linelist.read_linemake`, or
+        :func:`desired.lineopacity.prepare_lines` of it, once for many photospheres)
+        replacing the ~30 named metal lines (:mod:`desired.lineopacity`); ``wave`` must
+        then be log-uniform.
 
     Returns
     -------

@@ -63,8 +63,9 @@ def read_moog_linelist(path, wmin=0.0, wmax=np.inf):
     Returns
     -------
     dict of ndarray (nline,)
-        ``wave`` (vacuum Å), ``species`` (MOOG code, float), ``ep`` (eV), ``loggf``,
-        ``d0`` (dissociation energy eV, NaN for atoms).
+        ``wave`` (vacuum Å), ``species`` (MOOG code, float), ``ep`` (eV), ``loggf``.
+        A fifth column (a molecule's dissociation energy) is not read:
+        :data:`desired.lineopacity.MOLECULES` holds those.
 
     Raises
     ------
@@ -82,13 +83,7 @@ def read_moog_linelist(path, wmin=0.0, wmax=np.inf):
                 values = [float(p) for p in parts[:4]]
             except ValueError:
                 continue                                   # header or comment line
-            d0 = np.nan
-            if len(parts) > 4:
-                try:
-                    d0 = float(parts[4])
-                except ValueError:
-                    pass
-            rows.append(values + [d0])
+            rows.append(values)
     if not rows:
         raise ValueError(f"{path}: no line in MOOG format (wavelength species EP loggf)")
     table = np.array(rows)
@@ -96,8 +91,7 @@ def read_moog_linelist(path, wmin=0.0, wmax=np.inf):
     keep = (wave >= wmin) & (wave <= wmax)
     log.info("%s: %d of %d lines in %.0f-%.0f Å", os.path.basename(path), keep.sum(), len(wave), wmin,
              min(wmax, wave.max()))
-    return {"wave": wave[keep], "species": table[keep, 1], "ep": table[keep, 2], "loggf": table[keep, 3],
-            "d0": table[keep, 4]}
+    return {"wave": wave[keep], "species": table[keep, 1], "ep": table[keep, 2], "loggf": table[keep, 3]}
 
 
 def read_linemake(directory, wmin=0.0, wmax=np.inf, files=LINEMAKE_FILES):

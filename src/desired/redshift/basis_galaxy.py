@@ -56,6 +56,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from ..lineopacity import prepare_lines
 from ..stdmodels import model_spectrum
 
 C_KMS = 299792.458
@@ -342,7 +343,7 @@ def _library_star(node, shared=None):
     return _bolometric(wave, flux, teff)
 
 
-def stellar_library(wave, fehs, quick=False, blanket=True, linelist=None, nproc=1):
+def stellar_library(wave, fehs, quick=False, blanket=True, linelist=None, nproc=1, sub=None):
     """LTE spectra of the dwarf and giant nodes, each normalised to unit bolometric luminosity.
 
     Parameters
@@ -371,7 +372,8 @@ def stellar_library(wave, fehs, quick=False, blanket=True, linelist=None, nproc=
     dloglam = np.log10(wave[1] / wave[0])
     # computing grid: 5 sub-pixels (7 km/s); quick: the template grid itself (34.5 km/s), 2 sub-pixels
     # with a line list (its unresolved lines are widened to 0.7 pixel, see desired.lineopacity)
-    sub = (2 if linelist is not None else 1) if quick else 5
+    if sub is None:
+        sub = (2 if linelist is not None else 1) if quick else 5
     fine = 10 ** (np.log10(wave[0]) + dloglam / sub * (np.arange(len(wave) * sub) - (sub - 1) / 2))
     sigma_pix = LIBRARY_SIGMA / (C_KMS * np.log(10) * dloglam / sub)
 
@@ -384,6 +386,8 @@ def stellar_library(wave, fehs, quick=False, blanket=True, linelist=None, nproc=
         nodes += [(feh, "dwarfs", t, g) for t, g in zip(teffs, np.interp(teffs, ms_teff, ms_logg))]
         nodes += [(feh, "giants", t + shift, g) for t, g, _ in GIANTS_OLD]
         nodes += [(feh, "young", t + shift, g) for t, g, _ in GIANTS_YOUNG]
+    if linelist is not None:
+        linelist = prepare_lines(linelist)
     shared = {"fine": fine, "wave": wave, "sub": sub, "sigma_pix": sigma_pix, "blanket": blanket,
               "linelist": linelist}
     tasks = [(t, g, feh) for feh, _, t, g in nodes]
