@@ -129,3 +129,13 @@ def test_line_free_range_adds_no_opacity(linemake):
     kcont = np.ones((len(temp), len(wave)))
     out = lineopacity.line_opacity(wave, tau, temp, pe, pg, fh, 0.0, kcont, lineopacity.prepare_lines(linemake))
     assert out.shape == (len(temp), 100) and not out.any()
+
+
+def test_stellar_library_does_not_depend_on_worker_processes(linemake):
+    """The photospheres computed in two worker processes are bitwise those of one process."""
+    from desired.redshift.basis_galaxy import log_wave, stellar_library
+    _, wave = log_wave(3900.0, 4300.0, 5e-5)
+    one = stellar_library(wave, (0.0,), quick=True, linelist=linemake, nproc=1)[0.0]
+    two = stellar_library(wave, (0.0,), quick=True, linelist=linemake, nproc=2)[0.0]
+    for kind in ("dwarfs", "giants", "young"):
+        assert one[kind].shape[0] > 0 and np.array_equal(one[kind], two[kind]), kind
